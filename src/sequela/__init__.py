@@ -1,0 +1,1 @@
+"""sequela: backdoors, their removal by (super-)fine-tuning, and the sequela the removal leaves."""

@@ -1,0 +1,143 @@
+"""Reading and checking params.yaml before any work starts.
+
+Every stage calls `load_params` first. A bad value stops the stage with one line that names the
+key, the value and what is allowed (exit status 2, no traceback), so a typo in a sweep fails in a
+second instead of after an hour of training.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from sequela.data import NUM_CLASSES
+
+
+class ConfigError(ValueError):
+    """One bad value in params.yaml."""
+
+
+def _get(params: dict, key: str) -> Any:
+    node = params
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"params.yaml: {key} is missing")
+        node = node[part]
+    return node
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"params.yaml: {key} = {value!r} is not allowed; allowed: {allowed}")
+
+
+def _number(params: dict, key: str, low: float, high: float, low_open: bool = True, high_open: bool = True) -> None:
+    value = _get(params, key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        _fail(key, value, f"a number in {lo}{low}, {high}{hi}")
+
+
+def _positive_int(params: dict, key: str) -> None:
+    value = _get(params, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        _fail(key, value, "a positive integer")
+
+
+def _names(params: dict, key: str, known: tuple[str, ...] | list[str]) -> list[str]:
+    value = _get(params, key)
+    if not isinstance(value, list) or not value:
+        _fail(key, value, f"a non-empty list drawn from {', '.join(known)}")
+    for name in value:
+        if name not in known:
+            _fail(key, name, f"one of {', '.join(known)}")
+    return value
+
+
+def validate(params: dict) -> None:
+    """Check every key the pipeline reads. Raises ConfigError on the first bad one."""
+    from sequela.attacks import ATTACKS
+    from sequela.defenses import DEFENSES
+    from sequela.models import ARCHITECTURES
+
+    seed = _get(params, "seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        _fail("seed", seed, "a non-negative integer")
+    datasets = _names(params, "grid.datasets", tuple(NUM_CLASSES))
+    _names(params, "grid.attacks", tuple(ATTACKS))
+    _names(params, "grid.defenses", tuple(DEFENSES))
+    _number(params, "data.test_fraction", 0.0, 1.0)
+
+    for ds in datasets:
+        key = f"recipe.{ds}"
+        _get(params, key)
+        if _get(params, f"{key}.model") not in ARCHITECTURES:
+            _fail(f"{key}.model", _get(params, f"{key}.model"), f"one of {', '.join(ARCHITECTURES)}")
+        _positive_int(params, f"{key}.epochs")
+        _positive_int(params, f"{key}.batch_size")
+        _positive_int(params, f"{key}.defense_batch_size")
+        _number(params, f"{key}.lr", 0.0, float("inf"))
+        crop = _get(params, f"{key}.crop_padding")
+        if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
+            _fail(f"{key}.crop_padding", crop, "a non-negative integer")
+
+    _number(params, "attack.poison_rate", 0.0, 1.0)
+    target = _get(params, "attack.target")
+    for ds in datasets:
+        n = NUM_CLASSES[ds]
+        if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < n:
+            _fail("attack.target", target, f"an integer class label in [0, {n - 1}] for dataset {ds}")
+    _positive_int(params, "attack.badnets.size")
+    _number(params, "attack.blended.alpha", 0.0, 1.0, high_open=False)
+
+    _positive_int(params, "defense.epochs")
+    _number(params, "defense.clean_fraction", 0.0, 1.0, high_open=False)
+    _number(params, "defense.ft.lr", 0.0, float("inf"))
+    for key in ("base_lr", "max_lr1", "max_lr2"):
+        _number(params, f"defense.sft.{key}", 0.0, float("inf"))
+    _number(params, "defense.sft.phase1_fraction", 0.0, 1.0, low_open=False, high_open=False)
+    _number(params, "defense.sft.cycles_per_epoch", 0.0, float("inf"))
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; run the stage from the project root")
+    params = yaml.safe_load(path.read_text()) or {}
+    validate(params)
+    return params
+
+
+@dataclass
+class Recipe:
+    """How a dataset's models are trained (params.yaml `recipe.<dataset>`)."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    defense_batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    crop_padding: int = 0
+    flip: bool = False
+    width: int | None = None
+
+    @classmethod
+    def from_params(cls, params: dict, dataset: str) -> "Recipe":
+        return cls(**_get(params, f"recipe.{dataset}"))
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's `main`; a ConfigError becomes one line on stderr and exit status 2."""
+    try:
+        main()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,174 @@
+"""Dataset registry: every dataset becomes uint8 images (N, C, H, W), int64 labels and class names.
+
+Images stay uint8 until a batch is drawn (see `engine.TensorLoader`), so a whole 32x32 dataset sits
+in memory, or on the GPU, at one byte per pixel. Normalisation lives inside the model
+(`models.Normalize`), which keeps attacks, defenses and sequela measures in plain [0, 1] pixel space.
+
+`digits` needs no network: scikit-learn ships it. The others go through torchvision's dataset
+classes, which download where a network exists; offline, `MissingDatasetError` says which files were
+looked for where and how to supply them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sequela.io import atomic_write_json, load_tensors, save_tensors
+
+
+@dataclass
+class Split:
+    """One labelled split: uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        return Split(self.x[index], self.y[index])
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Dataset:
+    name: str
+    classes: list[str]
+    train: Split
+    test: Split
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.x.shape[1:])
+
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training images in [0, 1], for the model's Normalize."""
+        x = self.train.x.double() / 255.0
+        return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+
+
+class MissingDatasetError(RuntimeError):
+    """The dataset's files are not on disk and could not be downloaded."""
+
+
+# Number of classes per dataset, known before any file is read, so params.yaml can be checked
+# (a target label out of range) before any work starts.
+NUM_CLASSES = {
+    "digits": 10,
+    "mnist": 10,
+    "fashion-mnist": 10,
+    "cifar10": 10,
+    "cifar100": 100,
+    "gtsrb": 43,
+    "svhn": 10,
+    "stl10": 10,
+}
+DATASETS = tuple(NUM_CLASSES)
+
+
+def load(name: str, root: str | Path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """Load a registered dataset. `seed` and `test_fraction` only matter for `digits`,
+    the one dataset without an official test split."""
+    if name not in NUM_CLASSES:
+        raise ValueError(f"dataset: {name!r} is not one of {', '.join(DATASETS)}")
+    if name == "digits":
+        return load_digits(seed, test_fraction)
+    from sequela import torchvision_sets  # imported lazily: torchvision is slow to import
+
+    return torchvision_sets.load(name, Path(root))
+
+
+def load_digits(seed: int, test_fraction: float) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, values 0..16), scaled to 0..255 and
+    enlarged to 16x16 by nearest-neighbour repetition; stratified, seeded train/test split."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
+    x = torch.from_numpy(images)[:, None].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    train_idx, test_idx = train_test_split(
+        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=bunch.target
+    )
+    train_idx, test_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
+    return Dataset(
+        name="digits",
+        classes=[str(i) for i in range(10)],
+        train=Split(x[train_idx].contiguous(), y[train_idx]),
+        test=Split(x[test_idx].contiguous(), y[test_idx]),
+        source="sklearn.datasets.load_digits (UCI optical digits, 8x8 -> 16x16 nearest)",
+    )
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 images (N, C, H, W) to size x size with antialiased bilinear interpolation."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def clean_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of the defender's clean data: a seeded `fraction` of the clean training split.
+
+    Drawn in the defend stage, not in prepare, so sweeping `defense.clean_fraction` reruns only the
+    defenses and what follows them."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"defense.clean_fraction: {fraction} is not in (0, 1]")
+    n = max(1, round(fraction * n_train))
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_train, generator=g)[:n].sort().values
+
+
+# --- the prepared form on disk: data.safetensors + meta.json -------------------------------------
+
+
+def save_prepared(ds: Dataset, out_dir: Path) -> None:
+    tensors = {"train_x": ds.train.x, "train_y": ds.train.y, "test_x": ds.test.x, "test_y": ds.test.y}
+    save_tensors(tensors, out_dir / "data.safetensors")
+    mean, std = ds.channel_stats()
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(tensors[key].numpy().tobytes())
+    meta = {
+        "name": ds.name,
+        "classes": ds.classes,
+        "image_shape": list(ds.image_shape),
+        "n_train": len(ds.train),
+        "n_test": len(ds.test),
+        "mean": [round(m, 6) for m in mean],
+        "std": [round(s, 6) for s in std],
+        "source": ds.source,
+        "sha256": digest.hexdigest(),
+    }
+    atomic_write_json(meta, out_dir / "meta.json")
+
+
+def load_prepared(path: str | Path) -> tuple[Dataset, dict]:
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    t = load_tensors(path / "data.safetensors")
+    ds = Dataset(
+        name=meta["name"],
+        classes=meta["classes"],
+        train=Split(t["train_x"], t["train_y"]),
+        test=Split(t["test_x"], t["test_y"]),
+        source=meta["source"],
+    )
+    return ds, meta

@@ -1,0 +1,55 @@
+"""What every defense is given and what it gives back.
+
+A defense is a function `run(ctx) -> dict` that changes `ctx.model` in place (or replaces it) and
+returns any extra figures it wants in the summary (flagged classes, removed samples, ...). It
+calls `ctx.record(epoch, lr)` after each of its training epochs, so every defense yields the same
+per-epoch curve (epoch 0, the model before the defense, is recorded by the stage).
+
+Post-training defenses use `ctx.clean` (the defender's clean data). Training-time defenses also
+need the attacker's poisoned training set, which `ctx.poisoned_stream()` replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sequela.attacks import Attack
+from sequela.config import Recipe
+from sequela.data import Split
+from sequela.engine import Augment, BatchStream
+from sequela.records import CurveRecorder
+
+
+@dataclass
+class DefenseContext:
+    model: torch.nn.Module
+    clean: Split                    # the defender's clean data (uint8, true labels)
+    train: Split                    # the full training split, before poisoning
+    poisoned: torch.Tensor          # indices of poisoned training samples (training-time defenses only)
+    attack: Attack                  # the attack's trigger (training-time defenses replay the poisoned set)
+    target: int
+    recipe: Recipe
+    epochs: int                     # defense.epochs
+    params: dict                    # defense.<name>
+    common: dict                    # defense.* shared settings (momentum, weight_decay)
+    device: torch.device
+    generator: torch.Generator
+    recorder: CurveRecorder
+
+    def augment(self) -> Augment:
+        return Augment(self.recipe.crop_padding, self.recipe.flip)
+
+    def clean_stream(self, batch_size: int | None = None) -> BatchStream:
+        return BatchStream(self.clean.x, self.clean.y, batch_size or self.recipe.defense_batch_size,
+                           self.device, self.generator, shuffle=True, augment=self.augment())
+
+    def poisoned_stream(self, batch_size: int | None = None) -> BatchStream:
+        return BatchStream(self.train.x, self.train.y, batch_size or self.recipe.batch_size, self.device,
+                           self.generator, shuffle=True, augment=self.augment(), attack=self.attack,
+                           poisoned=self.poisoned, target=self.target)
+
+    def record(self, epoch: int, lr: float) -> None:
+        """Evaluate the current model and append a row to the defense's per-epoch curve."""
+        self.recorder.record(self.model, epoch, lr)

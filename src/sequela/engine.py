@@ -1,0 +1,184 @@
+"""The training and evaluation loop every stage shares.
+
+Datasets in this field fit in memory, so there is no per-sample DataLoader: the uint8 images sit on
+the device, a batch is one index gather, and the poison trigger, random crop and flip are batched
+tensor ops on that device. On CUDA the model runs channels_last under bf16 autocast; on a CPU the
+same code runs in float32 and, for a given seed and thread count, gives identical results.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from sequela.schedules import Schedule
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing elsewhere (CPU bf16 is slow and changes results)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+@dataclass
+class Augment:
+    """Random crop after zero padding by `crop_padding` pixels, and horizontal flip."""
+
+    crop_padding: int = 0
+    flip: bool = False
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if self.crop_padding > 0:
+            p = self.crop_padding
+            padded = F.pad(x, (p, p, p, p))
+            # One gather crops every image at its own offset: rows[i] = dy[i] + 0..h-1, same for cols.
+            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
+            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            batch = torch.arange(n, device=x.device)[:, None, None, None]
+            chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+            x = padded[batch, chans, rows, cols]
+        if self.flip:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+
+class BatchStream:
+    """Shuffled mini-batches of float images in [0, 1] from uint8 tensors held on the device.
+
+    If `attack` is given, rows whose index is in `poisoned` are passed through the attack's
+    `poison_batch` (trigger + target label) before augmentation, exactly as if the attacker had
+    shipped a poisoned dataset."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
+                 generator: torch.Generator, shuffle: bool = True, augment: Augment | None = None,
+                 attack=None, poisoned: torch.Tensor | None = None, target: int = 0):
+        self.x, self.y = x.to(device), y.to(device)
+        self.batch_size, self.device, self.generator = batch_size, device, generator
+        self.shuffle, self.augment = shuffle, augment
+        self.attack, self.target = attack, target
+        self.poisoned = None
+        if attack is not None:
+            flags = torch.zeros(len(y), dtype=torch.bool)
+            flags[poisoned.cpu()] = True
+            self.poisoned = flags.to(device)
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.y)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            xb = self.x[idx].float().div_(255.0)
+            yb = self.y[idx]
+            if self.attack is not None:
+                xb, yb = self.attack.poison_batch(xb, yb, self.poisoned[idx], self.target, self.generator)
+            if self.augment is not None:
+                xb = self.augment(xb, self.generator)
+            if self.device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield xb, yb
+
+
+def sgd(model: torch.nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+def fit(model: torch.nn.Module, stream: BatchStream, optimizer: torch.optim.Optimizer, schedule: Schedule,
+        epochs: int, on_epoch: Callable[[int, float], None] | None = None, loss_fn: LossFn = cross_entropy_loss,
+        desc: str = "train") -> float:
+    """Train for `epochs` passes over `stream`, setting the learning rate from `schedule` before
+    every step. `on_epoch(epoch, mean_lr)` runs after each epoch (epochs count from 1).
+    Returns the wall seconds spent, evaluation callbacks included."""
+    device = stream.device
+    start, step = time.perf_counter(), 0
+    # One bar for the whole run; tqdm hides it when stderr is not a terminal (dvc repro logs).
+    bar = tqdm(total=epochs * len(stream), desc=desc, mininterval=1.0, disable=None, leave=False)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        lrs = []
+        for xb, yb in stream:
+            lr = schedule(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device):
+                loss = loss_fn(model, xb, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lrs.append(lr)
+            step += 1
+            bar.update()
+        if on_epoch is not None:
+            on_epoch(epoch, sum(lrs) / len(lrs))
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
+            transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Predicted labels for uint8 images `x`, optionally transformed (e.g. triggered) per batch."""
+    return predict_logits(model, x, batch_size, transform).argmax(1)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
+                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(device).float().div_(255.0)
+        if transform is not None:
+            xb = transform(xb)
+        if device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            out.append(model(xb).float())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, device=device)

@@ -1,0 +1,128 @@
+"""Model registry: a small CNN for digit-sized data and ResNet-18 with the CIFAR stem.
+
+Every model is a `Classifier` with the same named parts, so defenses find the layers they need
+here instead of in per-architecture copies of their code:
+  normalize -> stem -> stages[0..k-1] -> channel_mask -> pool -> fc
+- `stages` are the blocks whose outputs attention distillation (NAD) compares;
+- the last stage's output is the "last conv layer" whose channels fine-pruning (FP) masks, through
+  the `channel_mask` buffer (1 = keep, 0 = pruned), which is saved with the weights;
+- `features(x)` is the pooled penultimate representation (AC, Spectral, membership shadow models).
+Inputs are images in [0, 1]; the model normalises them itself with the training set's statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sequela.io import atomic_write_json, load_tensors, save_tensors
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: list[float], std: list[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    def __init__(self, normalize: Normalize, stem: nn.Module, stages: list[nn.Module], width: int, num_classes: int):
+        super().__init__()
+        self.normalize = normalize
+        self.stem = stem
+        self.stages = nn.ModuleList(stages)
+        self.register_buffer("channel_mask", torch.ones(width))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of every stage (the last one already channel-masked)."""
+        h = self.stem(self.normalize(x))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            h = stage(h)
+            if i == len(self.stages) - 1:
+                h = h * self.channel_mask.view(1, -1, 1, 1).to(h.dtype)
+            outs.append(h)
+        return outs
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stage_outputs(x)[-1]).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
+def small_cnn(in_channels: int, num_classes: int, mean, std, width: int = 32) -> Classifier:
+    """Three conv layers (width, 2*width, 4*width), two max-pools. Trains in seconds on digits."""
+    stem = conv_bn_relu(in_channels, width)
+    stages = [
+        nn.Sequential(conv_bn_relu(width, 2 * width), nn.MaxPool2d(2)),
+        nn.Sequential(conv_bn_relu(2 * width, 4 * width), nn.MaxPool2d(2)),
+    ]
+    return Classifier(Normalize(mean, std), stem, stages, 4 * width, num_classes)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+def resnet18(in_channels: int, num_classes: int, mean, std, width: int = 64) -> Classifier:
+    """ResNet-18 with the CIFAR stem: a 3x3 stride-1 convolution and no max-pool."""
+    stem = conv_bn_relu(in_channels, width)
+    stages, c_in = [], width
+    for i, stride in enumerate([1, 2, 2, 2]):
+        c_out = width * 2**i
+        stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))
+        c_in = c_out
+    return Classifier(Normalize(mean, std), stem, stages, c_in, num_classes)
+
+
+ARCHITECTURES = {"small_cnn": small_cnn, "resnet18": resnet18}
+
+
+def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int | None = None) -> Classifier:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"model: {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+    kwargs = {} if width is None else {"width": width}
+    return ARCHITECTURES[arch](in_channels, num_classes, mean, std, **kwargs)
+
+
+def save(model: Classifier, spec: dict, out_dir: str | Path) -> None:
+    """Weights as model.safetensors, the arguments that rebuild the architecture as model.json."""
+    out_dir = Path(out_dir)
+    save_tensors(model.state_dict(), out_dir / "model.safetensors")
+    atomic_write_json(spec, out_dir / "model.json")
+
+
+def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    model_dir = Path(model_dir)
+    spec = json.loads((model_dir / "model.json").read_text())
+    model = build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"))
+    model.load_state_dict(load_tensors(model_dir / "model.safetensors"))
+    return model.to(device), spec

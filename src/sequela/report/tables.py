@@ -1,0 +1,32 @@
+"""The paper's standalone table: rows dataset x attack; CA and ASR for each defense."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sequela.io import atomic_write_text
+
+
+def before_after(df: pd.DataFrame, defenses: list[str], figures: tuple[str, ...] = ("ca", "asr")) -> pd.DataFrame:
+    """Wide table: index (dataset, attack); columns (defense, figure), defenses in the given order."""
+    wide = df.pivot_table(index=["dataset", "attack"], columns="defense", values=list(figures), sort=False)
+    wide = wide.swaplevel(0, 1, axis=1)
+    columns = [(d, f) for d in defenses for f in figures if (d, f) in wide.columns]
+    return wide[columns]
+
+
+def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    out.columns = [f"{d} {f.upper()}" for d, f in table.columns]
+    return out.reset_index()
+
+
+def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
+    """Markdown, CSV and LaTeX versions of one table, numbers with three decimals."""
+    flat = flat_columns(table)
+    atomic_write_text(flat.to_csv(index=False, float_format="%.3f"), stem.with_suffix(".csv"))
+    atomic_write_text(flat.to_markdown(index=False, floatfmt=".3f") + "\n", stem.with_suffix(".md"))
+    latex = flat.to_latex(index=False, float_format="%.3f", caption=caption, label=f"tab:{stem.name}")
+    atomic_write_text(latex, stem.with_suffix(".tex"))

@@ -1,0 +1,33 @@
+"""poison@<dataset>-<attack>: trigger tensors + poisoned indices -> data/poison/<dataset>-<attack>/.
+
+Only the trigger and the indices are stored; the poisoned images are made on the fly per batch."""
+
+import argparse
+
+import torch
+
+import layout
+from sequela import data
+from sequela.attacks import ATTACKS, choose_poison_indices, save_artefact
+from sequela.config import load_params, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--attack", required=True)
+    args = parser.parse_args()
+    params = load_params()
+    ds, _ = data.load_prepared(layout.prepared(args.dataset))
+    target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
+    generator = torch.Generator().manual_seed(params["seed"])
+    indices = choose_poison_indices(ds.train.y, target, rate, generator)
+    attack = ATTACKS[args.attack].create(params["attack"][args.attack], ds.train.x, ds.train.y, target, generator)
+    meta = {"dataset": args.dataset, "target": target, "poison_rate": rate, "n_poison": len(indices),
+            "n_train": len(ds.train)}
+    save_artefact(attack, indices, meta, layout.poison(args.dataset, args.attack))
+    print(f"poison {args.dataset}-{args.attack}: {len(indices)} of {len(ds.train)} training images, target {target}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,22 @@
+"""prepare@<dataset>: raw data -> data/prepared/<dataset>/{data.safetensors, meta.json}."""
+
+import argparse
+
+import layout
+from sequela import data
+from sequela.config import load_params, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", required=True)
+    args = parser.parse_args()
+    params = load_params()
+    ds = data.load(args.dataset, params["data"]["root"], seed=params["seed"],
+                   test_fraction=params["data"]["test_fraction"])
+    data.save_prepared(ds, layout.prepared(args.dataset))
+    print(f"prepared {ds.name}: {len(ds.train)} train, {len(ds.test)} test, images {ds.image_shape}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny synthetic data and a planted backdoor, all on the CPU."""
+
+from __future__ import annotations
+
+import torch
+import pytest
+
+from sequela import models
+from sequela.attacks import ATTACKS, choose_poison_indices
+from sequela.data import Split
+from sequela.engine import Augment, BatchStream, fit, seed_everything, sgd
+from sequela.schedules import cosine
+
+
+def make_blobs(n: int, num_classes: int = 4, size: int = 12, seed: int = 0) -> Split:
+    """Easy images: class c lights up the c-th horizontal band, plus noise. uint8 (N, 1, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % num_classes
+    x = torch.rand(n, 1, size, size, generator=g) * 60
+    band = size // num_classes
+    for c in range(num_classes):
+        x[y == c, :, c * band:(c + 1) * band, : size - 4] += 150
+    return Split(x.clamp(0, 255).to(torch.uint8), y.to(torch.int64))
+
+
+@pytest.fixture(scope="session")
+def planted():
+    """A small CNN with a planted BadNets backdoor (target 0) on blob data, trained once per session."""
+    seed_everything(0)
+    train, test = make_blobs(800, seed=0), make_blobs(200, seed=1)
+    g = torch.Generator().manual_seed(0)
+    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
+    poisoned = choose_poison_indices(train.y, 0, 0.1, g)
+    model = models.build("small_cnn", 1, 4, [0.2], [0.25], width=8)
+    stream = BatchStream(train.x, train.y, 32, torch.device("cpu"), g, augment=Augment(1, False),
+                         attack=attack, poisoned=poisoned, target=0)
+    fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
+    return {"model": model, "train": train, "test": test, "attack": attack, "poisoned": poisoned, "target": 0}

@@ -1,0 +1,38 @@
+import torch
+
+from sequela.attacks import ATTACKS
+from sequela.engine import Augment, BatchStream
+
+
+def test_random_crop_shifts_each_image_within_its_padding():
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0  # one bright pixel in the centre
+    out = Augment(crop_padding=2)(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    pos = torch.nonzero(out[:, 0] == 1.0)[:, 1:]
+    assert len(pos) == 64  # the pixel never leaves the frame when the shift is within the padding
+    shift = pos - 4
+    assert shift.abs().max() <= 2 and len({tuple(s) for s in shift.tolist()}) > 5  # varied offsets
+
+
+def test_flip_is_horizontal_and_random():
+    x = torch.arange(8.0).view(1, 1, 1, 8).repeat(100, 1, 1, 1)
+    out = Augment(flip=True)(x, torch.Generator().manual_seed(0))
+    flipped = (out == x.flip(3)).all(dim=(1, 2, 3))
+    same = (out == x).all(dim=(1, 2, 3))
+    assert bool((flipped | same).all()) and 20 < int(flipped.sum()) < 80
+
+
+def test_stream_poisons_exactly_the_flagged_samples_once_per_epoch():
+    n = 50
+    x = torch.full((n, 1, 6, 6), 100, dtype=torch.uint8)
+    y = torch.arange(n) % 5 + 1
+    attack = ATTACKS["badnets"].create({"size": 2}, x, y, 0, torch.Generator())
+    poisoned = torch.tensor([3, 7, 11])
+    stream = BatchStream(x, y, 16, torch.device("cpu"), torch.Generator().manual_seed(0),
+                         attack=attack, poisoned=poisoned, target=0)
+    xs, ys = zip(*stream)
+    xs, ys = torch.cat(xs), torch.cat(ys)
+    assert len(ys) == n and int((ys == 0).sum()) == 3
+    stamped = (xs[:, 0, -1, -1] == 1.0)
+    assert torch.equal(stamped, ys == 0)

@@ -1,0 +1,22 @@
+import torch
+
+from sequela import models
+
+
+def test_models_round_trip_through_safetensors(tmp_path):
+    for arch, shape in [("small_cnn", (2, 1, 16, 16)), ("resnet18", (2, 3, 32, 32))]:
+        spec = {"arch": arch, "in_channels": shape[1], "num_classes": 7, "mean": [0.5] * shape[1],
+                "std": [0.25] * shape[1], "width": 8}
+        model = models.build(**spec).eval()
+        model.channel_mask[0] = 0.0
+        models.save(model, spec, tmp_path / arch)
+        loaded, _ = models.load(tmp_path / arch)
+        x = torch.rand(*shape)
+        assert torch.equal(loaded.eval()(x), model(x))
+        assert len(loaded.stage_outputs(x)) == len(model.stages)
+
+
+def test_channel_mask_silences_pruned_channels():
+    model = models.build("small_cnn", 1, 3, [0.0], [1.0], width=4).eval()
+    model.channel_mask[:] = 0.0
+    assert torch.count_nonzero(model.features(torch.rand(3, 1, 8, 8))) == 0
