@@ -31,3 +31,15 @@ def defense_curve(dataset: str, attack: str, defense: str) -> Path:
 
 def train_curve(dataset: str, attack: str) -> Path:
     return Path("metrics/curves/train") / f"{dataset}-{attack}.tsv"
+
+
+def clean_model(dataset: str) -> Path:
+    return Path("data/models") / f"{dataset}-clean"
+
+
+def clean_metrics(dataset: str) -> Path:
+    return Path("metrics/cells") / f"{dataset}-clean.json"
+
+
+def clean_curve(dataset: str) -> Path:
+    return Path("metrics/curves/train") / f"{dataset}-clean.tsv"

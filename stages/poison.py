@@ -7,7 +7,7 @@ import argparse
 import torch
 
 import layout
-from sequela import data
+from sequela import data, models
 from sequela.attacks import ATTACKS, choose_poison_indices, save_artefact
 from sequela.config import load_params, run_stage
 
@@ -22,7 +22,10 @@ def main() -> None:
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
     generator = torch.Generator().manual_seed(params["seed"])
     indices = choose_poison_indices(ds.train.y, target, rate, generator)
-    attack = ATTACKS[args.attack].create(params["attack"][args.attack], ds.train.x, ds.train.y, target, generator)
+    cls = ATTACKS[args.attack]
+    # Attacks built against a trained model (LF) get the clean reference model of this dataset.
+    context = {"clean_model": models.load(layout.clean_model(args.dataset))[0]} if cls.needs_clean_model else {}
+    attack = cls.create(params["attack"][args.attack], ds.train.x, ds.train.y, target, generator, **context)
     meta = {"dataset": args.dataset, "target": target, "poison_rate": rate, "n_poison": len(indices),
             "n_train": len(ds.train)}
     save_artefact(attack, indices, meta, layout.poison(args.dataset, args.attack))

@@ -12,10 +12,12 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     args = parser.parse_args()
     params = load_params()
-    ds = data.load(args.dataset, params["data"]["root"], seed=params["seed"],
-                   test_fraction=params["data"]["test_fraction"])
+    settings = params["data"]
+    ds = data.load(args.dataset, settings["root"], seed=params["seed"], test_fraction=settings["test_fraction"])
+    ds = data.reserve_sequela_splits(ds, settings["shadow_fraction"], settings["holdout_fraction"], params["seed"])
     data.save_prepared(ds, layout.prepared(args.dataset))
-    print(f"prepared {ds.name}: {len(ds.train)} train, {len(ds.test)} test, images {ds.image_shape}")
+    print(f"prepared {ds.name}: {len(ds.train)} train, {len(ds.test)} test, {len(ds.shadow)} shadow, "
+          f"{len(ds.holdout)} membership holdout; images {ds.image_shape}")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ def main() -> None:
     params = load_params()
     grid = params["grid"]
     defenses = ["none", *grid["defenses"]]
-    cells = summary.read_cells([layout.cell_metrics(d, a, f) for d in grid["datasets"]
-                                for a in grid["attacks"] for f in defenses])
+    # The clean reference model is the row attack "clean", defense "none": no attack, no defense.
+    cells = summary.read_cells([layout.clean_metrics(d) for d in grid["datasets"]]
+                               + [layout.cell_metrics(d, a, f) for d in grid["datasets"]
+                                  for a in grid["attacks"] for f in defenses])
     atomic_write_json(summary.nest(cells), "metrics/summary.json")
 
     df = summary.frame(cells)

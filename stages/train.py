@@ -5,16 +5,14 @@ metrics/cells/, and the training curve under metrics/curves/train/."""
 
 import argparse
 
-import torch
-
 import layout
 from sequela import data, models
 from sequela.attacks import load_artefact
 from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import Augment, BatchStream, fit, pick_device, prepare_model, seed_everything, sgd
+from sequela.engine import pick_device, seed_everything
 from sequela.metrics import evaluate
-from sequela.records import CurveRecorder, write_cell, write_curve
-from sequela.schedules import cosine
+from sequela.records import write_cell, write_curve
+from sequela.training import model_spec, train_classifier
 
 
 def main() -> None:
@@ -30,30 +28,21 @@ def main() -> None:
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
     attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack), device)
     target = poison_meta["target"]
-    spec = {"arch": recipe.model, "in_channels": ds.image_shape[0], "num_classes": ds.num_classes,
-            "mean": meta["mean"], "std": meta["std"], "width": recipe.width}
-    model = prepare_model(models.build(**spec), device)
-
-    generator = torch.Generator().manual_seed(params["seed"])
-    stream = BatchStream(ds.train.x, ds.train.y, recipe.batch_size, device, generator,
-                         augment=Augment(recipe.crop_padding, recipe.flip),
-                         attack=attack, poisoned=poisoned, target=target)
-    optimizer = sgd(model, recipe.lr, recipe.momentum, recipe.weight_decay)
-    schedule = cosine(recipe.lr, recipe.epochs * len(stream))
     test = ds.test.to(device)
-    recorder = CurveRecorder(lambda m: evaluate(m, test, attack, target))
-    seconds = fit(model, stream, optimizer, schedule, recipe.epochs,
-                  on_epoch=lambda epoch, lr: recorder.record(model, epoch, lr), desc=f"train {args.dataset}-{args.attack}")
+    spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
+    run = train_classifier(ds.train, spec, recipe, device, params["seed"],
+                           evaluate=lambda m: evaluate(m, test, attack, target),
+                           attack=attack, poisoned=poisoned, target=target, desc=f"train {args.dataset}-{args.attack}")
 
-    final = recorder.rows[-1]
-    models.save(model, spec, layout.model(args.dataset, args.attack))
-    write_curve(recorder.rows, layout.train_curve(args.dataset, args.attack))
+    final = run.curve[-1]
+    models.save(run.model, spec, layout.model(args.dataset, args.attack))
+    write_curve(run.curve, layout.train_curve(args.dataset, args.attack))
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "defense": "none",
-                "ca": final["ca"], "asr": final["asr"], "ra": final["ra"],
-                "seconds": seconds - recorder.eval_seconds, "epochs": recipe.epochs, "device": device.type},
+                "ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": run.seconds,
+                "epochs": recipe.epochs, "device": device.type},
                layout.cell_metrics(args.dataset, args.attack, "none"))
     print(f"train {args.dataset}-{args.attack}: CA {final['ca']:.3f} ASR {final['asr']:.3f} RA {final['ra']:.3f} "
-          f"in {seconds - recorder.eval_seconds:.1f} s")
+          f"in {run.seconds:.1f} s")
 
 
 if __name__ == "__main__":

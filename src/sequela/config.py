@@ -73,6 +73,8 @@ def validate(params: dict) -> None:
     _names(params, "grid.attacks", tuple(ATTACKS))
     _names(params, "grid.defenses", tuple(DEFENSES))
     _number(params, "data.test_fraction", 0.0, 1.0)
+    _number(params, "data.shadow_fraction", 0.0, 1.0, low_open=False)
+    _number(params, "data.holdout_fraction", 0.0, 1.0, low_open=False)
 
     for ds in datasets:
         key = f"recipe.{ds}"

@@ -42,11 +42,18 @@ class Split:
 
 @dataclass
 class Dataset:
+    """`train` and `test` are the splits the attacker trains on and every CA / ASR is measured on.
+    `shadow` (carved from the official training split) belongs to the membership-inference
+    attacker's shadow model; `holdout` (carved from the official test split) is the target's
+    non-member set for membership inference and is used for nothing else."""
+
     name: str
     classes: list[str]
     train: Split
     test: Split
     source: str
+    shadow: Split | None = None
+    holdout: Split | None = None
 
     @property
     def num_classes(self) -> int:
@@ -124,6 +131,24 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
+def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split off a stratified, seeded `fraction` of `split`: returns (rest, carved)."""
+    if fraction <= 0.0:
+        return split, Split(split.x[:0], split.y[:0])
+    from sklearn.model_selection import train_test_split
+
+    keep, take = train_test_split(np.arange(len(split)), test_size=fraction, random_state=seed,
+                                  stratify=split.y.numpy())
+    return split.subset(torch.from_numpy(np.sort(keep))), split.subset(torch.from_numpy(np.sort(take)))
+
+
+def reserve_sequela_splits(ds: Dataset, shadow_fraction: float, holdout_fraction: float, seed: int) -> Dataset:
+    """Carve the shadow split out of train and the membership holdout out of test."""
+    train, shadow = carve(ds.train, shadow_fraction, seed)
+    test, holdout = carve(ds.test, holdout_fraction, seed + 1)
+    return Dataset(ds.name, ds.classes, train, test, ds.source, shadow, holdout)
+
+
 def clean_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
     """Indices of the defender's clean data: a seeded `fraction` of the clean training split.
 
@@ -139,8 +164,15 @@ def clean_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
 # --- the prepared form on disk: data.safetensors + meta.json -------------------------------------
 
 
+SPLITS = ("train", "test", "shadow", "holdout")
+
+
 def save_prepared(ds: Dataset, out_dir: Path) -> None:
-    tensors = {"train_x": ds.train.x, "train_y": ds.train.y, "test_x": ds.test.x, "test_y": ds.test.y}
+    tensors = {}
+    for name in SPLITS:
+        split = getattr(ds, name)
+        if split is not None:
+            tensors[f"{name}_x"], tensors[f"{name}_y"] = split.x, split.y
     save_tensors(tensors, out_dir / "data.safetensors")
     mean, std = ds.channel_stats()
     digest = hashlib.sha256()
@@ -150,8 +182,7 @@ def save_prepared(ds: Dataset, out_dir: Path) -> None:
         "name": ds.name,
         "classes": ds.classes,
         "image_shape": list(ds.image_shape),
-        "n_train": len(ds.train),
-        "n_test": len(ds.test),
+        "sizes": {name: len(getattr(ds, name)) for name in SPLITS if getattr(ds, name) is not None},
         "mean": [round(m, 6) for m in mean],
         "std": [round(s, 6) for s in std],
         "source": ds.source,
@@ -164,11 +195,5 @@ def load_prepared(path: str | Path) -> tuple[Dataset, dict]:
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     t = load_tensors(path / "data.safetensors")
-    ds = Dataset(
-        name=meta["name"],
-        classes=meta["classes"],
-        train=Split(t["train_x"], t["train_y"]),
-        test=Split(t["test_x"], t["test_y"]),
-        source=meta["source"],
-    )
-    return ds, meta
+    splits = {name: Split(t[f"{name}_x"], t[f"{name}_y"]) for name in SPLITS if f"{name}_x" in t}
+    return Dataset(name=meta["name"], classes=meta["classes"], source=meta["source"], **splits), meta

@@ -39,11 +39,12 @@ class CurveRecorder:
 
 
 def write_curve(rows: list[dict], path: str | Path) -> None:
-    lines = ["\t".join(CURVE_COLUMNS)]
+    """TSV with the columns of CURVE_COLUMNS that the rows have (a clean model has no ASR)."""
+    columns = [c for c in CURVE_COLUMNS if c in rows[0]]
+    formats = {"epoch": "{}", "lr": "{:.6g}"}
+    lines = ["\t".join(columns)]
     for row in rows:
-        lines.append("\t".join([
-            str(row["epoch"]), f"{row['ca']:.3f}", f"{row['asr']:.3f}", f"{row['ra']:.3f}", f"{row['lr']:.6g}",
-        ]))
+        lines.append("\t".join(formats.get(c, "{:.3f}").format(row[c]) for c in columns))
     atomic_write_text("\n".join(lines) + "\n", path)
 
 

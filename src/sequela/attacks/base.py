@@ -23,6 +23,7 @@ class Attack:
     noise samples, InputAware's cross-trigger samples) override `poison_batch`."""
 
     name: ClassVar[str]
+    needs_clean_model: ClassVar[bool] = False  # create() gets context["clean_model"] when True
 
     def __init__(self, tensors: dict[str, torch.Tensor], params: dict):
         self.tensors = dict(tensors)

@@ -27,6 +27,8 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
     """Markdown, CSV and LaTeX versions of one table, numbers with three decimals."""
     flat = flat_columns(table)
     atomic_write_text(flat.to_csv(index=False, float_format="%.3f"), stem.with_suffix(".csv"))
-    atomic_write_text(flat.to_markdown(index=False, floatfmt=".3f") + "\n", stem.with_suffix(".md"))
-    latex = flat.to_latex(index=False, float_format="%.3f", caption=caption, label=f"tab:{stem.name}")
+    # Cells a model has no figure for (the clean reference's ASR) print as a dash, not "nan".
+    text = flat.map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
+    atomic_write_text(text.to_markdown(index=False, disable_numparse=True) + "\n", stem.with_suffix(".md"))
+    latex = text.to_latex(index=False, caption=caption, label=f"tab:{stem.name}")
     atomic_write_text(latex, stem.with_suffix(".tex"))

@@ -1,0 +1,50 @@
+"""Training a classifier from scratch with a dataset's recipe, poisoned or not.
+
+The backdoored model (train stage), the clean reference model (clean stage), the membership
+attacker's shadow model and the training-time defenses' retraining all come through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from sequela import models
+from sequela.config import Recipe
+from sequela.data import Split
+from sequela.engine import Augment, BatchStream, fit, prepare_model, sgd
+from sequela.records import CurveRecorder
+from sequela.schedules import cosine
+
+
+@dataclass
+class Trained:
+    model: models.Classifier
+    spec: dict
+    curve: list[dict]
+    seconds: float   # training wall time, per-epoch evaluation left out
+
+
+def model_spec(recipe: Recipe, image_shape, num_classes: int, mean, std) -> dict:
+    return {"arch": recipe.model, "in_channels": image_shape[0], "num_classes": num_classes,
+            "mean": list(mean), "std": list(std), "width": recipe.width}
+
+
+def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int,
+                     evaluate: Callable[[torch.nn.Module], dict[str, float]], attack=None,
+                     poisoned: torch.Tensor | None = None, target: int = 0, desc: str = "train") -> Trained:
+    """SGD with momentum and a cosine schedule, the recipe's augmentation; if `attack` is given,
+    the samples at `poisoned` carry its trigger and the target label."""
+    torch.manual_seed(seed)  # weight initialisation
+    model = prepare_model(models.build(**spec), device)
+    generator = torch.Generator().manual_seed(seed)
+    stream = BatchStream(train.x, train.y, recipe.batch_size, device, generator,
+                         augment=Augment(recipe.crop_padding, recipe.flip),
+                         attack=attack, poisoned=poisoned, target=target)
+    optimizer = sgd(model, recipe.lr, recipe.momentum, recipe.weight_decay)
+    recorder = CurveRecorder(evaluate)
+    seconds = fit(model, stream, optimizer, cosine(recipe.lr, recipe.epochs * len(stream)), recipe.epochs,
+                  on_epoch=lambda epoch, lr: recorder.record(model, epoch, lr), desc=desc)
+    return Trained(model, spec, recorder.rows, seconds - recorder.eval_seconds)
