@@ -1,0 +1,60 @@
+"""Bad values in params.yaml stop a stage before any work, with one line naming key, value, allowed."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sequela.config import ConfigError, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_value(key: str, value):
+    params = copy.deepcopy(PARAMS)
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return params
+
+
+def test_shipped_params_are_valid():
+    validate(PARAMS)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("grid.datasets", ["imagenet"], "digits"),
+    ("grid.attacks", ["badnet"], "badnets"),
+    ("grid.defenses", ["finetune"], "sft"),
+    ("attack.poison_rate", 1.5, "(0.0, 1.0)"),
+    ("attack.poison_rate", 0, "(0.0, 1.0)"),
+    ("attack.target", 10, "[0, 9]"),
+    ("attack.target", -1, "[0, 9]"),
+    ("defense.epochs", 0, "positive integer"),
+    ("defense.epochs", 2.5, "positive integer"),
+    ("recipe.digits.epochs", -3, "positive integer"),
+    ("defense.clean_fraction", 1.2, "(0.0, 1.0]"),
+    ("recipe.digits.model", "vgg", "small_cnn"),
+])
+def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        validate(with_value(key, value))
+    message = str(err.value)
+    assert key in message and repr(value if not isinstance(value, list) else value[0]) in message
+    assert allowed in message and "\n" not in message
+
+
+def test_stage_exits_with_one_line_and_no_traceback(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("attack.poison_rate", 1.5)))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py"), "--dataset", "digits"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "attack.poison_rate" in result.stderr and "1.5" in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was written

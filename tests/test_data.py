@@ -1,0 +1,46 @@
+import torch
+
+from sequela import data
+
+
+def test_digits_are_16x16_uint8_with_a_stratified_seeded_split():
+    ds = data.load("digits", "unused", seed=0, test_fraction=0.25)
+    assert ds.train.x.dtype == torch.uint8 and ds.train.x.shape[1:] == (1, 16, 16)
+    assert len(ds.train) + len(ds.test) == 1797 and ds.num_classes == 10
+    assert int(ds.train.x.max()) == 255 and int(ds.train.x.min()) == 0
+    # nearest-neighbour enlargement: every 2x2 block holds one value
+    x = ds.train.x[:, 0]
+    assert torch.equal(x[:, ::2, ::2], x[:, 1::2, 1::2])
+    share = torch.bincount(ds.test.y, minlength=10) / torch.bincount(torch.cat([ds.train.y, ds.test.y]))
+    assert (share - 0.25).abs().max() < 0.02  # stratified
+    again = data.load("digits", "unused", seed=0, test_fraction=0.25)
+    assert torch.equal(again.test.x, ds.test.x)
+    other = data.load("digits", "unused", seed=1, test_fraction=0.25)
+    assert not torch.equal(other.test.y, ds.test.y)
+
+
+def test_sequela_splits_are_disjoint_carvings(tmp_path):
+    ds = data.load("digits", "unused", seed=0, test_fraction=0.25)
+    out = data.reserve_sequela_splits(ds, shadow_fraction=0.2, holdout_fraction=0.2, seed=0)
+    assert len(out.train) + len(out.shadow) == len(ds.train)
+    assert len(out.test) + len(out.holdout) == len(ds.test)
+    flat = lambda s: {bytes(row) for row in s.x.flatten(1).numpy()}  # noqa: E731
+    assert not flat(out.train) & flat(out.shadow) - flat(out.test)  # no image in both
+    data.save_prepared(out, tmp_path)
+    back, meta = data.load_prepared(tmp_path)
+    assert torch.equal(back.holdout.x, out.holdout.x) and meta["sizes"]["shadow"] == len(out.shadow)
+    assert len(meta["mean"]) == 1 and 0 < meta["std"][0] < 1
+
+
+def test_clean_subset_draws_the_requested_share_without_repeats():
+    idx = data.clean_subset(1000, 0.05, seed=3)
+    assert len(idx) == 50 and len(set(idx.tolist())) == 50 and int(idx.max()) < 1000
+    assert torch.equal(idx, data.clean_subset(1000, 0.05, seed=3))
+    assert len(data.clean_subset(1000, 1.0, seed=3)) == 1000
+
+
+def test_unknown_dataset_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="dataset: 'imagenet'"):
+        data.load("imagenet", "unused")
