@@ -32,8 +32,7 @@ def main() -> None:
                            desc=f"clean {args.dataset}")
     models.save(run.model, spec, layout.clean_model(args.dataset))
     write_curve(run.curve, layout.clean_curve(args.dataset))
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": "clean", "defense": "none",
-                "ca": run.curve[-1]["ca"], "seconds": run.seconds,
+    write_cell({"dataset": args.dataset, "ca": run.curve[-1]["ca"], "seconds": run.seconds,
                 "epochs": recipe.epochs, "device": device.type}, layout.clean_metrics(args.dataset))
     print(f"clean {args.dataset}: CA {run.curve[-1]['ca']:.3f} in {run.seconds:.1f} s")
 

@@ -42,6 +42,7 @@ def main() -> None:
         recipe=recipe, epochs=settings["epochs"], params=settings.get(args.defense) or {},
         common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
         device=device, generator=torch.Generator().manual_seed(params["seed"]), recorder=recorder,
+        spec=spec, poison_rate=poison_meta["poison_rate"], seed=params["seed"],
     )
     ctx.record(0, 0.0)
 

@@ -43,3 +43,18 @@ def clean_metrics(dataset: str) -> Path:
 
 def clean_curve(dataset: str) -> Path:
     return Path("metrics/curves/train") / f"{dataset}-clean.tsv"
+
+
+def shadow_model(dataset: str) -> Path:
+    """The membership attacker's shadow model (model files + members.safetensors)."""
+    return Path("data/models") / f"{dataset}-shadow"
+
+
+def shadow_metrics(dataset: str) -> Path:
+    return Path("metrics/cells") / f"{dataset}-shadow.json"
+
+
+def sequela_metrics(dataset: str, attack: str, defense: str) -> Path:
+    """Sequela figures of one model; defense "none" is the backdoored model, "clean" the clean
+    reference model measured with this attack's trigger."""
+    return Path("metrics/cells") / f"{cell_name(dataset, attack, defense)}-sequela.json"

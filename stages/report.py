@@ -1,6 +1,5 @@
 """report: metrics/summary.json, reports/tables/*, reports/figures/* from the grid's cells."""
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,26 +10,44 @@ from sequela import data
 from sequela.attacks import load_artefact
 from sequela.config import load_params, run_stage
 from sequela.io import atomic_write_json
-from sequela.report import figures, summary, tables
+from sequela.report import baselines, figures, sequela, summary, tables
 from sequela.schedules import sft_from_params
 
 TABLES, FIGURES = Path("reports/tables"), Path("reports/figures")
 PREVIEW_IMAGES = 6
 
 
+def gather(grid: dict) -> list[dict]:
+    """Every model of the grid: the clean reference, the backdoored one ("none"), each defense."""
+    cells = []
+    for d in grid["datasets"]:
+        clean = summary.read_cell(layout.clean_metrics(d))
+        for a in grid["attacks"]:
+            reference = {"paradigm": layout.PARADIGM, "dataset": d, "attack": a, "defense": "clean",
+                         "ca": clean["ca"], "seconds": clean["seconds"]}
+            cells.append(summary.merge(reference, summary.read_cell(layout.sequela_metrics(d, a, "clean"))))
+            for f in ["none", *grid["defenses"]]:
+                cells.append(summary.merge(summary.read_cell(layout.cell_metrics(d, a, f)),
+                                           summary.read_cell(layout.sequela_metrics(d, a, f))))
+    return cells
+
+
 def main() -> None:
     params = load_params()
     grid = params["grid"]
-    defenses = ["none", *grid["defenses"]]
-    # The clean reference model is the row attack "clean", defense "none": no attack, no defense.
-    cells = summary.read_cells([layout.clean_metrics(d) for d in grid["datasets"]]
-                               + [layout.cell_metrics(d, a, f) for d in grid["datasets"]
-                                  for a in grid["attacks"] for f in defenses])
+    cells = gather(grid)
     atomic_write_json(summary.nest(cells), "metrics/summary.json")
-
     df = summary.frame(cells)
-    tables.write_table(tables.before_after(df, defenses), TABLES / "standalone",
-                       "Standalone paradigm: CA and ASR before (none) and after each defense.")
+
+    paper = ["clean", "none", *[f for f in ("ft", "sft") if f in grid["defenses"]]]
+    tables.write_table(tables.before_after(df, paper), TABLES / "standalone",
+                       "Standalone paradigm: CA and ASR of the clean reference, the backdoored model (none) "
+                       "and after FT and SFT.")
+    tables.write_table(baselines.baselines_table(df[df["defense"] != "clean"]), TABLES / "baselines",
+                       "SFT against the baselines: CA, ASR and seconds per defense.")
+    sequela_rows = sequela.sequela_table(df, ["clean", "none", *grid["defenses"]])
+    tables.write_long_table(sequela_rows, TABLES / "sequela",
+                            "Backdoor sequela: each measure, and its change after the defense (Δ = after - none).")
 
     for dataset in grid["datasets"]:
         curves = pd.concat([
@@ -39,6 +56,15 @@ def main() -> None:
         ])
         figures.defense_curves(curves, FIGURES / f"curves-{dataset}.png",
                                f"{dataset}: ASR and CA during each defense (epoch 0 = backdoored)")
+        mine = df[df["dataset"] == dataset]
+        baselines.ca_vs_asr_figure(mine[mine["defense"] != "clean"], FIGURES / f"ca-vs-asr-{dataset}.png")
+        sequela.sequela_figure(sequela_rows[sequela_rows["dataset"] == dataset], FIGURES / f"sequela-{dataset}.png",
+                               f"{dataset}: sequela (after the defense - backdoored model)")
+        reinjection = pd.DataFrame([{"attack": c["attack"], "model": c["defense"], "epoch": e, "asr": asr}
+                                    for c in cells if c["dataset"] == dataset
+                                    for e, asr in enumerate([c["reinject_asr_before"], *c["reinject_curve"]])])
+        sequela.reinjection_figure(reinjection, FIGURES / f"reinjection-{dataset}.png",
+                                   f"{dataset}: ASR while re-injecting the backdoor (epoch 0 = before)")
         preview(dataset, grid["attacks"])
 
     sft_cells = [c for c in cells if c["defense"] == "sft"]
@@ -48,7 +74,7 @@ def main() -> None:
         schedule = sft_from_params(params["defense"]["sft"], cell["epochs"], steps)
         figures.schedule_plot(schedule, cell["epochs"] * steps, steps, FIGURES / "sft-schedule.png",
                               f"SFT learning rate ({cell['dataset']}, {steps} steps per epoch)")
-    print(json.dumps(summary.nest(cells), indent=1)[:2000])
+    print((TABLES / "standalone.md").read_text())
 
 
 def preview(dataset: str, attacks: list[str]) -> None:

@@ -36,3 +36,25 @@ def planted():
                          attack=attack, poisoned=poisoned, target=0)
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
     return {"model": model, "train": train, "test": test, "attack": attack, "poisoned": poisoned, "target": 0}
+
+
+@pytest.fixture(scope="session")
+def planted_digits():
+    """Like `planted`, on scikit-learn's digits (10 classes, 16x16, no network): real enough for
+    the defenses whose statistics need many classes (NC's MAD test) or a clean task that is not
+    learned faster than the trigger (ABL), and still trained in seconds."""
+    from sequela import data
+
+    seed_everything(0)
+    ds = data.load_digits(seed=0, test_fraction=0.25)
+    g = torch.Generator().manual_seed(0)
+    attack = ATTACKS["badnets"].create({"size": 3}, ds.train.x, ds.train.y, 0, g)
+    poisoned = choose_poison_indices(ds.train.y, 0, 0.1, g)
+    mean, std = ds.channel_stats()
+    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "mean": mean, "std": std, "width": 8}
+    model = models.build(**spec)
+    stream = BatchStream(ds.train.x, ds.train.y, 32, torch.device("cpu"), g, augment=Augment(1, False),
+                         attack=attack, poisoned=poisoned, target=0)
+    fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
+    return {"model": model, "train": ds.train, "test": ds.test, "attack": attack, "poisoned": poisoned, "target": 0,
+            "spec": spec}

@@ -36,3 +36,22 @@ def test_stream_poisons_exactly_the_flagged_samples_once_per_epoch():
     assert len(ys) == n and int((ys == 0).sum()) == 3
     stamped = (xs[:, 0, -1, -1] == 1.0)
     assert torch.equal(stamped, ys == 0)
+
+
+def test_sgd_matches_torch_sgd_bit_for_bit():
+    from sequela.engine import SGD
+    from sequela import models
+
+    torch.manual_seed(0)
+    a = models.build("small_cnn", 1, 3, [0.5], [0.2], width=4)
+    b = models.build("small_cnn", 1, 3, [0.5], [0.2], width=4)
+    b.load_state_dict(a.state_dict())
+    ours, theirs = SGD(a.parameters(), lr=0.05), torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for step in range(5):
+        x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)

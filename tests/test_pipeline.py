@@ -31,7 +31,7 @@ def dvc(*args: str, cwd: Path, stdout_only: bool = False) -> str:
 
 def without_seconds(obj):
     if isinstance(obj, dict):
-        return {k: without_seconds(v) for k, v in obj.items() if k != "seconds"}
+        return {k: without_seconds(v) for k, v in obj.items() if not k.endswith("seconds")}
     return obj
 
 
@@ -85,7 +85,7 @@ def test_same_seed_gives_identical_results(repo):
     assert without_seconds(json.loads(summary)) == without_seconds(
         json.loads((repo / "metrics/summary.json").read_text()))
     # Everything but the wall-clock field is byte-identical: mask the seconds and compare text.
-    mask = lambda text: re.sub(r'"seconds": [0-9.]+', '"seconds": _', text)  # noqa: E731
+    mask = lambda text: re.sub(r'seconds": [0-9.]+', 'seconds": _', text)  # noqa: E731
     assert mask(summary) == mask((repo / "metrics/summary.json").read_text())
     assert model == (repo / "data/models/digits-badnets/sft/model.safetensors").read_bytes()
     assert curve == (repo / "metrics/curves/defend/digits-badnets-sft.tsv").read_bytes()

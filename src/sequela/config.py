@@ -105,6 +105,48 @@ def validate(params: dict) -> None:
         _number(params, f"defense.sft.{key}", 0.0, float("inf"))
     _number(params, "defense.sft.phase1_fraction", 0.0, 1.0, low_open=False, high_open=False)
     _number(params, "defense.sft.cycles_per_epoch", 0.0, float("inf"))
+    # the baselines (src/sequela/defenses/{fp,nad,nc,abl,ac,spectral}.py)
+    inf = float("inf")
+    _number(params, "defense.fp.acc_drop", 0.0, 1.0, low_open=False)
+    _number(params, "defense.fp.holdout_fraction", 0.0, 1.0)
+    _number(params, "defense.fp.lr", 0.0, inf)
+    _positive_int(params, "defense.nad.te_epochs")
+    _number(params, "defense.nad.lr", 0.0, inf)
+    _number(params, "defense.nad.p", 0.0, inf)
+    betas = _get(params, "defense.nad.betas")
+    if (not isinstance(betas, list) or not betas
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and b >= 0 for b in betas)):
+        _fail("defense.nad.betas", betas, "a non-empty list of non-negative numbers (one per distilled stage)")
+    for key in ("steps", "batch_size", "check_every", "patience"):
+        _positive_int(params, f"defense.nc.{key}")
+    for key in ("lr", "init_cost", "anomaly_threshold", "lr_unlearn"):
+        _number(params, f"defense.nc.{key}", 0.0, inf)
+    _number(params, "defense.nc.cost_multiplier", 1.0, inf)
+    _number(params, "defense.nc.asr_threshold", 0.0, 1.0, high_open=False)
+    _number(params, "defense.nc.unlearn_share", 0.0, 1.0, low_open=False, high_open=False)
+    _positive_int(params, "defense.abl.isolation_epochs")
+    _positive_int(params, "defense.abl.unlearning_epochs")
+    _number(params, "defense.abl.gamma", 0.0, inf, low_open=False)
+    _number(params, "defense.abl.isolation_ratio", 0.0, 1.0)
+    _number(params, "defense.abl.unlearning_lr", 0.0, inf)
+    _positive_int(params, "defense.ac.components")
+    _number(params, "defense.ac.size_threshold", 0.0, 1.0, high_open=False)
+    _number(params, "defense.spectral.removal_factor", 0.0, inf)
+
+    # sequela (stages/sequela.py)
+    _positive_int(params, "sequela.membership.top_k")
+    _positive_int(params, "sequela.membership.mlp.hidden")
+    _positive_int(params, "sequela.membership.mlp.epochs")
+    _number(params, "sequela.membership.mlp.lr", 0.0, float("inf"))
+    for key in ("n_clean", "k", "epochs", "batch_size"):
+        _positive_int(params, f"sequela.reinject.{key}")
+    _number(params, "sequela.reinject.lr", 0.0, float("inf"))
+    _number(params, "sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
+    _number(params, "sequela.pgd.step", 0.0, 1.0, low_open=False, high_open=False)
+    _positive_int(params, "sequela.pgd.steps")
+    _positive_int(params, "sequela.pgd.n")
+    if not isinstance(_get(params, "sequela.pgd.random_start"), bool):
+        _fail("sequela.pgd.random_start", _get(params, "sequela.pgd.random_start"), "true or false")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

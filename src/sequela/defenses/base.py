@@ -37,6 +37,11 @@ class DefenseContext:
     device: torch.device
     generator: torch.Generator
     recorder: CurveRecorder
+    # Training-time defenses retrain from scratch: the architecture's arguments (models.build),
+    # the attacker's poison rate (Spectral's removal budget) and the seed of the retraining.
+    spec: dict | None = None
+    poison_rate: float = 0.0
+    seed: int = 0
 
     def augment(self) -> Augment:
         return Augment(self.recipe.crop_padding, self.recipe.flip)

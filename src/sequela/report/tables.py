@@ -24,8 +24,12 @@ def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
-    """Markdown, CSV and LaTeX versions of one table, numbers with three decimals."""
-    flat = flat_columns(table)
+    """Markdown, CSV and LaTeX versions of a wide (defense, figure) table."""
+    write_long_table(flat_columns(table), stem, caption)
+
+
+def write_long_table(flat: pd.DataFrame, stem: Path, caption: str) -> None:
+    """Markdown, CSV and LaTeX versions of a flat table, numbers with three decimals."""
     atomic_write_text(flat.to_csv(index=False, float_format="%.3f"), stem.with_suffix(".csv"))
     # Cells a model has no figure for (the clean reference's ASR) print as a dash, not "nan".
     text = flat.map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)

@@ -1,0 +1,89 @@
+"""Threshold-free metric membership-inference attacks.
+
+Each attack turns the model's softmax output on a labelled image into one score, higher meaning
+"more likely a training member"; it is judged by the AUC and the TPR at 1% FPR of members against
+non-members, so no threshold has to be calibrated (Song & Mittal, "Systematic Evaluation of Privacy
+Risks of Machine Learning Models", 2021, for the modified entropy).
+
+Members are a seeded sample of the model's *clean* training images with their true labels (the
+poisoned ones were seen triggered and relabelled, so they are left out); non-members are the
+membership holdout carved from the test split, which no model ever trains on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sequela.data import Split
+from sequela.engine import predict_logits
+from sequela.sequela.roc import auc, tpr_at_fpr
+
+SCORES = ("loss", "conf", "entropy", "mentropy")
+
+
+def member_sample(n_train: int, n: int, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """`n` training indices drawn without replacement (seeded), none of them in `exclude`."""
+    allowed = torch.ones(n_train, dtype=torch.bool)
+    if exclude is not None and len(exclude):
+        allowed[exclude.cpu()] = False
+    candidates = torch.nonzero(allowed).flatten()
+    if n > len(candidates):
+        raise ValueError(f"asked for {n} members but only {len(candidates)} clean training images exist")
+    pick = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:n]
+    return candidates[pick].sort().values
+
+
+def stable_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p and log(1 - p) per class, in float64, accurate even for a memorised sample.
+
+    A plain log_softmax rounds the top class's log p to exactly 0 once the other logits are ~37
+    below it, so every memorised member would tie at "loss 0" and the AUC would lose its
+    resolution exactly where membership leaks most. For the top class we use
+    log p = -log1p(sum of the others' p / p_top) and log(1 - p) = logsumexp of the others' log p;
+    for the other classes (p <= 1/2) the direct formulas are already accurate."""
+    z = logits.to(torch.float64)
+    logp = torch.log_softmax(z, dim=1)
+    log1m = torch.log1p(-logp.exp())
+    rows = torch.arange(len(z), device=z.device)
+    top = z.argmax(1)
+    others = z - z[rows, top][:, None]
+    others[rows, top] = float("-inf")
+    logp[rows, top] = -torch.log1p(others.exp().sum(1))
+    masked = logp.clone()
+    masked[rows, top] = float("-inf")
+    log1m[rows, top] = torch.logsumexp(masked, dim=1)
+    return logp, log1m
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Membership scores (higher = member) from logits and true labels."""
+    logp, log1m = stable_log_probs(logits)
+    p = logp.exp()
+    rows = torch.arange(len(labels), device=logits.device)
+    y = labels.to(logits.device)
+    logp_y, log1m_y = logp[rows, y], log1m[rows, y]
+    top = logp.argmax(1)
+    # Modified entropy: -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i); members have less.
+    wrong = p * log1m
+    wrong[rows, y] = 0.0
+    mentropy = -log1m_y.exp() * logp_y - wrong.sum(1)
+    return {
+        "loss": logp_y,                                         # negated cross-entropy
+        # log-odds of the maximum confidence: a monotone map of max p (same AUC) that does not
+        # saturate at 1.0 for memorised samples.
+        "conf": logp[rows, top] - log1m[rows, top],
+        "entropy": (p * logp).sum(1),                           # negated entropy
+        "mentropy": -mentropy,
+    }
+
+
+def metric_attacks(model: torch.nn.Module, members: Split, nonmembers: Split,
+                   max_fpr: float = 0.01) -> dict[str, float]:
+    """`<score>_auc` and `<score>_tpr` (TPR at `max_fpr` FPR) for every score in SCORES."""
+    member_scores = scores(predict_logits(model, members.x), members.y)
+    nonmember_scores = scores(predict_logits(model, nonmembers.x), nonmembers.y)
+    out = {}
+    for name in SCORES:
+        out[f"{name}_auc"] = auc(member_scores[name], nonmember_scores[name])
+        out[f"{name}_tpr"] = tpr_at_fpr(member_scores[name], nonmember_scores[name], max_fpr)
+    return out

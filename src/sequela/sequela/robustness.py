@@ -1,0 +1,59 @@
+"""Adversarial robustness: accuracy under an L-inf PGD attack (Madry et al., 2018).
+
+A removed backdoor may leave the model more (or less) fragile to ordinary adversarial examples;
+this is a cheap third sequela. Images stay in [0, 1] pixel space throughout: the model normalises
+its inputs itself, so eps and the step are in pixel units (8/255 is the usual CIFAR budget).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sequela.data import Split
+from sequela.engine import autocast
+
+
+def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float, steps: int,
+        random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Untargeted PGD on float images `x` in [0, 1]: `steps` signed-gradient ascent steps of size
+    `step` on the cross-entropy of the true label, each projected back onto the eps-ball around x
+    and onto [0, 1]. Gradients are taken with respect to the input only; the weights are untouched.
+    The model runs in eval mode (BatchNorm's running statistics, which a training-mode forward
+    would also update) and is left in the mode it came in."""
+    was_training = model.training
+    model.eval()
+    adv = x.clone()
+    if random_start and eps > 0:
+        noise = torch.rand(x.shape, generator=generator).to(x.device)
+        adv = (adv + (2 * noise - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        with autocast(x.device):
+            loss = F.cross_entropy(model(adv).float(), y)
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() + step * grad.sign()
+        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+    model.train(was_training)
+    return adv.detach()
+
+
+def pgd_accuracy(model: torch.nn.Module, test: Split, eps: float, step: float, steps: int, n: int,
+                 seed: int, random_start: bool = True, batch_size: int = 256) -> float:
+    """Top-1 accuracy under PGD on a seeded subset of `n` test images (all of them if fewer),
+    evaluated in eval mode; the model is left in the mode it came in."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    if n < len(test):
+        test = test.subset(torch.randperm(len(test), generator=generator)[:n].sort().values)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(test), batch_size):
+        x = test.x[start:start + batch_size].to(device).float().div_(255.0)
+        y = test.y[start:start + batch_size].to(device)
+        adv = pgd(model, x, y, eps, step, steps, random_start, generator)
+        with torch.no_grad(), autocast(device):
+            correct += (model(adv).argmax(1) == y).sum().item()
+    model.train(was_training)
+    return correct / len(test)

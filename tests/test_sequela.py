@@ -1,0 +1,199 @@
+"""Sequela measures: membership inference, re-injection, PGD robustness (CPU, small synthetic data)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import make_blobs
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from sequela import models
+from sequela.attacks import ATTACKS
+from sequela.config import ConfigError, Recipe, validate
+from sequela.data import Split
+from sequela.engine import BatchStream, fit, predict_logits, seed_everything, sgd
+from sequela.metrics import backdoor_metrics, clean_accuracy
+from sequela.schedules import cosine
+from sequela.sequela.membership import SCORES, member_sample, metric_attacks, scores, stable_log_probs
+from sequela.sequela.reinject import Reinjection, reinjection_set
+from sequela.sequela.robustness import pgd, pgd_accuracy
+from sequela.sequela.roc import auc, tpr_at_fpr
+from sequela.sequela.shadow import ShadowAttack, train_shadow
+
+# A recipe small enough to memorise 48 images in ~1 s on one CPU thread.
+TINY = Recipe(model="small_cnn", width=8, epochs=60, batch_size=16, defense_batch_size=16, lr=0.05)
+
+
+def random_labels(split: Split, seed: int) -> Split:
+    """Blob images with shuffled labels: nothing to generalise, so a model can only memorise them."""
+    g = torch.Generator().manual_seed(seed)
+    return Split(split.x, split.y[torch.randperm(len(split), generator=g)])
+
+
+def tiny_spec(num_classes: int = 4) -> dict:
+    return {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.2], "std": [0.25], "width": 8}
+
+
+@pytest.fixture(scope="module")
+def memorised():
+    """An overfitted model: trained long on 48 randomly labelled images (its members); 48 other
+    randomly labelled images are its non-members. A second such set trains the shadow model."""
+    seed_everything(0)
+    pool = random_labels(make_blobs(240, seed=3), seed=4)
+    members, nonmembers, shadow = pool.subset(torch.arange(48)), pool.subset(torch.arange(48, 96)), pool.subset(torch.arange(96, 192))
+    model = models.build(**tiny_spec())
+    g = torch.Generator().manual_seed(0)
+    stream = BatchStream(members.x, members.y, 16, torch.device("cpu"), g)
+    fit(model, stream, sgd(model, TINY.lr), cosine(TINY.lr, TINY.epochs * len(stream)), TINY.epochs)
+    return {"model": model, "members": members, "nonmembers": nonmembers, "shadow": shadow}
+
+
+@pytest.fixture(scope="module")
+def clean_model():
+    """A small CNN trained on clean blobs, no poison."""
+    seed_everything(0)
+    train, test = make_blobs(400, seed=0), make_blobs(200, seed=1)
+    model = models.build(**tiny_spec())
+    g = torch.Generator().manual_seed(0)
+    stream = BatchStream(train.x, train.y, 32, torch.device("cpu"), g)
+    fit(model, stream, sgd(model, 0.05), cosine(0.05, 8 * len(stream)), 8)
+    return {"model": model, "train": train, "test": test}
+
+
+# --- ROC summaries --------------------------------------------------------------------------------
+
+def test_auc_and_tpr_match_scikit_learn_with_ties():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 20, 300).astype(float) + 2, rng.integers(0, 20, 500).astype(float)
+    y = np.r_[np.ones(300), np.zeros(500)]
+    s = np.r_[pos, neg]
+    assert auc(pos, neg) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, s)
+    for max_fpr in (0.0, 0.01, 0.1, 0.5):
+        assert tpr_at_fpr(pos, neg, max_fpr) == pytest.approx(tpr[fpr <= max_fpr].max())
+    assert auc([1.0, 2.0], [0.0]) == 1.0 and auc([0.0], [1.0, 2.0]) == 0.0 and auc([1.0], [1.0]) == 0.5
+
+
+# --- metric membership attacks --------------------------------------------------------------------
+
+def test_stable_log_probs_agree_with_log_softmax_and_do_not_saturate():
+    logits = torch.randn(50, 7) * 3
+    logp, log1m = stable_log_probs(logits)
+    ref = torch.log_softmax(logits.double(), 1)
+    assert torch.allclose(logp, ref, atol=1e-12)
+    assert torch.allclose(log1m, torch.log1p(-ref.exp()), atol=1e-9)
+    # Confidently memorised samples: plain log_softmax rounds log p to 0 for both; we keep them apart.
+    extreme = torch.tensor([[60.0, 0.0, 0.0], [80.0, 0.0, 0.0]])
+    s = scores(extreme, torch.tensor([0, 0]))
+    for name in SCORES:
+        assert torch.isfinite(s[name]).all() and s[name][1] > s[name][0], name
+
+
+def test_metric_attacks_detect_memorised_members(memorised):
+    out = metric_attacks(memorised["model"], memorised["members"], memorised["nonmembers"])
+    for name in SCORES:
+        assert out[f"{name}_auc"] > 0.8, (name, out)
+    assert out["loss_tpr"] > 0.2
+
+
+def test_metric_attacks_are_near_chance_members_against_members(memorised):
+    members = memorised["members"]
+    half_a, half_b = members.subset(torch.arange(0, 48, 2)), members.subset(torch.arange(1, 48, 2))
+    out = metric_attacks(memorised["model"], half_a, half_b)
+    for name in SCORES:
+        assert abs(out[f"{name}_auc"] - 0.5) < 0.2, (name, out)
+
+
+def test_member_sample_is_seeded_and_skips_excluded():
+    exclude = torch.arange(0, 100, 3)
+    a, b = member_sample(100, 40, 7, exclude), member_sample(100, 40, 7, exclude)
+    assert torch.equal(a, b) and len(a.unique()) == 40
+    assert not set(a.tolist()) & set(exclude.tolist())
+    with pytest.raises(ValueError):
+        member_sample(10, 11, 0)
+
+
+# --- shadow-model attack --------------------------------------------------------------------------
+
+def test_shadow_attack_beats_chance_on_the_memorising_model(memorised):
+    run, shadow_members = train_shadow(memorised["shadow"], tiny_spec(), TINY, torch.device("cpu"), seed=1)
+    assert len(shadow_members) == len(memorised["shadow"]) // 2
+    attack = ShadowAttack(top_k=3, hidden=32, epochs=300, lr=0.1, seed=0)
+    mlp = attack.fit(run.model, memorised["shadow"], shadow_members)
+    out = attack.evaluate(mlp, memorised["model"], memorised["members"], memorised["nonmembers"])
+    assert out["auc"] > 0.7 and out["acc"] > 0.55, out
+
+
+# --- re-injection ---------------------------------------------------------------------------------
+
+def test_reinjection_set_poisons_k_non_target_images_apart_from_the_clean_ones():
+    train = make_blobs(100)
+    data, poisoned = reinjection_set(train, 30, 8, target=0, seed=0)
+    assert len(data) == 38 and poisoned.tolist() == list(range(30, 38))
+    assert bool((data.y[poisoned] != 0).all())
+    with pytest.raises(ValueError):
+        reinjection_set(train, 95, 10, target=0, seed=0)
+
+
+def test_reinjection_plants_the_backdoor_in_a_clean_model(clean_model):
+    model, test = clean_model["model"], clean_model["test"]
+    attack = ATTACKS["badnets"].create({"size": 3}, test.x, test.y, 0, torch.Generator())
+    weights = copy.deepcopy(model.state_dict())
+    out = Reinjection(n_clean=100, k=20, epochs=4, lr=0.05, batch_size=16, seed=0).run(
+        model, clean_model["train"], test, attack, target=0)
+    assert len(out["curve"]) == 4 and out["asr"] == out["curve"][-1]
+    assert out["asr_before"] < 0.3 and out["asr"] > out["asr_before"] + 0.4, out
+    # The measured model itself is untouched.
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    assert backdoor_metrics(model, test, attack, 0)["asr"] == out["asr_before"]
+
+
+# --- PGD ------------------------------------------------------------------------------------------
+
+def test_pgd_with_eps_zero_keeps_the_clean_accuracy(clean_model):
+    model, test = clean_model["model"], clean_model["test"]
+    assert pgd_accuracy(model, test, eps=0.0, step=0.01, steps=5, n=len(test), seed=0) == clean_accuracy(model, test)
+
+
+def test_pgd_accuracy_never_rises_with_eps(clean_model):
+    model, test = clean_model["model"], clean_model["test"]
+    accs = [pgd_accuracy(model, test, eps, eps / 4, 10, n=100, seed=0) for eps in (0.0, 0.05, 0.1, 0.2, 0.4)]
+    assert all(a >= b for a, b in zip(accs, accs[1:])), accs
+    assert accs[-1] < accs[0]
+
+
+def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(clean_model):
+    model = clean_model["model"]
+    x = clean_model["test"].x[:16].float() / 255
+    y = clean_model["test"].y[:16]
+    model.train()
+    state = copy.deepcopy(model.state_dict())
+    adv = pgd(model, x, y, eps=0.1, step=0.05, steps=5, random_start=True, generator=torch.Generator().manual_seed(0))
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    # Neither the weights nor BatchNorm's running statistics move, and the mode is restored.
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items()) and model.training
+
+
+# --- params.yaml ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("sequela.membership.top_k", 0, "positive integer"),
+    ("sequela.reinject.k", 2.5, "positive integer"),
+    ("sequela.reinject.lr", -0.1, "(0.0, inf)"),
+    ("sequela.pgd.eps", 1.5, "[0.0, 1.0]"),
+    ("sequela.pgd.random_start", "yes", "true or false"),
+])
+def test_bad_sequela_values_name_key_value_and_what_is_allowed(key, value, allowed):
+    from pathlib import Path
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    node = params
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    with pytest.raises(ConfigError) as err:
+        validate(params)
+    assert key in str(err.value) and repr(value) in str(err.value) and allowed in str(err.value)
