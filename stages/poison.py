@@ -10,6 +10,7 @@ import layout
 from sequela import data, models
 from sequela.attacks import ATTACKS, choose_poison_indices, save_artefact
 from sequela.config import load_params, run_stage
+from sequela.engine import pick_device
 
 
 def main() -> None:
@@ -23,8 +24,11 @@ def main() -> None:
     generator = torch.Generator().manual_seed(params["seed"])
     indices = choose_poison_indices(ds.train.y, target, rate, generator)
     cls = ATTACKS[args.attack]
-    # Attacks built against a trained model (LF) get the clean reference model of this dataset.
-    context = {"clean_model": models.load(layout.clean_model(args.dataset))[0]} if cls.needs_clean_model else {}
+    # Attacks that train something (InputAware's generators) do it on `device`; attacks built
+    # against a trained model (LF) get the clean reference model of this dataset.
+    context = {"device": pick_device(params["device"])}
+    if cls.needs_clean_model:
+        context["clean_model"] = models.load(layout.clean_model(args.dataset), context["device"])[0]
     attack = cls.create(params["attack"][args.attack], ds.train.x, ds.train.y, target, generator, **context)
     meta = {"dataset": args.dataset, "target": target, "poison_rate": rate, "n_poison": len(indices),
             "n_train": len(ds.train)}

@@ -17,7 +17,7 @@ from sequela.records import CurveRecorder
 PARAMS = {
     "fp": {"acc_drop": 0.1, "holdout_fraction": 0.2, "lr": 0.05},
     "nad": {"te_epochs": 3, "lr": 0.01, "betas": [500, 1000, 1000], "p": 2},
-    "nc": {"steps": 150, "batch_size": 8, "lr": 0.1, "init_cost": 1e-3, "cost_multiplier": 1.5,
+    "nc": {"steps": 600, "batch_size": 8, "lr": 0.1, "init_cost": 1e-3, "cost_multiplier": 1.5,
            "check_every": 10, "asr_threshold": 0.99, "patience": 5, "anomaly_threshold": 2.0,
            "unlearn_share": 0.2, "lr_unlearn": 0.01},
     "abl": {"isolation_epochs": 4, "gamma": 0.5, "isolation_ratio": 0.02, "unlearning_epochs": 3,

@@ -97,6 +97,28 @@ def validate(params: dict) -> None:
             _fail("attack.target", target, f"an integer class label in [0, {n - 1}] for dataset {ds}")
     _positive_int(params, "attack.badnets.size")
     _number(params, "attack.blended.alpha", 0.0, 1.0, high_open=False)
+    _number(params, "attack.lf.eps", 0.0, 1.0, high_open=False)
+    _number(params, "attack.lf.cutoff", 0.0, 1.0, high_open=False)
+    _positive_int(params, "attack.lf.steps")
+    _number(params, "attack.lf.lr", 0.0, float("inf"))
+    _positive_int(params, "attack.lf.batch_size")
+    _positive_int(params, "attack.wanet.k")
+    _number(params, "attack.wanet.s", 0.0, float("inf"))
+    _number(params, "attack.wanet.grid_rescale", 0.0, float("inf"))
+    _number(params, "attack.wanet.cross_ratio", 0.0, float("inf"), low_open=False)
+    for key in ("width", "mask_epochs", "surrogate_width"):
+        _positive_int(params, f"attack.inputaware.{key}")
+    epochs = _get(params, "attack.inputaware.pattern_epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        _fail("attack.inputaware.pattern_epochs", epochs, "a non-negative integer")
+    batch = _get(params, "attack.inputaware.batch_size")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 2:
+        _fail("attack.inputaware.batch_size", batch, "an integer >= 2 (the diversity loss pairs images)")
+    _number(params, "attack.inputaware.mask_density", 0.0, 1.0)
+    _number(params, "attack.inputaware.surrogate_poison_rate", 0.0, 0.5, high_open=False)
+    for key in ("lambda_div", "lambda_norm", "cross_ratio"):
+        _number(params, f"attack.inputaware.{key}", 0.0, float("inf"), low_open=False)
+    _number(params, "attack.inputaware.lr", 0.0, float("inf"))
 
     _positive_int(params, "defense.epochs")
     _number(params, "defense.clean_fraction", 0.0, 1.0, high_open=False)

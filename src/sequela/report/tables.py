@@ -19,7 +19,7 @@ def before_after(df: pd.DataFrame, defenses: list[str], figures: tuple[str, ...]
 
 def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
-    out.columns = [f"{d} {f.upper()}" for d, f in table.columns]
+    out.columns = [f"{d} {'s' if f == 'seconds' else f.upper()}" for d, f in table.columns]
     return out.reset_index()
 
 
