@@ -1,7 +1,7 @@
-"""clean@<dataset>: the dataset's recipe trained without poison, the clean reference model.
+"""clean@<dataset>-<seed>: the dataset's recipe trained without poison, the clean reference model.
 
 LF optimises its trigger against it; the sequela measures compare against it. Writes
-data/models/<dataset>-clean/ and metrics/cells/<dataset>-clean.json (its CA)."""
+data/standalone/<dataset>/seed<k>/clean/ and its cell (CA) and training curve."""
 
 import argparse
 
@@ -17,24 +17,25 @@ from sequela.training import model_spec, train_classifier
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
     device = pick_device(params["device"])
-    seed_everything(params["seed"])
+    seed_everything(args.seed)
 
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
     test = ds.test.to(device)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     # No trigger belongs to a clean model, so its curve has CA only.
-    run = train_classifier(ds.train, spec, recipe, device, params["seed"],
+    run = train_classifier(ds.train, spec, recipe, device, args.seed,
                            evaluate=lambda m: {"ca": clean_accuracy(m, test)},
-                           desc=f"clean {args.dataset}")
-    models.save(run.model, spec, layout.clean_model(args.dataset))
-    write_curve(run.curve, layout.clean_curve(args.dataset))
-    write_cell({"dataset": args.dataset, "ca": run.curve[-1]["ca"], "seconds": run.seconds,
-                "epochs": recipe.epochs, "device": device.type}, layout.clean_metrics(args.dataset))
-    print(f"clean {args.dataset}: CA {run.curve[-1]['ca']:.3f} in {run.seconds:.1f} s")
+                           desc=f"clean {args.dataset} seed {args.seed}")
+    models.save(run.model, spec, layout.clean_model(args.dataset, args.seed))
+    write_curve(run.curve, layout.clean_curve(args.dataset, args.seed))
+    write_cell({"dataset": args.dataset, "seed": args.seed, "ca": run.curve[-1]["ca"], "seconds": run.seconds,
+                "epochs": recipe.epochs, "device": device.type}, layout.clean_metrics(args.dataset, args.seed))
+    print(f"clean {args.dataset} seed {args.seed}: CA {run.curve[-1]['ca']:.3f} in {run.seconds:.1f} s")
 
 
 if __name__ == "__main__":

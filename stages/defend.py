@@ -1,9 +1,20 @@
-"""defend@<dataset>-<attack>-<defense>: the backdoored model after one defense.
+"""defend@<dataset>-<attack>-<seed>: the backdoored model after each defense of grid.defenses.
 
-Writes data/models/<dataset>-<attack>/<defense>/, the cell's figures under metrics/cells/ and the
-per-epoch curve (epoch 0 = before the defense) under metrics/curves/defend/."""
+One process runs every defense of the cell: on digits a stage's start-up (imports) costs more than
+most defenses, and every defense reads the same backdoored model, data and poison artefact. Each
+defense starts from its own copy of the backdoored model and its own seeded generator, so its
+result does not depend on which other defenses are in the grid or in what order they run.
+
+The defender's view: its clean subset (`defense.clean_fraction` of the clean training split, drawn
+with the seed) and, for the training-time defenses, the poisoned training set as shipped. The test
+split is only read to record the per-epoch curve, in eval mode: no defense's training touches it.
+
+Per defense, writes data/standalone/<dataset>/seed<k>/<attack>/<defense>/ (weights + spec, and
+removed.safetensors for a defense that drops training rows: they are not members of its model),
+the cell's figures and the per-epoch curve (epoch 0 = before the defense)."""
 
 import argparse
+import copy
 import time
 
 import torch
@@ -14,6 +25,7 @@ from sequela.attacks import load_artefact
 from sequela.config import Recipe, load_params, run_stage
 from sequela.defenses import DEFENSES, DefenseContext
 from sequela.engine import pick_device, seed_everything
+from sequela.io import save_tensors
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_cell, write_curve
 
@@ -22,45 +34,52 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--attack", required=True)
-    parser.add_argument("--defense", required=True)
+    parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
     device = pick_device(params["device"])
-    seed_everything(params["seed"])
-    settings = params["defense"]
+    settings, seed = params["defense"], args.seed
 
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
-    attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack), device)
+    attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack, seed), device)
     target = poison_meta["target"]
-    model, spec = models.load(layout.model(args.dataset, args.attack), device)
-    clean = ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], params["seed"]))
+    backdoored, spec = models.load(layout.model(args.dataset, args.attack, seed), device)
+    clean = ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], seed))
     test = ds.test.to(device)
-    recorder = CurveRecorder(lambda m: evaluate(m, test, attack, target))
-    ctx = DefenseContext(
-        model=model, clean=clean, train=ds.train, poisoned=poisoned, attack=attack, target=target,
-        recipe=recipe, epochs=settings["epochs"], params=settings.get(args.defense) or {},
-        common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
-        device=device, generator=torch.Generator().manual_seed(params["seed"]), recorder=recorder,
-        spec=spec, poison_rate=poison_meta["poison_rate"], seed=params["seed"],
-    )
-    ctx.record(0, 0.0)
 
-    # The cost is the defense's own wall time: the per-epoch evaluations for the curve are left out.
-    eval_before, start = recorder.eval_seconds, time.perf_counter()
-    extra = DEFENSES[args.defense](ctx)
-    seconds = time.perf_counter() - start - (recorder.eval_seconds - eval_before)
-    final = evaluate(ctx.model, test, attack, target)
+    cells = {}
+    for name in params["grid"]["defenses"]:
+        seed_everything(seed)
+        recorder = CurveRecorder(lambda m: evaluate(m, test, attack, target))
+        ctx = DefenseContext(
+            model=copy.deepcopy(backdoored), clean=clean, train=ds.train, poisoned=poisoned, attack=attack,
+            target=target, recipe=recipe, epochs=settings["epochs"], params=settings.get(name) or {},
+            common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
+            device=device, generator=torch.Generator().manual_seed(seed), recorder=recorder,
+            spec=spec, poison_rate=poison_meta["poison_rate"], seed=seed, batch_size=settings["batch_size"],
+        )
+        ctx.record(0, 0.0)
+        # The cost is the defense's own wall time: the per-epoch evaluations for the curve are left out.
+        eval_before, start = recorder.eval_seconds, time.perf_counter()
+        extra = DEFENSES[name](ctx)
+        seconds = time.perf_counter() - start - (recorder.eval_seconds - eval_before)
+        final = evaluate(ctx.model, test, attack, target)
 
-    models.save(ctx.model, spec, layout.model(args.dataset, args.attack, args.defense))
-    write_curve(recorder.rows, layout.defense_curve(args.dataset, args.attack, args.defense))
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "defense": args.defense,
-                "ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": seconds,
-                "epochs": settings["epochs"], "clean_fraction": settings["clean_fraction"],
-                "n_clean": len(clean), "device": device.type, **extra},
-               layout.cell_metrics(args.dataset, args.attack, args.defense))
-    print(f"defend {args.dataset}-{args.attack}-{args.defense}: CA {final['ca']:.3f} ASR {final['asr']:.3f} "
-          f"RA {final['ra']:.3f} in {seconds:.1f} s")
+        out = layout.model(args.dataset, args.attack, seed, name)
+        removed = extra.pop("removed_rows", None)
+        if removed is not None:
+            save_tensors({"removed": removed}, out / "removed.safetensors")
+        models.save(ctx.model, spec, out)
+        write_curve(recorder.rows, layout.defense_curve(args.dataset, args.attack, seed, name))
+        cells[name] = {"ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": seconds,
+                       "epochs": extra.pop("epochs_trained", settings["epochs"]),
+                       "clean_fraction": settings["clean_fraction"], "n_clean": len(clean),
+                       "batch_size": ctx.clean_stream().batch_size, **extra}
+        print(f"defend {args.dataset}-{args.attack}-{name} seed {seed}: CA {final['ca']:.3f} "
+              f"ASR {final['asr']:.3f} RA {final['ra']:.3f} in {seconds:.1f} s")
+    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
+                "device": device.type, "defenses": cells}, layout.defense_metrics(args.dataset, args.attack, seed))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,16 @@
-"""Where the pipeline's files live. Only stage scripts know this; the library is given paths."""
+"""Where the pipeline's files live. Only stage scripts know this; the library is given paths.
+
+Every path of a seeded cell carries the paradigm and the seed, so adding a seed to `grid.seeds`
+adds files beside the others and never overwrites them:
+
+    data/prepared/<dataset>/                                   (one split per dataset, every seed)
+    data/<paradigm>/<dataset>/seed<k>/clean | shadow           reference and shadow models
+    data/<paradigm>/<dataset>/seed<k>/<attack>/poison          trigger + poisoned indices
+    data/<paradigm>/<dataset>/seed<k>/<attack>/none            the backdoored model
+    data/<paradigm>/<dataset>/seed<k>/<attack>/defenses/<d>    each defended model
+    metrics/cells/<paradigm>/<dataset>/seed<k>/...json         per-cell figures (git-tracked)
+    metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
+"""
 
 from pathlib import Path
 
@@ -9,52 +21,83 @@ def prepared(dataset: str) -> Path:
     return Path("data/prepared") / dataset
 
 
-def poison(dataset: str, attack: str) -> Path:
-    return Path("data/poison") / f"{dataset}-{attack}"
+def run_dir(dataset: str, seed: int, paradigm: str = PARADIGM) -> Path:
+    return Path("data") / paradigm / dataset / f"seed{seed}"
 
 
-def model(dataset: str, attack: str, defense: str = "none") -> Path:
-    return Path("data/models") / f"{dataset}-{attack}" / defense
+def cells_dir(dataset: str, seed: int, paradigm: str = PARADIGM) -> Path:
+    return Path("metrics/cells") / paradigm / dataset / f"seed{seed}"
 
 
-def cell_name(dataset: str, attack: str, defense: str) -> str:
-    return f"{dataset}-{attack}-{defense}"
+def curves_dir(dataset: str, seed: int, paradigm: str = PARADIGM) -> Path:
+    return Path("metrics/curves") / paradigm / dataset / f"seed{seed}"
 
 
-def cell_metrics(dataset: str, attack: str, defense: str) -> Path:
-    return Path("metrics/cells") / f"{cell_name(dataset, attack, defense)}.json"
+def clean_model(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "clean"
 
 
-def defense_curve(dataset: str, attack: str, defense: str) -> Path:
-    return Path("metrics/curves/defend") / f"{cell_name(dataset, attack, defense)}.tsv"
+def shadow_model(dataset: str, seed: int) -> Path:
+    """The membership attacker's shadow model (model files + its training curve)."""
+    return run_dir(dataset, seed) / "shadow"
 
 
-def train_curve(dataset: str, attack: str) -> Path:
-    return Path("metrics/curves/train") / f"{dataset}-{attack}.tsv"
+def poison(dataset: str, attack: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / attack / "poison"
 
 
-def clean_model(dataset: str) -> Path:
-    return Path("data/models") / f"{dataset}-clean"
+def model(dataset: str, attack: str, seed: int, defense: str = "none") -> Path:
+    """The backdoored model ("none") or a defended one; "clean" is the clean reference model."""
+    if defense == "clean":
+        return clean_model(dataset, seed)
+    if defense == "none":
+        return run_dir(dataset, seed) / attack / "none"
+    return defended_models(dataset, attack, seed) / defense
 
 
-def clean_metrics(dataset: str) -> Path:
-    return Path("metrics/cells") / f"{dataset}-clean.json"
+def defended_models(dataset: str, attack: str, seed: int) -> Path:
+    """The defend stage's output folder: one sub-folder per defense."""
+    return run_dir(dataset, seed) / attack / "defenses"
 
 
-def clean_curve(dataset: str) -> Path:
-    return Path("metrics/curves/train") / f"{dataset}-clean.tsv"
+def clean_metrics(dataset: str, seed: int) -> Path:
+    return cells_dir(dataset, seed) / "clean.json"
 
 
-def shadow_model(dataset: str) -> Path:
-    """The membership attacker's shadow model (model files + members.safetensors)."""
-    return Path("data/models") / f"{dataset}-shadow"
+def shadow_metrics(dataset: str, seed: int) -> Path:
+    return cells_dir(dataset, seed) / "shadow.json"
 
 
-def shadow_metrics(dataset: str) -> Path:
-    return Path("metrics/cells") / f"{dataset}-shadow.json"
+def backdoored_metrics(dataset: str, attack: str, seed: int) -> Path:
+    return cells_dir(dataset, seed) / f"{attack}-none.json"
 
 
-def sequela_metrics(dataset: str, attack: str, defense: str) -> Path:
-    """Sequela figures of one model; defense "none" is the backdoored model, "clean" the clean
-    reference model measured with this attack's trigger."""
-    return Path("metrics/cells") / f"{cell_name(dataset, attack, defense)}-sequela.json"
+def defense_metrics(dataset: str, attack: str, seed: int) -> Path:
+    """Every defense's figures for one (dataset, attack, seed): {defense: {...}}."""
+    return cells_dir(dataset, seed) / f"{attack}-defenses.json"
+
+
+def sequela_metrics(dataset: str, attack: str, seed: int) -> Path:
+    """Sequela figures of every model of one (dataset, attack, seed): the clean reference (measured
+    with this attack's trigger), the backdoored model and each defended one."""
+    return cells_dir(dataset, seed) / f"{attack}-sequela.json"
+
+
+def sensitivity_metrics(dataset: str, attack: str, seed: int) -> Path:
+    return cells_dir(dataset, seed) / f"{attack}-sensitivity.json"
+
+
+def train_curve(dataset: str, attack: str, seed: int) -> Path:
+    return curves_dir(dataset, seed) / f"{attack}-none.tsv"
+
+
+def clean_curve(dataset: str, seed: int) -> Path:
+    return curves_dir(dataset, seed) / "clean.tsv"
+
+
+def defense_curves(dataset: str, attack: str, seed: int) -> Path:
+    return curves_dir(dataset, seed) / f"{attack}-defenses"
+
+
+def defense_curve(dataset: str, attack: str, seed: int, defense: str) -> Path:
+    return defense_curves(dataset, attack, seed) / f"{defense}.tsv"

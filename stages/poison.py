@@ -1,4 +1,4 @@
-"""poison@<dataset>-<attack>: trigger tensors + poisoned indices -> data/poison/<dataset>-<attack>/.
+"""poison@<dataset>-<attack>-<seed>: trigger tensors + poisoned indices, no image copies.
 
 Only the trigger and the indices are stored; the poisoned images are made on the fly per batch."""
 
@@ -17,23 +17,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--attack", required=True)
+    parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
-    generator = torch.Generator().manual_seed(params["seed"])
+    generator = torch.Generator().manual_seed(args.seed)
     indices = choose_poison_indices(ds.train.y, target, rate, generator)
     cls = ATTACKS[args.attack]
     # Attacks that train something (InputAware's generators) do it on `device`; attacks built
-    # against a trained model (LF) get the clean reference model of this dataset.
+    # against a trained model (LF) get the clean reference model of this dataset and seed.
     context = {"device": pick_device(params["device"])}
     if cls.needs_clean_model:
-        context["clean_model"] = models.load(layout.clean_model(args.dataset), context["device"])[0]
+        context["clean_model"] = models.load(layout.clean_model(args.dataset, args.seed), context["device"])[0]
     attack = cls.create(params["attack"][args.attack], ds.train.x, ds.train.y, target, generator, **context)
-    meta = {"dataset": args.dataset, "target": target, "poison_rate": rate, "n_poison": len(indices),
-            "n_train": len(ds.train)}
-    save_artefact(attack, indices, meta, layout.poison(args.dataset, args.attack))
-    print(f"poison {args.dataset}-{args.attack}: {len(indices)} of {len(ds.train)} training images, target {target}")
+    meta = {"dataset": args.dataset, "seed": args.seed, "target": target, "poison_rate": rate,
+            "n_poison": len(indices), "n_train": len(ds.train)}
+    save_artefact(attack, indices, meta, layout.poison(args.dataset, args.attack, args.seed))
+    print(f"poison {args.dataset}-{args.attack} seed {args.seed}: {len(indices)} of {len(ds.train)} "
+          f"training images, target {target}")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     settings = params["data"]
-    ds = data.load(args.dataset, settings["root"], seed=params["seed"], test_fraction=settings["test_fraction"])
-    ds = data.reserve_sequela_splits(ds, settings["shadow_fraction"], settings["holdout_fraction"], params["seed"])
+    seed = settings["split_seed"]
+    ds = data.load(args.dataset, settings["root"], seed=seed, test_fraction=settings["test_fraction"])
+    ds = data.reserve_sequela_splits(ds, settings["shadow_fraction"], settings["holdout_fraction"], seed)
     data.save_prepared(ds, layout.prepared(args.dataset))
     print(f"prepared {ds.name}: {len(ds.train)} train, {len(ds.test)} test, {len(ds.shadow)} shadow, "
-          f"{len(ds.holdout)} membership holdout; images {ds.image_shape}")
+          f"{len(ds.holdout)} membership holdout, {len(ds.shadow_out)} shadow non-members; images {ds.image_shape}")
 
 
 if __name__ == "__main__":

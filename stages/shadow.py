@@ -1,9 +1,9 @@
-"""shadow@<dataset>: the membership attacker's shadow model, trained once per dataset.
+"""shadow@<dataset>-<seed>: the membership attacker's shadow model.
 
-Same recipe as the target models, trained on a seeded half of the dataset's shadow split; the other
-half are its non-members. Writes data/models/<dataset>-shadow/ (weights, spec, and
-members.safetensors: which shadow-split indices it trained on) and metrics/cells/<dataset>-shadow.json
-(its train / held-out accuracy, the generalisation gap the attack MLP learns from)."""
+Same recipe as the target models, trained on the dataset's whole shadow split (as many images as
+the target's training split); the `shadow_out` split is its non-members. Writes
+data/standalone/<dataset>/seed<k>/shadow/ and its cell: accuracy on its members and non-members,
+the generalisation gap the attack MLP learns from."""
 
 import argparse
 
@@ -11,7 +11,6 @@ import layout
 from sequela import data, models
 from sequela.config import Recipe, load_params, run_stage
 from sequela.engine import pick_device, seed_everything
-from sequela.io import save_tensors
 from sequela.records import write_cell
 from sequela.sequela.shadow import train_shadow
 from sequela.training import model_spec
@@ -20,28 +19,27 @@ from sequela.training import model_spec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
     device = pick_device(params["device"])
-    seed_everything(params["seed"])
+    seed_everything(args.seed)
 
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
-    if ds.shadow is None or len(ds.shadow) < 4:
-        raise SystemExit(f"error: {layout.prepared(args.dataset)} has no shadow split; set data.shadow_fraction > 0")
+    if ds.shadow is None or len(ds.shadow) < 2 or ds.shadow_out is None or len(ds.shadow_out) < 2:
+        raise SystemExit(f"error: {layout.prepared(args.dataset)} has no shadow split; "
+                         "set data.shadow_fraction and data.holdout_fraction > 0")
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
-    run, members = train_shadow(ds.shadow, spec, recipe, device, params["seed"])
-
-    out = layout.shadow_model(args.dataset)
-    save_tensors({"members": members}, out / "members.safetensors")
-    models.save(run.model, spec, out)
+    run = train_shadow(ds.shadow, ds.shadow_out, spec, recipe, device, args.seed)
+    models.save(run.model, spec, layout.shadow_model(args.dataset, args.seed))
     final = run.curve[-1]
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "model": "shadow",
-                "n_members": len(members), "n_nonmembers": len(ds.shadow) - len(members),
+    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "seed": args.seed, "model": "shadow",
+                "n_members": len(ds.shadow), "n_nonmembers": len(ds.shadow_out),
                 "train_acc": final["train_acc"], "test_acc": final["test_acc"], "seconds": run.seconds,
-                "epochs": recipe.epochs, "device": device.type}, layout.shadow_metrics(args.dataset))
-    print(f"shadow {args.dataset}: train acc {final['train_acc']:.3f}, held-out acc {final['test_acc']:.3f} "
-          f"in {run.seconds:.1f} s")
+                "epochs": recipe.epochs, "device": device.type}, layout.shadow_metrics(args.dataset, args.seed))
+    print(f"shadow {args.dataset} seed {args.seed}: member acc {final['train_acc']:.3f}, "
+          f"non-member acc {final['test_acc']:.3f} in {run.seconds:.1f} s")
 
 
 if __name__ == "__main__":

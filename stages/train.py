@@ -1,7 +1,7 @@
-"""train@<dataset>-<attack>: the backdoored model, trained on the poisoned training set.
+"""train@<dataset>-<attack>-<seed>: the backdoored model, trained on the poisoned training set.
 
-Writes data/models/<dataset>-<attack>/none/ (weights + spec), the "none" cell's figures under
-metrics/cells/, and the training curve under metrics/curves/train/."""
+Writes data/standalone/<dataset>/seed<k>/<attack>/none/ (weights + spec), the "none" cell's figures
+and the training curve."""
 
 import argparse
 
@@ -19,30 +19,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--attack", required=True)
+    parser.add_argument("--seed", type=int, required=True)
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
     device = pick_device(params["device"])
-    seed_everything(params["seed"])
+    seed_everything(args.seed)
 
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
-    attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack), device)
+    attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack, args.seed), device)
     target = poison_meta["target"]
     test = ds.test.to(device)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
-    run = train_classifier(ds.train, spec, recipe, device, params["seed"],
+    run = train_classifier(ds.train, spec, recipe, device, args.seed,
                            evaluate=lambda m: evaluate(m, test, attack, target),
-                           attack=attack, poisoned=poisoned, target=target, desc=f"train {args.dataset}-{args.attack}")
+                           attack=attack, poisoned=poisoned, target=target,
+                           desc=f"train {args.dataset}-{args.attack} seed {args.seed}")
 
     final = run.curve[-1]
-    models.save(run.model, spec, layout.model(args.dataset, args.attack))
-    write_curve(run.curve, layout.train_curve(args.dataset, args.attack))
+    models.save(run.model, spec, layout.model(args.dataset, args.attack, args.seed))
+    write_curve(run.curve, layout.train_curve(args.dataset, args.attack, args.seed))
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "defense": "none",
-                "ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": run.seconds,
-                "epochs": recipe.epochs, "device": device.type},
-               layout.cell_metrics(args.dataset, args.attack, "none"))
-    print(f"train {args.dataset}-{args.attack}: CA {final['ca']:.3f} ASR {final['asr']:.3f} RA {final['ra']:.3f} "
-          f"in {run.seconds:.1f} s")
+                "seed": args.seed, "ca": final["ca"], "asr": final["asr"], "ra": final["ra"],
+                "seconds": run.seconds, "epochs": recipe.epochs, "device": device.type},
+               layout.backdoored_metrics(args.dataset, args.attack, args.seed))
+    print(f"train {args.dataset}-{args.attack} seed {args.seed}: CA {final['ca']:.3f} ASR {final['asr']:.3f} "
+          f"RA {final['ra']:.3f} in {run.seconds:.1f} s")
 
 
 if __name__ == "__main__":

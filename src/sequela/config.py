@@ -15,10 +15,9 @@ from typing import Any, Callable
 import yaml
 
 from sequela.data import NUM_CLASSES
+from sequela.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """One bad value in params.yaml."""
+__all__ = ["ConfigError", "Recipe", "load_params", "run_stage", "validate"]
 
 
 def _get(params: dict, key: str) -> Any:
@@ -50,6 +49,12 @@ def _positive_int(params: dict, key: str) -> None:
         _fail(key, value, "a positive integer")
 
 
+def _non_negative_int(params: dict, key: str) -> None:
+    value = _get(params, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        _fail(key, value, "a non-negative integer")
+
+
 def _names(params: dict, key: str, known: tuple[str, ...] | list[str]) -> list[str]:
     value = _get(params, key)
     if not isinstance(value, list) or not value:
@@ -66,15 +71,17 @@ def validate(params: dict) -> None:
     from sequela.defenses import DEFENSES
     from sequela.models import ARCHITECTURES
 
-    seed = _get(params, "seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        _fail("seed", seed, "a non-negative integer")
+    seeds = _get(params, "grid.seeds")
+    if (not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        _fail("grid.seeds", seeds, "a non-empty list of distinct non-negative integers")
     datasets = _names(params, "grid.datasets", tuple(NUM_CLASSES))
     _names(params, "grid.attacks", tuple(ATTACKS))
     _names(params, "grid.defenses", tuple(DEFENSES))
+    _non_negative_int(params, "data.split_seed")
     _number(params, "data.test_fraction", 0.0, 1.0)
     _number(params, "data.shadow_fraction", 0.0, 1.0, low_open=False)
-    _number(params, "data.holdout_fraction", 0.0, 1.0, low_open=False)
+    _number(params, "data.holdout_fraction", 0.0, 0.5, low_open=False)
 
     for ds in datasets:
         key = f"recipe.{ds}"
@@ -83,7 +90,6 @@ def validate(params: dict) -> None:
             _fail(f"{key}.model", _get(params, f"{key}.model"), f"one of {', '.join(ARCHITECTURES)}")
         _positive_int(params, f"{key}.epochs")
         _positive_int(params, f"{key}.batch_size")
-        _positive_int(params, f"{key}.defense_batch_size")
         _number(params, f"{key}.lr", 0.0, float("inf"))
         crop = _get(params, f"{key}.crop_padding")
         if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
@@ -122,11 +128,16 @@ def validate(params: dict) -> None:
 
     _positive_int(params, "defense.epochs")
     _number(params, "defense.clean_fraction", 0.0, 1.0, high_open=False)
+    batch = _get(params, "defense.batch_size")
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        _fail("defense.batch_size", batch, "null (the recipe's batch size) or a positive integer")
     _number(params, "defense.ft.lr", 0.0, float("inf"))
     for key in ("base_lr", "max_lr1", "max_lr2"):
         _number(params, f"defense.sft.{key}", 0.0, float("inf"))
     _number(params, "defense.sft.phase1_fraction", 0.0, 1.0, low_open=False, high_open=False)
-    _number(params, "defense.sft.cycles_per_epoch", 0.0, float("inf"))
+    cycle = _get(params, "defense.sft.cycle_steps")
+    if not isinstance(cycle, int) or isinstance(cycle, bool) or cycle < 2:
+        _fail("defense.sft.cycle_steps", cycle, "an integer >= 2 (optimisation steps per triangular cycle)")
     # the baselines (src/sequela/defenses/{fp,nad,nc,abl,ac,spectral}.py)
     inf = float("inf")
     _number(params, "defense.fp.acc_drop", 0.0, 1.0, low_open=False)
@@ -154,13 +165,25 @@ def validate(params: dict) -> None:
     _positive_int(params, "defense.ac.components")
     _number(params, "defense.ac.size_threshold", 0.0, 1.0, high_open=False)
     _number(params, "defense.spectral.removal_factor", 0.0, inf)
+    budget = _get(params, "defense.spectral.budget")
+    if budget not in ("backdoorbench", "tran"):
+        _fail("defense.spectral.budget", budget, "backdoorbench or tran")
 
-    # sequela (stages/sequela.py)
+    # the sensitivity sweep (stages/sensitivity.py) runs on models of the main grid
+    for key, known in (("datasets", datasets), ("attacks", _get(params, "grid.attacks"))):
+        _names(params, f"sensitivity.{key}", known)
+    for key, low in (("batch_sizes", 1), ("cycle_steps", 2)):
+        values = _get(params, f"sensitivity.{key}")
+        if (not isinstance(values, list) or not values
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)):
+            _fail(f"sensitivity.{key}", values, f"a non-empty list of integers >= {low}")
+
+    # sequela (stages/sequela_cell.py)
     _positive_int(params, "sequela.membership.top_k")
     _positive_int(params, "sequela.membership.mlp.hidden")
     _positive_int(params, "sequela.membership.mlp.epochs")
     _number(params, "sequela.membership.mlp.lr", 0.0, float("inf"))
-    for key in ("n_clean", "k", "epochs", "batch_size"):
+    for key in ("n_clean", "k", "epochs", "batch_size", "draws"):
         _positive_int(params, f"sequela.reinject.{key}")
     _number(params, "sequela.reinject.lr", 0.0, float("inf"))
     _number(params, "sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
@@ -187,7 +210,6 @@ class Recipe:
     model: str
     epochs: int
     batch_size: int
-    defense_batch_size: int
     lr: float
     momentum: float = 0.9
     weight_decay: float = 5e-4

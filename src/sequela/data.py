@@ -43,9 +43,10 @@ class Split:
 @dataclass
 class Dataset:
     """`train` and `test` are the splits the attacker trains on and every CA / ASR is measured on.
-    `shadow` (carved from the official training split) belongs to the membership-inference
-    attacker's shadow model; `holdout` (carved from the official test split) is the target's
-    non-member set for membership inference and is used for nothing else."""
+    The membership-inference splits, carved once in `prepare` and used for nothing else:
+    - `holdout` (from the official test split): the target models' non-members;
+    - `shadow` (from the official training split): the shadow model's training set (its members);
+    - `shadow_out` (from the official test split): the shadow model's non-members."""
 
     name: str
     classes: list[str]
@@ -54,6 +55,7 @@ class Dataset:
     source: str
     shadow: Split | None = None
     holdout: Split | None = None
+    shadow_out: Split | None = None
 
     @property
     def num_classes(self) -> int:
@@ -143,10 +145,14 @@ def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
 
 
 def reserve_sequela_splits(ds: Dataset, shadow_fraction: float, holdout_fraction: float, seed: int) -> Dataset:
-    """Carve the shadow split out of train and the membership holdout out of test."""
+    """Carve the membership-inference splits, as ML-Doctor's equal shares do: `shadow_fraction` of
+    the training split for the shadow model (0.5 gives it as many training images as the target),
+    and twice `holdout_fraction` of the test split, one share for the target's non-members and one
+    for the shadow's, so the four membership sets are disjoint."""
     train, shadow = carve(ds.train, shadow_fraction, seed)
-    test, holdout = carve(ds.test, holdout_fraction, seed + 1)
-    return Dataset(ds.name, ds.classes, train, test, ds.source, shadow, holdout)
+    test, held = carve(ds.test, min(1.0, 2 * holdout_fraction), seed + 1)
+    holdout, shadow_out = carve(held, 0.5, seed + 2) if len(held) >= 2 else (held, held)
+    return Dataset(ds.name, ds.classes, train, test, ds.source, shadow, holdout, shadow_out)
 
 
 def clean_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
@@ -164,7 +170,7 @@ def clean_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
 # --- the prepared form on disk: data.safetensors + meta.json -------------------------------------
 
 
-SPLITS = ("train", "test", "shadow", "holdout")
+SPLITS = ("train", "test", "shadow", "holdout", "shadow_out")
 
 
 def save_prepared(ds: Dataset, out_dir: Path) -> None:

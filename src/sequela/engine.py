@@ -202,7 +202,10 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
-                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   float32: bool = False) -> torch.Tensor:
+    """Logits for uint8 images `x`. `float32=True` runs the whole forward pass in float32 even on
+    CUDA: membership scores live in the last bits of a confident softmax, which bf16 rounds away."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -213,7 +216,7 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 51
             xb = transform(xb)
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        with nullcontext() if float32 else autocast(device):
             out.append(model(xb).float())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, device=device)

@@ -17,8 +17,13 @@ from sequela.io import atomic_write_json, atomic_write_text
 CURVE_COLUMNS = ("epoch", "ca", "asr", "ra", "lr")
 
 
-def rounded(figures: dict) -> dict:
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+def rounded(figures):
+    """Floats to three decimals, at any depth of dicts and lists."""
+    if isinstance(figures, dict):
+        return {k: rounded(v) for k, v in figures.items()}
+    if isinstance(figures, list):
+        return [rounded(v) for v in figures]
+    return round(figures, 3) if isinstance(figures, float) else figures
 
 
 class CurveRecorder:

@@ -42,7 +42,7 @@ def super_fine_tuning(base_lr: float, max_lr1: float, max_lr2: float, total_step
 
 
 def sft_from_params(p: dict, epochs: int, steps_per_epoch: int) -> Schedule:
-    """SFT with `cycles_per_epoch` cycles per epoch (default one)."""
-    cycle = max(2, round(steps_per_epoch / p.get("cycles_per_epoch", 1)))
+    """SFT with the cycle length `cycle_steps` in optimisation steps (params.yaml defense.sft), so
+    the schedule's shape does not silently change with the defender's batch size or data size."""
     return super_fine_tuning(p["base_lr"], p["max_lr1"], p["max_lr2"], epochs * steps_per_epoch,
-                             cycle, p["phase1_fraction"])
+                             p["cycle_steps"], p["phase1_fraction"])

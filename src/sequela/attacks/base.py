@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from sequela.config import ConfigError
+from sequela.errors import ConfigError
 from sequela.io import atomic_write_json, load_tensors, save_tensors
 
 

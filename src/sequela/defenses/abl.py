@@ -83,4 +83,4 @@ def run(ctx: DefenseContext) -> dict:
     optimizer = sgd(ctx.model, p["unlearning_lr"], recipe.momentum, recipe.weight_decay)  # no momentum carried over
     fit(ctx.model, iso_stream, optimizer, constant(p["unlearning_lr"]), p["unlearning_epochs"],
         on_epoch=lambda epoch, lr: ctx.record(recipe.epochs + epoch, lr), loss_fn=ascent, desc="abl unlearning")
-    return figures
+    return {**figures, "epochs_trained": recipe.epochs + p["unlearning_epochs"]}

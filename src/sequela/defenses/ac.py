@@ -6,6 +6,8 @@ penultimate features on the poisoned training set, reduced to `components` dimen
 split by 2-means; the smaller cluster is flagged as poison when it holds at most `size_threshold`
 of the label (a clean label splits into two large halves). Flagged samples are removed and the
 model is retrained from scratch on the rest (surviving poisoned rows keep trigger and target label).
+When no label is flagged the model is returned unchanged, as the reference does: retraining on the
+same data would only credit AC with a second training run.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def run(ctx: DefenseContext) -> dict:
             flagged_labels.append(label)
             removed.append(rows[torch.from_numpy(small)])
     removed = torch.cat(removed).sort().values if removed else torch.empty(0, dtype=torch.long)
-    figures = {**detection(removed, ctx), "flagged_labels": flagged_labels, "smaller_cluster_share": shares}
+    figures = {**detection(removed, ctx), "flagged_labels": flagged_labels, "smaller_cluster_share": shares,
+               "removed_rows": removed, "epochs_trained": 0}
+    if not flagged_labels:
+        return figures  # nothing detected: nothing to repair
     retrain_without(ctx, removed, "ac retrain")
-    return figures
+    return {**figures, "epochs_trained": ctx.recipe.epochs}

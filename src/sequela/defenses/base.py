@@ -42,12 +42,13 @@ class DefenseContext:
     spec: dict | None = None
     poison_rate: float = 0.0
     seed: int = 0
+    batch_size: int | None = None   # defense.batch_size; None: the recipe's batch
 
     def augment(self) -> Augment:
         return Augment(self.recipe.crop_padding, self.recipe.flip)
 
     def clean_stream(self, batch_size: int | None = None) -> BatchStream:
-        return BatchStream(self.clean.x, self.clean.y, batch_size or self.recipe.defense_batch_size,
+        return BatchStream(self.clean.x, self.clean.y, batch_size or self.batch_size or self.recipe.batch_size,
                            self.device, self.generator, shuffle=True, augment=self.augment())
 
     def poisoned_stream(self, batch_size: int | None = None) -> BatchStream:

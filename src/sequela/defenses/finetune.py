@@ -25,4 +25,4 @@ def run_ft(ctx: DefenseContext) -> dict:
 def run_sft(ctx: DefenseContext) -> dict:
     steps_per_epoch = len(ctx.clean_stream())
     fine_tune(ctx, sft_from_params(ctx.params, ctx.epochs, steps_per_epoch), "sft")
-    return {"steps_per_epoch": steps_per_epoch}
+    return {"steps_per_epoch": steps_per_epoch, "cycle_steps": ctx.params["cycle_steps"]}

@@ -6,7 +6,9 @@ minimising CE(stamped, c) + cost_c |m|_1. A backdoor target needs a far smaller 
 class, so classes whose mask norm lies more than `anomaly_threshold` median absolute deviations
 (x 1.4826, consistent with a normal's sigma) below the median are flagged. The backdoor is then
 unlearned: the model is fine-tuned on clean data in which an `unlearn_share` of each batch carries a
-flagged class's reversed trigger but keeps its true label. Nothing flagged: plain fine-tuning.
+flagged class's reversed trigger but keeps its true label. Nothing flagged: the model is returned
+unchanged, as the reference implementation does (fine-tuning it anyway would credit NC with what
+plain fine-tuning achieves).
 
 All classes are optimised at once (one batch holds every class's stamped copies of the same clean
 images), for `steps` Adam steps. Each class keeps its own cost: every `check_every` steps it is
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela.defenses.base import DefenseContext
-from sequela.engine import autocast, cross_entropy_loss, fit, sgd
+from sequela.engine import autocast, fit, sgd
 from sequela.schedules import constant
 
 
@@ -106,13 +108,14 @@ def run(ctx: DefenseContext) -> dict:
     masks, patterns, norms, steps = reverse_triggers(ctx.model, ctx, p)
     index = anomaly_indices(norms)
     flagged = torch.nonzero(index < -p["anomaly_threshold"]).flatten()
-    if len(flagged):
-        loss_fn = stamping_loss(masks[flagged], patterns[flagged], p["unlearn_share"], ctx.generator)
-    else:
-        loss_fn = cross_entropy_loss  # nothing to unlearn: plain fine-tuning
+    figures = {"mask_norms": [round(v, 2) for v in norms.tolist()],
+               "anomaly_index": [round(v, 2) for v in index.abs().tolist()],
+               "flagged": flagged.tolist(), "flagged_target": bool((flagged == ctx.target).any()),
+               "unlearned": bool(len(flagged)), "reverse_steps": steps, "epochs_trained": 0}
+    if not len(flagged):
+        return figures  # nothing detected: nothing to repair
+    loss_fn = stamping_loss(masks[flagged], patterns[flagged], p["unlearn_share"], ctx.generator)
     optimizer = sgd(ctx.model, p["lr_unlearn"], ctx.common["momentum"], ctx.common["weight_decay"])
     fit(ctx.model, ctx.clean_stream(), optimizer, constant(p["lr_unlearn"]), ctx.epochs, on_epoch=ctx.record,
         loss_fn=loss_fn, desc="nc unlearning")
-    return {"mask_norms": [round(v, 2) for v in norms.tolist()],
-            "anomaly_index": [round(v, 2) for v in index.abs().tolist()],
-            "flagged": flagged.tolist(), "unlearned": bool(len(flagged)), "reverse_steps": steps}
+    return {**figures, "epochs_trained": ctx.epochs}

@@ -1,8 +1,9 @@
 """The sequela table and figures: how each defense changed a model's exposure to other attacks.
 
-Sequela = value after the defense - value of the backdoored model ("none"). Re-injection is also
-compared with the clean reference model: is a defended model easier to re-backdoor than a model
-that never had a backdoor?
+Sequela = value after the defense - value of the backdoored model ("none"), taken per seed (both
+come from the same seed's backdoored model) and then summarised as mean ± sd over seeds.
+Re-injection is also compared with the clean reference model of the same seed: is a defended model
+easier to re-backdoor than a model that never had a backdoor?
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import pandas as pd
 import seaborn as sns
 
 from sequela.report.figures import save
+from sequela.report.stats import mean_sd
 
-MEASURES = {  # summary key -> label
+MEASURES = {  # frame column -> label
     "mia_loss_auc": "MIA loss AUC",
+    "mia_loss_auc_unseen": "MIA loss AUC (unseen)",
     "mia_shadow_auc": "MIA shadow AUC",
     "mia_tpr_at_1fpr": "MIA TPR@1%FPR",
     "reinject_asr": "re-injection ASR",
@@ -23,27 +26,53 @@ MEASURES = {  # summary key -> label
 }
 
 
-def sequela_table(df: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Rows (dataset, attack, model); for each measure its value and its change from "none";
-    re-injection also as the change from the clean reference."""
-    df = df[df["defense"].isin(models)].set_index(["dataset", "attack", "defense"])
-    out = pd.DataFrame(index=df.index)
-    for key, label in MEASURES.items():
-        before = df[key].xs("none", level="defense")
-        out[label] = df[key]
-        out[f"Δ {label}"] = df[key] - before.reindex(df.index.droplevel("defense")).to_numpy()
-    clean = df["reinject_asr"].xs("clean", level="defense")
-    out["re-injection ASR - clean"] = df["reinject_asr"] - clean.reindex(df.index.droplevel("defense")).to_numpy()
-    return out.reset_index().rename(columns={"defense": "model"})
+def deltas(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per (dataset, attack, seed, model): every measure minus the `reference` model's, same seed."""
+    keys = ["dataset", "attack", "seed"]
+    measures = [m for m in MEASURES if m in df]
+    ref = df[df["defense"] == reference].set_index(keys)[measures]
+    out = df.set_index(keys)[["defense", *measures]].copy()
+    out[measures] = out[measures] - ref.reindex(out.index)[measures].to_numpy()
+    return out.reset_index()
 
 
-def sequela_figure(table: pd.DataFrame, path: Path, title: str) -> None:
-    """One panel per measure: the change after each defense, one bar per attack."""
-    deltas = [c for c in table.columns if c.startswith("Δ ")]
-    long = table[~table["model"].isin(["none", "clean"])].melt(
-        id_vars=["dataset", "attack", "model"], value_vars=deltas, var_name="measure", value_name="change")
-    grid = sns.catplot(data=long, kind="bar", x="model", y="change", hue="attack", col="measure",
-                       col_wrap=3, height=2.8, aspect=1.3, sharey=False)
+def sequela_rows(df: pd.DataFrame, models: list[str]) -> list[dict]:
+    """Rows (dataset, attack, model): each measure and its change from "none" (mean ± sd over
+    seeds); re-injection also as the change from the clean reference."""
+    df = df[df["defense"].isin(models)]
+    from_none, from_clean = deltas(df, "none"), deltas(df, "clean")
+    rows = []
+    for (dataset, attack), cell in df.groupby(["dataset", "attack"], sort=False):
+        for model in models:
+            mine = cell[cell["defense"] == model]
+            if mine.empty:
+                continue
+            row = {"dataset": dataset, "attack": attack, "model": model}
+            pick = lambda frame: frame[(frame["dataset"] == dataset) & (frame["attack"] == attack)  # noqa: E731
+                                       & (frame["defense"] == model)]
+            for key, label in MEASURES.items():
+                if key not in mine or mine[key].isna().all():
+                    continue
+                row[label] = mean_sd(mine[key])[:2]
+                if model != "none":
+                    row[f"Δ {label}"] = mean_sd(pick(from_none)[key])[:2]
+            if model != "clean":
+                row["re-injection ASR - clean"] = mean_sd(pick(from_clean)["reinject_asr"])[:2]
+            rows.append(row)
+    return rows
+
+
+def sequela_figure(df: pd.DataFrame, path: Path, title: str) -> None:
+    """One panel per measure: the per-seed change after each defense (bar = mean over seeds and
+    attacks, error bar = sd), one bar per attack."""
+    changes = deltas(df, "none")
+    changes = changes[~changes["defense"].isin(["none", "clean"])]
+    measures = [m for m in MEASURES if m in changes and changes[m].notna().any()]
+    long = changes.melt(id_vars=["attack", "defense", "seed"], value_vars=measures, var_name="measure",
+                        value_name="change")
+    long["measure"] = long["measure"].map(MEASURES)
+    grid = sns.catplot(data=long, kind="bar", x="defense", y="change", hue="attack", col="measure",
+                       col_wrap=3, height=2.8, aspect=1.3, sharey=False, errorbar="sd")
     grid.set_titles("{col_name}")
     for ax in grid.axes.flat:
         ax.axhline(0, color="0.3", lw=0.8)
@@ -53,10 +82,11 @@ def sequela_figure(table: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def reinjection_figure(curves: pd.DataFrame, path: Path, title: str) -> None:
-    """ASR during the re-injection fine-tune, one panel per attack, one line per model.
-    `curves` has columns attack, model, epoch, asr."""
+    """ASR during the re-injection fine-tune (mean over draws), one panel per attack, one line per
+    model: mean over seeds, band = sd. `curves` has columns attack, model, seed, epoch, asr."""
     grid = sns.relplot(data=curves, kind="line", x="epoch", y="asr", hue="model", col="attack",
-                       col_wrap=min(3, curves["attack"].nunique()), height=2.8, aspect=1.2, marker="o")
+                       col_wrap=min(3, curves["attack"].nunique()), height=2.8, aspect=1.2, marker="o",
+                       errorbar="sd")
     grid.set(ylim=(-0.02, 1.02), ylabel="ASR")
     grid.figure.suptitle(title, y=1.03)
     save(grid.figure, path)

@@ -1,18 +1,28 @@
-"""metrics/summary.json: {paradigm: {dataset: {attack: {defense: {"ca", "asr", "ra", "seconds", ...}}}}}.
+"""metrics/summary.json, built from the per-cell files the stages write.
 
-Built from the per-cell files the stages write. Under each attack, "none" is the backdoored model
-and "clean" the clean reference model (its CA, and its sequela measured with that attack's trigger).
-Only numbers go into the summary, so `dvc metrics diff` compares like with like.
+    {paradigm: {dataset: {attack: {model: {figure: {"mean", "sd", "n", "seeds": {"0": v, ...}}}}}}}
+
+Under each attack, "none" is the backdoored model, "clean" the clean reference model (its CA, and
+its ASR and sequela measured with that attack's trigger), the rest the defenses. Each figure keeps
+every seed's value beside its mean, sd and n, so `dvc metrics diff` shows e.g.
+`standalone.digits.blended.sft.asr.mean` and each seed's change. Only the headline figures go in;
+every other figure stays in metrics/cells.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+from sequela.report.stats import mean_sd
+
 KEYS = ("paradigm", "dataset", "attack", "defense")
+FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_loss_auc_seen", "mia_loss_auc_unseen",
+           "mia_shadow_auc", "mia_shadow_auc_unseen", "mia_tpr_at_1fpr", "reinject_asr", "pgd_acc",
+           "sequela_seconds")
 
 
 def read_cell(path: Path) -> dict:
@@ -28,21 +38,25 @@ def merge(cell: dict, sequela: dict) -> dict:
     return {**cell, **extra}
 
 
-def numbers(cell: dict) -> dict:
-    return {k: v for k, v in cell.items()
-            if k not in KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def nest(cells: list[dict]) -> dict:
+def nest(df: pd.DataFrame) -> dict:
+    """The summary from the report's frame: one row per (paradigm, dataset, attack, defense, seed)."""
     summary: dict = {}
-    for cell in cells:
+    for key, group in df.groupby(list(KEYS), sort=False):
         node = summary
-        for key in KEYS[:-1]:
-            node = node.setdefault(cell[key], {})
-        node[cell["defense"]] = numbers(cell)
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+        figures = node.setdefault(key[-1], {})
+        for name in FIGURES:
+            if name not in group:
+                continue
+            values = {str(s): v for s, v in zip(group["seed"], group[name]) if _number(v)}
+            if not values:
+                continue
+            mean, sd, n = mean_sd(list(values.values()))
+            figures[name] = {"mean": round(mean, 4), "sd": round(sd, 4) if math.isfinite(sd) else None, "n": n,
+                             "seeds": {s: round(float(v), 4) for s, v in values.items()}}
     return summary
-
-
-def frame(cells: list[dict]) -> pd.DataFrame:
-    """One row per cell, in grid order."""
-    return pd.DataFrame(cells)

@@ -1,4 +1,9 @@
-"""The paper's standalone table: rows dataset x attack; CA and ASR for each defense."""
+"""Tables of mean ± sd over seeds, written as Markdown, CSV and LaTeX.
+
+A table is a list of rows; each row has its key columns (dataset, attack, ...) as plain values and
+its figures as (mean, sd) pairs. Markdown and LaTeX print "mean ± sd"; the CSV keeps the numbers,
+one `<column> mean` and one `<column> sd` column per figure, for anyone who wants to re-plot them.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,45 @@ from pathlib import Path
 import pandas as pd
 
 from sequela.io import atomic_write_text
+from sequela.report.stats import fmt, mean_sd
+
+LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "seconds": "s"}
 
 
-def before_after(df: pd.DataFrame, defenses: list[str], figures: tuple[str, ...] = ("ca", "asr")) -> pd.DataFrame:
-    """Wide table: index (dataset, attack); columns (defense, figure), defenses in the given order."""
-    wide = df.pivot_table(index=["dataset", "attack"], columns="defense", values=list(figures), sort=False)
-    wide = wide.swaplevel(0, 1, axis=1)
-    columns = [(d, f) for d in defenses for f in figures if (d, f) in wide.columns]
-    return wide[columns]
+def spread_rows(df: pd.DataFrame, index: list[str], column: str, order: list[str],
+                figures: tuple[str, ...] = ("ca", "asr")) -> list[dict]:
+    """One row per value of `index`; for each value of `column` in `order` and each figure, the
+    (mean, sd) over the seeds of that cell, under the header "<value> <FIGURE>"."""
+    rows = []
+    for key, group in df.groupby(index, sort=False):
+        row = dict(zip(index, key if isinstance(key, tuple) else (key,)))
+        for value in order:
+            cell = group[group[column] == value]
+            for figure in figures:
+                if figure in cell and cell[figure].notna().any():
+                    mean, sd, _ = mean_sd(cell[figure].astype(float))
+                    row[f"{value} {LABELS.get(figure, figure)}"] = (mean, sd)
+        rows.append(row)
+    return rows
 
 
-def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
-    out = table.copy()
-    out.columns = [f"{d} {'s' if f == 'seconds' else f.upper()}" for d, f in table.columns]
-    return out.reset_index()
-
-
-def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
-    """Markdown, CSV and LaTeX versions of a wide (defense, figure) table."""
-    write_long_table(flat_columns(table), stem, caption)
-
-
-def write_long_table(flat: pd.DataFrame, stem: Path, caption: str) -> None:
-    """Markdown, CSV and LaTeX versions of a flat table, numbers with three decimals."""
-    atomic_write_text(flat.to_csv(index=False, float_format="%.3f"), stem.with_suffix(".csv"))
-    # Cells a model has no figure for (the clean reference's ASR) print as a dash, not "nan".
-    text = flat.map(lambda v: "–" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else v)
-    atomic_write_text(text.to_markdown(index=False, disable_numparse=True) + "\n", stem.with_suffix(".md"))
-    latex = text.to_latex(index=False, caption=caption, label=f"tab:{stem.name}")
+def write_rows(rows: list[dict], stem: Path, caption: str) -> None:
+    """Markdown, CSV and LaTeX of `rows` (plain values, or (mean, sd) pairs printed as mean ± sd)."""
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    text = pd.DataFrame([{c: fmt(*row[c]) if isinstance(row.get(c), tuple) else row.get(c, "–") for c in columns}
+                         for row in rows], columns=columns)
+    numbers = []
+    for row in rows:
+        flat = {}
+        for c in columns:
+            value = row.get(c)
+            if isinstance(value, tuple):
+                flat[f"{c} mean"], flat[f"{c} sd"] = value
+            else:
+                flat[c] = value
+        numbers.append(flat)
+    atomic_write_text(pd.DataFrame(numbers).to_csv(index=False, float_format="%.4f"), stem.with_suffix(".csv"))
+    atomic_write_text(f"{caption}\n\n" + text.to_markdown(index=False, disable_numparse=True) + "\n",
+                      stem.with_suffix(".md"))
+    latex = text.to_latex(index=False, caption=caption, label=f"tab:{stem.name}").replace("±", r"$\pm$")
     atomic_write_text(latex, stem.with_suffix(".tex"))

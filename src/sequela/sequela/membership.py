@@ -6,8 +6,9 @@ non-members, so no threshold has to be calibrated (Song & Mittal, "Systematic Ev
 Risks of Machine Learning Models", 2021, for the modified entropy).
 
 Members are a seeded sample of the model's *clean* training images with their true labels (the
-poisoned ones were seen triggered and relabelled, so they are left out); non-members are the
-membership holdout carved from the test split, which no model ever trains on.
+poisoned ones were seen triggered and relabelled, so they are left out; see `member_groups`);
+non-members are the membership holdout carved from the test split, which no model ever trains on.
+Logits are computed in float32 even where the models run in bf16.
 """
 
 from __future__ import annotations
@@ -21,16 +22,29 @@ from sequela.sequela.roc import auc, tpr_at_fpr
 SCORES = ("loss", "conf", "entropy", "mentropy")
 
 
-def member_sample(n_train: int, n: int, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """`n` training indices drawn without replacement (seeded), none of them in `exclude`."""
+def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defender: torch.Tensor,
+                  removed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Training indices to score as members, up to `n` per group, drawn in one seeded order.
+
+    Candidates are the clean training rows (not in `poisoned`) that the model trained on (not in
+    `removed`). "all" is the first `n` of them; when the defender's subset `defender` covers only
+    part of the candidates, "seen" (in it) and "unseen" (not in it) are the first `n` of each.
+    Because the order is shared, models that removed nothing get exactly the same members."""
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
     allowed = torch.ones(n_train, dtype=torch.bool)
-    if exclude is not None and len(exclude):
-        allowed[exclude.cpu()] = False
-    candidates = torch.nonzero(allowed).flatten()
-    if n > len(candidates):
-        raise ValueError(f"asked for {n} members but only {len(candidates)} clean training images exist")
-    pick = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))[:n]
-    return candidates[pick].sort().values
+    allowed[poisoned.cpu()] = False
+    if removed is not None and len(removed):
+        allowed[removed.cpu()] = False
+    in_defender = torch.zeros(n_train, dtype=torch.bool)
+    in_defender[defender.cpu()] = True
+    candidates = order[allowed[order]]
+    if len(candidates) < 1:
+        raise ValueError("no clean training rows are left to score as members")
+    groups = {"all": candidates[:n]}
+    seen, unseen = candidates[in_defender[candidates]], candidates[~in_defender[candidates]]
+    if len(seen) and len(unseen):
+        groups.update(seen=seen[:n], unseen=unseen[:n])
+    return {k: v.sort().values for k, v in groups.items()}
 
 
 def stable_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,8 +94,8 @@ def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor
 def metric_attacks(model: torch.nn.Module, members: Split, nonmembers: Split,
                    max_fpr: float = 0.01) -> dict[str, float]:
     """`<score>_auc` and `<score>_tpr` (TPR at `max_fpr` FPR) for every score in SCORES."""
-    member_scores = scores(predict_logits(model, members.x), members.y)
-    nonmember_scores = scores(predict_logits(model, nonmembers.x), nonmembers.y)
+    member_scores = scores(predict_logits(model, members.x, float32=True), members.y)
+    nonmember_scores = scores(predict_logits(model, nonmembers.x, float32=True), nonmembers.y)
     out = {}
     for name in SCORES:
         out[f"{name}_auc"] = auc(member_scores[name], nonmember_scores[name])

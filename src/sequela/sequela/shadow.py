@@ -1,8 +1,9 @@
 """The shadow-model membership attack, in the style of ML-Doctor (Liu et al., USENIX Security 2022).
 
-The attacker trains a shadow model with the target's recipe on data of its own (the member half of
-the dataset's shadow split; the other half plays the non-members), so it knows which inputs the
-shadow saw. An attack MLP learns to tell the shadow's members from its non-members by their sorted
+The attacker trains a shadow model with the target's recipe on data of its own (the dataset's
+shadow split, as large as the target's training split, as in ML-Doctor's equal shares; the
+`shadow_out` split plays its non-members), so it knows which inputs the shadow saw. A shadow
+trained on far less data than the target overfits differently, and its attack transfers poorly. An attack MLP learns to tell the shadow's members from its non-members by their sorted
 top-k softmax posteriors (sorting makes the feature class-agnostic), and is then applied unchanged
 to the target model's members and non-members.
 
@@ -25,32 +26,27 @@ from sequela.sequela.roc import auc
 from sequela.training import Trained, train_classifier
 
 
-def split_shadow(n: int, seed: int) -> torch.Tensor:
-    """Seeded indices of the shadow's members: half of the shadow split (rounded down)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[: n // 2].sort().values
+def train_shadow(shadow: Split, shadow_out: Split, spec: dict, recipe: Recipe, device: torch.device,
+                 seed: int) -> Trained:
+    """The shadow model, trained like the target (same recipe) on the whole `shadow` split. Its
+    per-epoch curve records accuracy on its members and its non-members: its generalisation gap."""
+    inside, outside = shadow.to(device), shadow_out.to(device)
+    return train_classifier(shadow, spec, recipe, device, seed, desc="shadow",
+                            evaluate=lambda m: {"train_acc": clean_accuracy(m, inside),
+                                                "test_acc": clean_accuracy(m, outside)})
 
 
-def nonmember_mask(n: int, members: torch.Tensor) -> torch.Tensor:
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[members.cpu()] = False
-    return keep
-
-
-def train_shadow(shadow: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int) -> tuple[Trained, torch.Tensor]:
-    """The shadow model, trained like the target (same recipe) on the member half of `shadow`.
-    Its per-epoch curve records accuracy on both halves (train / held-out), its generalisation gap."""
-    members = split_shadow(len(shadow), seed)
-    inside, outside = shadow.subset(members).to(device), shadow.subset(nonmember_mask(len(shadow), members)).to(device)
-    run = train_classifier(inside, spec, recipe, device, seed, desc="shadow",
-                           evaluate=lambda m: {"train_acc": clean_accuracy(m, inside),
-                                               "test_acc": clean_accuracy(m, outside)})
-    return run, members
+def balanced(members: Split, nonmembers: Split, seed: int) -> tuple[Split, Split]:
+    """Equally many of each (a seeded sample of the larger set), so the attack MLP learns no prior."""
+    n = min(len(members), len(nonmembers))
+    g = torch.Generator().manual_seed(seed)
+    pick = lambda split: split.subset(torch.randperm(len(split), generator=g)[:n].sort().values)  # noqa: E731
+    return pick(members), pick(nonmembers)
 
 
 def posterior_features(model: nn.Module, x: torch.Tensor, top_k: int) -> torch.Tensor:
     """The `top_k` largest softmax probabilities of each image, in descending order (CPU, float32)."""
-    probs = torch.softmax(predict_logits(model, x).float(), dim=1)
+    probs = torch.softmax(predict_logits(model, x, float32=True), dim=1)
     k = min(top_k, probs.shape[1])
     return probs.topk(k, dim=1).values.cpu()
 
@@ -81,10 +77,10 @@ class ShadowAttack:
     lr: float = 0.1
     seed: int = 0
 
-    def fit(self, shadow_model: nn.Module, shadow: Split, shadow_members: torch.Tensor) -> nn.Module:
-        """The attack MLP, trained on the shadow model's posteriors of its own members / non-members."""
-        inside = shadow.subset(shadow_members)
-        outside = shadow.subset(nonmember_mask(len(shadow), shadow_members))
+    def fit(self, shadow_model: nn.Module, shadow: Split, shadow_out: Split) -> nn.Module:
+        """The attack MLP, trained on the shadow model's posteriors of its own members (`shadow`)
+        and non-members (`shadow_out`), balanced."""
+        inside, outside = balanced(shadow, shadow_out, self.seed)
         feats = torch.cat([posterior_features(shadow_model, inside.x, self.top_k),
                            posterior_features(shadow_model, outside.x, self.top_k)])
         labels = torch.cat([torch.ones(len(inside)), torch.zeros(len(outside))])

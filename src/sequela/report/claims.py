@@ -1,0 +1,73 @@
+"""The paper's claims, each judged by a paired comparison over seeds.
+
+For every claim the unit is one (attack, seed) cell: both models of the comparison come from the
+same seed's backdoored model, so the per-cell difference removes what the seed shares. The table
+gives the number of pairs, the mean difference and its 95% t-interval, pooled over the attacks and
+for each attack alone, and a verdict fixed by the rule in `stats.verdict`: supported when the whole
+interval lies on the claimed side, contradicted when it lies wholly on the other, else inconclusive.
+The bounds (0, or the CA margin) were written down before any result was seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sequela.report.stats import paired, verdict
+
+CA_MARGIN = 0.02  # "keeps utility": SFT's clean accuracy at most 0.02 below the backdoored model's
+
+
+@dataclass
+class Claim:
+    text: str
+    a: str               # model whose figure is compared ...
+    b: str               # ... against this one's, per (attack, seed): difference = a - b
+    figure: str
+    below: float | None = None   # the claim is: difference < below
+    above: float | None = None   # ... or: difference > above
+
+
+def claims(mia: str) -> list[Claim]:
+    """`mia` is the membership figure that answers the paper's question (see the README)."""
+    return [
+        Claim("SFT leaves a lower ASR than FT", "sft", "ft", "asr", below=0.0),
+        Claim("FT leaves the backdoor in place (ASR after FT > 0.5)", "ft", "zero", "asr", above=0.5),
+        Claim(f"SFT keeps clean accuracy (CA drop < {CA_MARGIN})", "sft", "none", "ca", above=-CA_MARGIN),
+        Claim("Membership risk falls after SFT", "sft", "none", mia, below=0.0),
+        Claim("Membership risk falls after FT", "ft", "none", mia, below=0.0),
+        Claim("After SFT the model is easier to re-backdoor than the clean model", "sft", "clean", "reinject_asr",
+              above=0.0),
+        Claim("After FT the model is easier to re-backdoor than the clean model", "ft", "clean", "reinject_asr",
+              above=0.0),
+    ]
+
+
+def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:
+    """Per (attack, seed): figure of model a - figure of model b ("zero" is the constant 0)."""
+    wide = df.pivot_table(index=["attack", "seed"], columns="defense", values=claim.figure, sort=False)
+    if claim.a not in wide:
+        return pd.Series(dtype=float)
+    b = 0.0 if claim.b == "zero" else wide[claim.b] if claim.b in wide else None
+    return pd.Series(dtype=float) if b is None else (wide[claim.a] - b).dropna()
+
+
+def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
+    """One row per (dataset, claim, scope): scope "all attacks" pools every (attack, seed) pair."""
+    rows = []
+    for dataset, mine in df.groupby("dataset", sort=False):
+        for claim in claims(mia):
+            if claim.figure not in mine:
+                continue
+            diffs = differences(mine, claim)
+            if diffs.empty:
+                continue
+            scopes = [("all attacks", diffs)] + [(a, d) for a, d in diffs.groupby(level="attack", sort=False)]
+            for scope, d in scopes:
+                p = paired(d.to_numpy())
+                rows.append({"dataset": dataset, "claim": claim.text, "scope": scope,
+                             "compared": f"{claim.figure}: {claim.a} - {claim.b}", "n": p.n,
+                             "mean diff": round(p.mean, 3), "95% CI": f"[{p.low:.3f}, {p.high:.3f}]",
+                             "verdict": verdict(p, claim.below, claim.above)})
+    return rows
