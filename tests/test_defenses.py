@@ -6,15 +6,20 @@ must single out mostly poisoned samples; NC must flag the target; FP must stop a
 import copy
 import math
 
+from conftest import make_blobs
+
 import pytest
 import torch
 
 from sequela.config import Recipe
-from sequela.defenses import DEFENSES, DefenseContext, fp
+from sequela.data import Split
+from sequela.defenses import DEFENSES, DefenseContext, fp, spectral
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder
 
 PARAMS = {
+    "ft": {"lr": 0.01},
+    "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20},
     "fp": {"acc_drop": 0.1, "holdout_fraction": 0.2, "lr": 0.05},
     "nad": {"te_epochs": 3, "lr": 0.01, "betas": [500, 1000, 1000], "p": 2},
     "nc": {"steps": 600, "batch_size": 8, "lr": 0.1, "init_cost": 1e-3, "cost_multiplier": 1.5,
@@ -23,14 +28,14 @@ PARAMS = {
     "abl": {"isolation_epochs": 4, "gamma": 0.5, "isolation_ratio": 0.02, "unlearning_epochs": 3,
             "unlearning_lr": 5e-4},
     "ac": {"components": 10, "size_threshold": 0.35},
-    "spectral": {"removal_factor": 1.5},
+    "spectral": {"removal_factor": 1.5, "budget": "backdoorbench"},
 }
 SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "mean": [0.2], "std": [0.25], "width": 8}
 
 
 def context(planted, name, epochs=3, recipe=None, **overrides):
     test, attack, target = planted["test"], planted["attack"], planted["target"]
-    recipe = recipe or Recipe(model="small_cnn", epochs=6, batch_size=32, defense_batch_size=16, lr=0.05,
+    recipe = recipe or Recipe(model="small_cnn", epochs=6, batch_size=32, lr=0.05,
                               crop_padding=1, width=8)
     return DefenseContext(
         model=copy.deepcopy(planted["model"]), clean=planted["train"], train=planted["train"],
@@ -127,10 +132,51 @@ def test_abl_isolates_mostly_poison_and_unlearns(planted_digits):
     # ABL's premise is that the trigger is learned before the clean task. On the 4-class blobs the
     # clean task is learned within one epoch, so ABL runs on digits; without the random crop, which
     # partly cuts the corner trigger off and slows its learning on 16x16 images.
-    recipe = Recipe(model="small_cnn", epochs=6, batch_size=16, defense_batch_size=16, lr=0.01, width=8)
+    recipe = Recipe(model="small_cnn", epochs=6, batch_size=16, lr=0.01, width=8)
     ctx = context(planted_digits, "abl", recipe=recipe)
     extra = DEFENSES["abl"](ctx)
     assert extra["isolated"] == math.ceil(0.02 * len(planted_digits["train"])) and extra["precision"] > 0.8
     rows = ctx.recorder.rows
     assert [row["epoch"] for row in rows] == list(range(1, recipe.epochs + PARAMS["abl"]["unlearning_epochs"] + 1))
     assert rows[-1]["asr"] < rows[recipe.epochs - 1]["asr"] - 0.3  # unlearning removes the backdoor
+
+
+def same_weights(a, b) -> bool:
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_nc_that_flags_nothing_returns_the_model_unchanged(planted_digits):
+    ctx = context(planted_digits, "nc", steps=60, anomaly_threshold=1e9)  # no class can be that far out
+    extra = DEFENSES["nc"](ctx)
+    assert extra["flagged"] == [] and not extra["unlearned"] and extra["epochs_trained"] == 0
+    assert same_weights(ctx.model, planted_digits["model"]) and ctx.recorder.rows == []
+
+
+def test_ac_that_flags_nothing_returns_the_model_unchanged(planted):
+    ctx = context(planted, "ac", size_threshold=0.0)  # no cluster is that small
+    extra = DEFENSES["ac"](ctx)
+    assert extra["flagged_labels"] == [] and extra["removed"] == 0 and extra["epochs_trained"] == 0
+    assert same_weights(ctx.model, planted["model"]) and ctx.recorder.rows == []
+
+
+def test_spectral_budget_conventions():
+    # BackdoorBench: 1.5 x the poison rate of every label; Tran et al.: 1.5 x the poisoned share of
+    # the target label (100 poisoned of a 250-row target label -> 0.4 -> 0.6).
+    assert spectral.removal_share("backdoorbench", 1.5, 0.1, 100, 250) == pytest.approx(0.15)
+    assert spectral.removal_share("tran", 1.5, 0.1, 100, 250) == pytest.approx(0.6)
+    assert spectral.removal_share("tran", 1.5, 0.1, 200, 250) == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_no_defense_depends_on_the_test_split(planted, name):
+    """Every defense records its curve on the test split; swapping that split for another must leave
+    the defended model byte-identical (the defender never trains or chooses on test data)."""
+    quick = {"nc": {"steps": 30, "anomaly_threshold": 0.0}, "nad": {"te_epochs": 1}, "abl": {"isolation_epochs": 1}}
+    recipe = Recipe(model="small_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=1, width=8)
+    defended = []
+    for test in (planted["test"], make_blobs(150, seed=9)):
+        ctx = context({**planted, "test": test}, name, epochs=1, recipe=recipe, **quick.get(name, {}))
+        DEFENSES[name](ctx)
+        assert ctx.recorder.rows or name in ("nc", "ac")  # the curve was evaluated on this test split
+        defended.append(ctx.model)
+    assert same_weights(*defended)

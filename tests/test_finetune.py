@@ -10,13 +10,13 @@ from sequela.defenses import DEFENSES, DefenseContext
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder
 
-SFT = {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycles_per_epoch": 1}
+SFT = {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20}
 
 
 def context(planted, params, epochs=6):
     model = copy.deepcopy(planted["model"])
     test, attack, target = planted["test"], planted["attack"], planted["target"]
-    recipe = Recipe(model="small_cnn", epochs=1, batch_size=32, defense_batch_size=8, lr=0.05, crop_padding=1)
+    recipe = Recipe(model="small_cnn", epochs=1, batch_size=8, lr=0.05, crop_padding=1)
     return DefenseContext(
         model=model, clean=planted["train"], train=planted["train"], poisoned=planted["poisoned"],
         attack=attack, target=target, recipe=recipe, epochs=epochs, params=params,

@@ -1,13 +1,15 @@
 """The real `dvc repro` on a tiny grid in a temporary git repository.
 
 Checks: every stage runs and writes its outputs; a second run skips every stage; a forced rerun
-with the same seed gives byte-identical results (wall-clock `seconds` aside); a change of
-defense.epochs leaves prepare, clean, poison and train stages untouched."""
+with the same seed gives byte-identical results (wall-clock `seconds` aside); two seeds give
+different models and the summary's mean and sd are those of the per-seed values; a change of
+defense.epochs leaves prepare, clean, poison and train stages untouched; adding a seed adds only
+that seed's stages."""
 
 import json
 import os
-import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -43,9 +45,11 @@ def repo(tmp_path_factory) -> Path:
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["grid"] = {"datasets": ["digits"], "attacks": ["badnets"], "defenses": ["sft"]}
+    params["grid"] = {"seeds": [0, 1], "datasets": ["digits"], "attacks": ["badnets"], "defenses": ["ft", "sft"]}
     params["recipe"]["digits"].update(epochs=2)
     params["defense"]["epochs"] = 1
+    params["sensitivity"].update(attacks=["badnets"], batch_sizes=[8], cycle_steps=[20])
+    params["sequela"]["reinject"].update(draws=2, epochs=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     dvc("init", "-q", cwd=repo)
@@ -56,19 +60,44 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
+MODEL = "data/standalone/digits/seed0/badnets/defenses/sft/model.safetensors"
+CURVE = "metrics/curves/standalone/digits/seed0/badnets-defenses/sft.tsv"
+
+
 def test_repro_builds_every_output(repo):
     summary = json.loads((repo / "metrics/summary.json").read_text())
     cell = summary["standalone"]["digits"]["badnets"]
-    for defense in ("none", "sft"):
-        assert {"ca", "asr", "ra", "seconds"} <= set(cell[defense])
-        assert all(0.0 <= cell[defense][k] <= 1.0 for k in ("ca", "asr", "ra"))
-    assert (repo / "data/models/digits-badnets/sft/model.safetensors").is_file()
-    for name in ("standalone.md", "standalone.csv", "standalone.tex"):
-        assert (repo / "reports/tables" / name).is_file()
-    assert (repo / "reports/figures/curves-digits.png").is_file()
-    assert (repo / "reports/figures/sft-schedule.png").is_file()
-    curve = (repo / "metrics/curves/defend/digits-badnets-sft.tsv").read_text().splitlines()
+    for model in ("clean", "none", "ft", "sft"):
+        assert cell[model]["ca"]["n"] == 2 and set(cell[model]["ca"]["seeds"]) == {"0", "1"}
+    for model in ("none", "ft", "sft"):
+        assert all(0.0 <= cell[model][k]["mean"] <= 1.0 for k in ("ca", "asr", "ra", "reinject_asr", "mia_loss_auc"))
+    assert (repo / MODEL).is_file()
+    for name in ("standalone", "baselines", "sequela", "claims", "sensitivity"):
+        for suffix in (".md", ".csv", ".tex"):
+            assert (repo / "reports/tables" / f"{name}{suffix}").is_file()
+    for name in ("curves-digits", "curves-baselines-digits", "sft-schedule", "sensitivity-digits", "sequela-digits",
+                 "reinjection-digits", "ca-vs-asr-digits", "triggers-digits"):
+        assert (repo / "reports/figures" / f"{name}.png").is_file()
+    curve = (repo / CURVE).read_text().splitlines()
     assert curve[0].split("\t") == ["epoch", "ca", "asr", "ra", "lr"] and len(curve) == 3  # epochs 0 and 1
+    assert "± " in (repo / "reports/tables/standalone.md").read_text()
+
+
+def test_two_seeds_differ_and_the_summary_is_their_mean_and_sd(repo):
+    a = (repo / MODEL).read_bytes()
+    b = (repo / MODEL.replace("seed0", "seed1")).read_bytes()
+    assert a != b
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    for model, figures in summary["standalone"]["digits"]["badnets"].items():
+        for name, figure in figures.items():
+            values = list(figure["seeds"].values())
+            assert figure["n"] == len(values) == 2
+            assert figure["mean"] == pytest.approx(statistics.mean(values), abs=1e-4), (model, name)
+            assert figure["sd"] == pytest.approx(statistics.stdev(values), abs=1e-4), (model, name)
+    cells = [json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-defenses.json").read_text())
+             for s in (0, 1)]
+    asr = summary["standalone"]["digits"]["badnets"]["sft"]["asr"]
+    assert [c["defenses"]["sft"]["asr"] for c in cells] == [asr["seeds"]["0"], asr["seeds"]["1"]]
 
 
 def test_second_repro_skips_every_stage(repo):
@@ -79,16 +108,15 @@ def test_second_repro_skips_every_stage(repo):
 
 def test_same_seed_gives_identical_results(repo):
     summary = (repo / "metrics/summary.json").read_text()
-    model = (repo / "data/models/digits-badnets/sft/model.safetensors").read_bytes()
-    curve = (repo / "metrics/curves/defend/digits-badnets-sft.tsv").read_bytes()
-    dvc("repro", "--force", cwd=repo)
+    model = (repo / MODEL).read_bytes()
+    curve = (repo / CURVE).read_bytes()
+    for stage in ("defend@digits-badnets-0", "sequela@digits-badnets-0", "report"):
+        dvc("repro", "--force", "--single-item", stage, cwd=repo)
+    # Everything but the wall-clock fields is identical.
     assert without_seconds(json.loads(summary)) == without_seconds(
         json.loads((repo / "metrics/summary.json").read_text()))
-    # Everything but the wall-clock field is byte-identical: mask the seconds and compare text.
-    mask = lambda text: re.sub(r'seconds": [0-9.]+', 'seconds": _', text)  # noqa: E731
-    assert mask(summary) == mask((repo / "metrics/summary.json").read_text())
-    assert model == (repo / "data/models/digits-badnets/sft/model.safetensors").read_bytes()
-    assert curve == (repo / "metrics/curves/defend/digits-badnets-sft.tsv").read_bytes()
+    assert model == (repo / MODEL).read_bytes()
+    assert curve == (repo / CURVE).read_bytes()
 
 
 def test_defense_epochs_change_reruns_only_defend_and_later(repo):
@@ -96,4 +124,9 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.startswith(("defend@", "report", "sequela")) for name in stale), stale
+    assert stale and all(name.startswith(("defend@", "report", "sequela@", "sensitivity@")) for name in stale), stale
+    params["defense"]["epochs"] = 1
+    params["grid"]["seeds"] = [0, 1, 2]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
+    assert stale and all(name.endswith("-2") or name == "report" for name in stale), stale

@@ -22,11 +22,15 @@ def test_sft_is_linear_within_a_half_cycle():
     assert [lr(s) for s in range(24, 32)] == pytest.approx([0, 0.125, 0.25, 0.375, 0.5, 0.375, 0.25, 0.125])
 
 
-def test_sft_one_cycle_per_epoch_from_params():
-    p = {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycles_per_epoch": 1}
-    lr = sft_from_params(p, epochs=10, steps_per_epoch=20)
-    assert lr(10) == pytest.approx(0.1) and lr(30) == pytest.approx(0.1) and lr(90) == pytest.approx(1e-3)
-    assert lr(20) == pytest.approx(3e-4)
+@pytest.mark.parametrize("steps_per_epoch", [7, 20, 135])
+def test_sft_cycle_is_in_steps_whatever_the_epoch_length(steps_per_epoch):
+    p = {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20}
+    lr = sft_from_params(p, epochs=10, steps_per_epoch=steps_per_epoch)
+    total = 10 * steps_per_epoch
+    phase1 = round(0.4 * total)
+    peaks = [s for s in range(total) if s % 20 == 10]
+    assert all(lr(s) == pytest.approx(0.1 if s < phase1 else 1e-3) for s in peaks)
+    assert all(lr(s) == pytest.approx(3e-4) for s in range(0, total, 20))
 
 
 def test_constant_and_cosine():

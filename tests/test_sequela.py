@@ -16,14 +16,14 @@ from sequela.data import Split
 from sequela.engine import BatchStream, fit, predict_logits, seed_everything, sgd
 from sequela.metrics import backdoor_metrics, clean_accuracy
 from sequela.schedules import cosine
-from sequela.sequela.membership import SCORES, member_sample, metric_attacks, scores, stable_log_probs
-from sequela.sequela.reinject import Reinjection, reinjection_set
+from sequela.sequela.membership import SCORES, member_groups, metric_attacks, scores, stable_log_probs
+from sequela.sequela.reinject import Reinjection, reinjection_set, repeated
 from sequela.sequela.robustness import pgd, pgd_accuracy
 from sequela.sequela.roc import auc, tpr_at_fpr
 from sequela.sequela.shadow import ShadowAttack, train_shadow
 
 # A recipe small enough to memorise 48 images in ~1 s on one CPU thread.
-TINY = Recipe(model="small_cnn", width=8, epochs=60, batch_size=16, defense_batch_size=16, lr=0.05)
+TINY = Recipe(model="small_cnn", width=8, epochs=60, batch_size=16, lr=0.05)
 
 
 def random_labels(split: Split, seed: int) -> Split:
@@ -39,15 +39,17 @@ def tiny_spec(num_classes: int = 4) -> dict:
 @pytest.fixture(scope="module")
 def memorised():
     """An overfitted model: trained long on 48 randomly labelled images (its members); 48 other
-    randomly labelled images are its non-members. A second such set trains the shadow model."""
+    randomly labelled images are its non-members. A disjoint 48 train the shadow model (as many as
+    the target's) and 48 more are the shadow's non-members."""
     seed_everything(0)
     pool = random_labels(make_blobs(240, seed=3), seed=4)
-    members, nonmembers, shadow = pool.subset(torch.arange(48)), pool.subset(torch.arange(48, 96)), pool.subset(torch.arange(96, 192))
+    members, nonmembers = pool.subset(torch.arange(48)), pool.subset(torch.arange(48, 96))
+    shadow, shadow_out = pool.subset(torch.arange(96, 144)), pool.subset(torch.arange(144, 192))
     model = models.build(**tiny_spec())
     g = torch.Generator().manual_seed(0)
     stream = BatchStream(members.x, members.y, 16, torch.device("cpu"), g)
     fit(model, stream, sgd(model, TINY.lr), cosine(TINY.lr, TINY.epochs * len(stream)), TINY.epochs)
-    return {"model": model, "members": members, "nonmembers": nonmembers, "shadow": shadow}
+    return {"model": model, "members": members, "nonmembers": nonmembers, "shadow": shadow, "shadow_out": shadow_out}
 
 
 @pytest.fixture(scope="module")
@@ -106,22 +108,30 @@ def test_metric_attacks_are_near_chance_members_against_members(memorised):
         assert abs(out[f"{name}_auc"] - 0.5) < 0.2, (name, out)
 
 
-def test_member_sample_is_seeded_and_skips_excluded():
-    exclude = torch.arange(0, 100, 3)
-    a, b = member_sample(100, 40, 7, exclude), member_sample(100, 40, 7, exclude)
-    assert torch.equal(a, b) and len(a.unique()) == 40
-    assert not set(a.tolist()) & set(exclude.tolist())
-    with pytest.raises(ValueError):
-        member_sample(10, 11, 0)
+def test_member_groups_skip_poisoned_and_removed_rows_and_split_by_what_the_defender_saw():
+    poisoned, defender = torch.arange(0, 100, 10), torch.arange(0, 50)
+    groups = member_groups(100, 20, seed=7, poisoned=poisoned, defender=defender)
+    assert torch.equal(groups["all"], member_groups(100, 20, 7, poisoned, defender)["all"])  # seeded
+    assert set(groups) == {"all", "seen", "unseen"} and all(len(g) == 20 for g in groups.values())
+    assert not set(groups["all"].tolist()) & set(poisoned.tolist())
+    assert set(groups["seen"].tolist()) <= set(defender.tolist())
+    assert not set(groups["unseen"].tolist()) & set(defender.tolist())
+    # Rows a defense removed before retraining are not members of its model; the rest stay the same.
+    removed = groups["all"][:5]
+    after = member_groups(100, 20, 7, poisoned, defender, removed=removed)
+    assert not set(after["all"].tolist()) & set(removed.tolist())
+    assert set(groups["all"].tolist()) - set(removed.tolist()) <= set(after["all"].tolist())
+    # A defender that holds every row leaves no "unseen" group to report.
+    assert set(member_groups(100, 20, 7, poisoned, torch.arange(100))) == {"all"}
 
 
 # --- shadow-model attack --------------------------------------------------------------------------
 
 def test_shadow_attack_beats_chance_on_the_memorising_model(memorised):
-    run, shadow_members = train_shadow(memorised["shadow"], tiny_spec(), TINY, torch.device("cpu"), seed=1)
-    assert len(shadow_members) == len(memorised["shadow"]) // 2
+    run = train_shadow(memorised["shadow"], memorised["shadow_out"], tiny_spec(), TINY, torch.device("cpu"), seed=1)
+    assert run.curve[-1]["train_acc"] > run.curve[-1]["test_acc"] + 0.3  # the shadow overfits like the target
     attack = ShadowAttack(top_k=3, hidden=32, epochs=300, lr=0.1, seed=0)
-    mlp = attack.fit(run.model, memorised["shadow"], shadow_members)
+    mlp = attack.fit(run.model, memorised["shadow"], memorised["shadow_out"])
     out = attack.evaluate(mlp, memorised["model"], memorised["members"], memorised["nonmembers"])
     assert out["auc"] > 0.7 and out["acc"] > 0.55, out
 
@@ -148,6 +158,18 @@ def test_reinjection_plants_the_backdoor_in_a_clean_model(clean_model):
     # The measured model itself is untouched.
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
     assert backdoor_metrics(model, test, attack, 0)["asr"] == out["asr_before"]
+
+
+def test_repeated_reinjection_averages_independent_draws(clean_model):
+    model, test = clean_model["model"], clean_model["test"]
+    attack = ATTACKS["badnets"].create({"size": 3}, test.x, test.y, 0, torch.Generator())
+    base = Reinjection(n_clean=60, k=6, epochs=2, lr=0.05, batch_size=16, seed=3)
+    out = repeated(base, 3, model, clean_model["train"], test, attack, target=0)
+    single = [base.__class__(**{**base.__dict__, "seed": 3000 + d}).run(model, clean_model["train"], test, attack, 0)
+              for d in range(3)]
+    assert out["mean_asr"] == pytest.approx(sum(r["mean_asr"] for r in single) / 3)
+    assert out["curve"] == pytest.approx([sum(r["curve"][e] for r in single) / 3 for e in range(2)])
+    assert out["sd_draws"] > 0  # the draws differ
 
 
 # --- PGD ------------------------------------------------------------------------------------------
