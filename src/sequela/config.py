@@ -171,7 +171,9 @@ def validate(params: dict) -> None:
 
     # the sensitivity sweep (stages/sensitivity.py) runs on models of the main grid
     for key, known in (("datasets", datasets), ("attacks", _get(params, "grid.attacks"))):
-        _names(params, f"sensitivity.{key}", known)
+        values = _get(params, f"sensitivity.{key}")
+        if not isinstance(values, list) or any(v not in known for v in values):
+            _fail(f"sensitivity.{key}", values, f"a list (empty for no sweep) drawn from grid.{key}: {', '.join(known)}")
     for key, low in (("batch_sizes", 1), ("cycle_steps", 2)):
         values = _get(params, f"sensitivity.{key}")
         if (not isinstance(values, list) or not values

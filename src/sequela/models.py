@@ -1,4 +1,5 @@
-"""Model registry: a small CNN for digit-sized data and ResNet-18 with the CIFAR stem.
+"""Model registry: a small CNN for digit-sized data, a compact CNN for 32x32 images on a CPU and
+ResNet-18 with the CIFAR stem (the paper's, for GPUs).
 
 Every model is a `Classifier` with the same named parts, so defenses find the layers they need
 here instead of in per-architecture copies of their code:
@@ -32,13 +33,14 @@ class Normalize(nn.Module):
 
 
 class Classifier(nn.Module):
-    def __init__(self, normalize: Normalize, stem: nn.Module, stages: list[nn.Module], width: int, num_classes: int):
+    def __init__(self, normalize: Normalize, stem: nn.Module, stages: list[nn.Module], width: int, num_classes: int,
+                 pool: nn.Module | None = None):
         super().__init__()
         self.normalize = normalize
         self.stem = stem
         self.stages = nn.ModuleList(stages)
         self.register_buffer("channel_mask", torch.ones(width))
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = pool if pool is not None else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, num_classes)
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -75,6 +77,20 @@ def small_cnn(in_channels: int, num_classes: int, mean, std, width: int = 32) ->
     return Classifier(Normalize(mean, std), stem, stages, 4 * width, num_classes)
 
 
+def compact_cnn(in_channels: int, num_classes: int, mean, std, width: int = 32) -> Classifier:
+    """A VGG-style CNN sized for 32x32 images on a CPU: three stages, each ending in a 2x2 max-pool
+    (32 -> 16 -> 8 -> 4), widths width / 2*width / 4*width (0.29 M parameters at width 32), and a
+    global max-pool. The small CNN's receptive field (~12 pixels before its average pool) is too
+    local for traffic signs; after three pools each feature sees the whole 32x32 image."""
+    stem = conv_bn_relu(in_channels, width)
+    stages = [
+        nn.Sequential(conv_bn_relu(width, width), nn.MaxPool2d(2)),
+        nn.Sequential(conv_bn_relu(width, 2 * width), conv_bn_relu(2 * width, 2 * width), nn.MaxPool2d(2)),
+        nn.Sequential(conv_bn_relu(2 * width, 4 * width), conv_bn_relu(4 * width, 4 * width), nn.MaxPool2d(2)),
+    ]
+    return Classifier(Normalize(mean, std), stem, stages, 4 * width, num_classes, pool=nn.AdaptiveMaxPool2d(1))
+
+
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
@@ -103,7 +119,7 @@ def resnet18(in_channels: int, num_classes: int, mean, std, width: int = 64) -> 
     return Classifier(Normalize(mean, std), stem, stages, c_in, num_classes)
 
 
-ARCHITECTURES = {"small_cnn": small_cnn, "resnet18": resnet18}
+ARCHITECTURES = {"small_cnn": small_cnn, "compact_cnn": compact_cnn, "resnet18": resnet18}
 
 
 def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int | None = None) -> Classifier:
