@@ -121,6 +121,12 @@ def test_member_groups_skip_poisoned_and_removed_rows_and_split_by_what_the_defe
     after = member_groups(100, 20, 7, poisoned, defender, removed=removed)
     assert not set(after["all"].tolist()) & set(removed.tolist())
     assert set(groups["all"].tolist()) - set(removed.tolist()) <= set(after["all"].tolist())
+    # The defender's own draw (same seed) must not decide the "all" group: it mixes seen and unseen rows.
+    from sequela.data import clean_subset
+    half = clean_subset(1000, 0.5, seed=7)
+    mixed = member_groups(1000, 200, 7, torch.tensor([], dtype=torch.long), half)["all"]
+    inside = torch.isin(mixed, half).float().mean().item()
+    assert 0.3 < inside < 0.7, inside
     # A defender that holds every row leaves no "unseen" group to report.
     assert set(member_groups(100, 20, 7, poisoned, torch.arange(100))) == {"all"}
 

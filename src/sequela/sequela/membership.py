@@ -20,6 +20,7 @@ from sequela.engine import predict_logits
 from sequela.sequela.roc import auc, tpr_at_fpr
 
 SCORES = ("loss", "conf", "entropy", "mentropy")
+MEMBER_STREAM = 1_000_003  # offset of the member draw's seed from the cell's seed
 
 
 def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defender: torch.Tensor,
@@ -30,7 +31,9 @@ def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defen
     `removed`). "all" is the first `n` of them; when the defender's subset `defender` covers only
     part of the candidates, "seen" (in it) and "unseen" (not in it) are the first `n` of each.
     Because the order is shared, models that removed nothing get exactly the same members."""
-    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    # Its own random stream: the defender's subset (data.clean_subset) is the head of
+    # randperm(n_train) under `seed` itself, so the same stream would make "all" = "seen".
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(MEMBER_STREAM + seed))
     allowed = torch.ones(n_train, dtype=torch.bool)
     allowed[poisoned.cpu()] = False
     if removed is not None and len(removed):
