@@ -1,0 +1,67 @@
+"""The report's statistics: mean ± sd over seeds, paired intervals and the verdict rule of a claim."""
+
+import math
+import statistics
+
+import pandas as pd
+import pytest
+
+from sequela.report import claims, summary
+from sequela.report.stats import fmt, mean_sd, paired, verdict
+
+
+def test_mean_sd_is_the_sample_statistics_and_skips_missing_values():
+    assert mean_sd([0.1, 0.2, 0.6, float("nan"), None]) == pytest.approx(
+        (0.3, statistics.stdev([0.1, 0.2, 0.6]), 3))
+    mean, sd, n = mean_sd([0.5])
+    assert (mean, n) == (0.5, 1) and math.isnan(sd)
+    assert fmt(0.5, float("nan")) == "0.500" and fmt(0.25, 0.05) == "0.250 ± 0.050"
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    d = [-0.30, -0.25, -0.35, -0.28]
+    p = paired(d)
+    half = 3.182446305284263 * statistics.stdev(d) / 2  # t(0.975, 3) x sd / sqrt(4)
+    assert p.n == 4 and p.mean == pytest.approx(statistics.mean(d))
+    assert (p.low, p.high) == pytest.approx((p.mean - half, p.mean + half))
+
+
+@pytest.mark.parametrize("diffs, below, above, expected", [
+    ([-0.3, -0.25, -0.35], 0.0, None, "supported"),       # wholly below the bound
+    ([0.3, 0.25, 0.35], 0.0, None, "contradicted"),       # wholly above it
+    ([-0.3, 0.2, 0.05], 0.0, None, "inconclusive"),       # straddles it
+    ([0.01, 0.0, 0.005], None, -0.02, "supported"),       # "CA drop < 0.02"
+    ([-0.3], 0.0, None, "inconclusive"),                   # one pair has no interval
+])
+def test_verdict_needs_the_whole_interval_on_one_side(diffs, below, above, expected):
+    assert verdict(paired(diffs), below, above) == expected
+
+
+def frame() -> pd.DataFrame:
+    """Two attacks x three seeds; SFT's ASR is 0.3 below FT's in every cell."""
+    rows = []
+    for attack in ("badnets", "blended"):
+        for seed, noise in zip((0, 1, 2), (0.0, 0.01, -0.01)):
+            for model, asr, ca in (("none", 1.0, 0.95), ("ft", 0.6 + noise, 0.93), ("sft", 0.3 + noise, 0.95),
+                                   ("clean", 0.0, 0.97)):
+                rows.append({"paradigm": "standalone", "dataset": "digits", "attack": attack, "defense": model,
+                             "seed": seed, "asr": asr, "ca": ca + noise / 10})
+    return pd.DataFrame(rows)
+
+
+def test_claims_pair_models_of_the_same_seed():
+    rows = claims.claims_rows(frame(), mia="mia_loss_auc_unseen")
+    first = [r for r in rows if r["claim"] == "SFT leaves a lower ASR than FT"]
+    pooled = first[0]
+    assert pooled["scope"] == "all attacks" and pooled["n"] == 6
+    assert pooled["mean diff"] == pytest.approx(-0.3) and pooled["verdict"] == "supported"
+    assert [r["scope"] for r in first[1:]] == ["badnets", "blended"] and all(r["n"] == 3 for r in first[1:])
+    # No membership figure in the frame: that claim is left out, not judged on nothing.
+    assert not any("Membership" in r["claim"] for r in rows)
+
+
+def test_summary_keeps_each_seed_beside_mean_sd_and_n():
+    nested = summary.nest(frame())
+    asr = nested["standalone"]["digits"]["badnets"]["ft"]["asr"]
+    assert asr["seeds"] == {"0": 0.6, "1": 0.61, "2": 0.59} and asr["n"] == 3
+    assert asr["mean"] == pytest.approx(0.6) and asr["sd"] == pytest.approx(0.01)
