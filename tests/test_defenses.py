@@ -180,3 +180,33 @@ def test_no_defense_depends_on_the_test_split(planted, name):
         assert ctx.recorder.rows or name in ("nc", "ac")  # the curve was evaluated on this test split
         defended.append(ctx.model)
     assert same_weights(*defended)
+
+
+def colour_blobs(n: int, seed: int) -> Split:
+    """make_blobs at 32x32, three channels: the shape of the paper's datasets."""
+    grey = make_blobs(n, size=32, seed=seed)
+    return Split(grey.x.repeat(1, 3, 1, 1), grey.y)
+
+
+@pytest.mark.parametrize("name", sorted(DEFENSES))
+def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
+    """The defenses find their layers by name (stages, channel_mask, features), so the 32x32 model
+    needs no defense-specific code: each runs end to end on it and leaves a working classifier."""
+    from sequela import models
+
+    spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
+            "width": 4}
+    train, test = colour_blobs(96, seed=0), colour_blobs(40, seed=1)
+    g = torch.Generator().manual_seed(0)
+    from sequela.attacks import ATTACKS, choose_poison_indices
+
+    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
+    poisoned = choose_poison_indices(train.y, 0, 0.1, g)
+    quick = {"nc": {"steps": 20}, "nad": {"te_epochs": 1}, "abl": {"isolation_epochs": 1, "unlearning_epochs": 1}}
+    recipe = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
+    fixture = {"model": models.build(**spec), "train": train, "test": test, "attack": attack, "poisoned": poisoned,
+               "target": 0, "spec": spec}
+    ctx = context(fixture, name, epochs=1, recipe=recipe, **quick.get(name, {}))
+    DEFENSES[name](ctx)
+    assert isinstance(ctx.model, models.Classifier) and ctx.model.fc.in_features == 16
+    assert ctx.model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
