@@ -17,8 +17,6 @@ import argparse
 import copy
 import time
 
-import torch
-
 import layout
 from sequela import data, models
 from sequela.attacks import load_artefact
@@ -28,7 +26,6 @@ from sequela.engine import pick_device, seed_everything
 from sequela.io import save_tensors
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_cell, write_curve
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -52,13 +49,10 @@ def main() -> None:
     for name in params["grid"]["defenses"]:
         seed_everything(seed)
         recorder = CurveRecorder(lambda m: evaluate(m, test, attack, target))
-        ctx = DefenseContext(
-            model=copy.deepcopy(backdoored), clean=clean, train=ds.train, poisoned=poisoned, attack=attack,
-            target=target, recipe=recipe, epochs=settings["epochs"], params=settings.get(name) or {},
-            common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
-            device=device, generator=torch.Generator().manual_seed(seed), recorder=recorder,
-            spec=spec, poison_rate=poison_meta["poison_rate"], seed=seed, batch_size=settings["batch_size"],
-        )
+        ctx = DefenseContext.for_defender(
+            settings, name, seed, model=copy.deepcopy(backdoored), clean=clean, train=ds.train, poisoned=poisoned,
+            attack=attack, target=target, recipe=recipe, device=device, recorder=recorder, spec=spec,
+            poison_rate=poison_meta["poison_rate"])
         ctx.record(0, 0.0)
         # The cost is the defense's own wall time: the per-epoch evaluations for the curve are left out.
         eval_before, start = recorder.eval_seconds, time.perf_counter()
@@ -75,12 +69,11 @@ def main() -> None:
         cells[name] = {"ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": seconds,
                        "epochs": extra.pop("epochs_trained", settings["epochs"]),
                        "clean_fraction": settings["clean_fraction"], "n_clean": len(clean),
-                       "batch_size": ctx.clean_stream().batch_size, **extra}
+                       "batch_size": settings["batch_size"] or recipe.batch_size, **extra}
         print(f"defend {args.dataset}-{args.attack}-{name} seed {seed}: CA {final['ca']:.3f} "
               f"ASR {final['asr']:.3f} RA {final['ra']:.3f} in {seconds:.1f} s")
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
                 "device": device.type, "defenses": cells}, layout.defense_metrics(args.dataset, args.attack, seed))
-
 
 if __name__ == "__main__":
     run_stage(main)

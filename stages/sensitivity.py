@@ -10,8 +10,6 @@ seeds (reports/figures/sensitivity-<dataset>.png). Nothing here feeds back into 
 import argparse
 import copy
 
-import torch
-
 import layout
 from sequela import data, models
 from sequela.attacks import load_artefact
@@ -20,7 +18,6 @@ from sequela.defenses import DEFENSES, DefenseContext
 from sequela.engine import pick_device, seed_everything
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_cell
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -43,12 +40,10 @@ def main() -> None:
 
     def run(name: str, batch_size: int, overrides: dict) -> dict:
         seed_everything(seed)
-        ctx = DefenseContext(
-            model=copy.deepcopy(backdoored), clean=clean, train=ds.train, poisoned=poisoned, attack=attack,
-            target=target, recipe=recipe, epochs=settings["epochs"], params={**settings[name], **overrides},
-            common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]}, device=device,
-            generator=torch.Generator().manual_seed(seed), recorder=CurveRecorder(lambda m: {}),
-            spec=spec, seed=seed, batch_size=batch_size)
+        ctx = DefenseContext.for_defender(
+            settings, name, seed, overrides, batch_size, model=copy.deepcopy(backdoored), clean=clean, train=ds.train,
+            poisoned=poisoned, attack=attack, target=target, recipe=recipe, device=device,
+            recorder=CurveRecorder(lambda m: {}), spec=spec)
         DEFENSES[name](ctx)
         return evaluate(ctx.model, test, attack, target)
 
@@ -65,7 +60,6 @@ def main() -> None:
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
                 "default_batch_size": default_batch, "default_cycle_steps": settings["sft"]["cycle_steps"],
                 "n_clean": len(clean), "rows": rows}, layout.sensitivity_metrics(args.dataset, args.attack, seed))
-
 
 if __name__ == "__main__":
     run_stage(main)

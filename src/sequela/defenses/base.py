@@ -44,6 +44,17 @@ class DefenseContext:
     seed: int = 0
     batch_size: int | None = None   # defense.batch_size; None: the recipe's batch
 
+    @classmethod
+    def for_defender(cls, settings: dict, name: str, seed: int, overrides: dict | None = None,
+                     batch_size: int | None = None, **parts) -> "DefenseContext":
+        """A context from params.yaml's `defense` section for defense `name`: its own settings
+        (plus `overrides`), the shared epochs / momentum / weight decay, the defender's batch
+        (`batch_size`, else defense.batch_size, else the recipe's) and a generator seeded with `seed`."""
+        return cls(params={**(settings.get(name) or {}), **(overrides or {})}, epochs=settings["epochs"],
+                   common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
+                   generator=torch.Generator().manual_seed(seed), seed=seed,
+                   batch_size=batch_size or settings["batch_size"], **parts)
+
     def augment(self) -> Augment:
         return Augment(self.recipe.crop_padding, self.recipe.flip)
 
