@@ -11,11 +11,13 @@ split is only read to record the per-epoch curve, in eval mode: no defense's tra
 
 Per defense, writes data/standalone/<dataset>/seed<k>/<attack>/<defense>/ (weights + spec, and
 removed.safetensors for a defense that drops training rows: they are not members of its model),
-the cell's figures and the per-epoch curve (epoch 0 = before the defense)."""
+the cell's figures and the per-epoch curve (epoch 0 = before the defense). On a CPU the defenses run
+side by side, each single-threaded (sequela/workers.py)."""
 
 import argparse
 import copy
 import time
+from types import SimpleNamespace
 
 import layout
 from sequela import data, models
@@ -26,6 +28,41 @@ from sequela.engine import pick_device, seed_everything
 from sequela.io import save_tensors
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_cell, write_curve
+from sequela.workers import run_units
+
+# What every defense of the cell reads, set once by main() before the workers fork.
+CELL = SimpleNamespace()
+
+
+def defend(name: str) -> dict:
+    """Run one defense on its own copy of the backdoored model; save the model and its curve."""
+    c = CELL
+    seed_everything(c.seed)
+    recorder = CurveRecorder(lambda m: evaluate(m, c.test, c.attack, c.target))
+    ctx = DefenseContext.for_defender(
+        c.settings, name, c.seed, model=copy.deepcopy(c.backdoored), clean=c.clean, train=c.ds.train,
+        poisoned=c.poisoned, attack=c.attack, target=c.target, recipe=c.recipe, device=c.device, recorder=recorder,
+        spec=c.spec, poison_rate=c.poison_rate)
+    ctx.record(0, 0.0)
+    # The cost is the defense's own wall time: the per-epoch evaluations for the curve are left out.
+    eval_before, start = recorder.eval_seconds, time.perf_counter()
+    extra = DEFENSES[name](ctx)
+    seconds = time.perf_counter() - start - (recorder.eval_seconds - eval_before)
+    final = evaluate(ctx.model, c.test, c.attack, c.target)
+
+    out = layout.model(c.dataset, c.attack_name, c.seed, name)
+    removed = extra.pop("removed_rows", None)
+    if removed is not None:
+        save_tensors({"removed": removed}, out / "removed.safetensors")
+    models.save(ctx.model, c.spec, out)
+    write_curve(recorder.rows, layout.defense_curve(c.dataset, c.attack_name, c.seed, name))
+    print(f"defend {c.dataset}-{c.attack_name}-{name} seed {c.seed}: CA {final['ca']:.3f} "
+          f"ASR {final['asr']:.3f} RA {final['ra']:.3f} in {seconds:.1f} s", flush=True)
+    return {"ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": seconds,
+            "epochs": extra.pop("epochs_trained", c.settings["epochs"]),
+            "clean_fraction": c.settings["clean_fraction"], "n_clean": len(c.clean),
+            "batch_size": c.settings["batch_size"] or c.recipe.batch_size, **extra}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -40,40 +77,18 @@ def main() -> None:
 
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
     attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack, seed), device)
-    target = poison_meta["target"]
     backdoored, spec = models.load(layout.model(args.dataset, args.attack, seed), device)
-    clean = ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], seed))
-    test = ds.test.to(device)
+    CELL.__dict__.update(
+        dataset=args.dataset, attack_name=args.attack, seed=seed, settings=settings, recipe=recipe, device=device,
+        ds=ds, attack=attack, poisoned=poisoned, target=poison_meta["target"], poison_rate=poison_meta["poison_rate"],
+        backdoored=backdoored, spec=spec, test=ds.test.to(device),
+        clean=ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], seed)))
 
-    cells = {}
-    for name in params["grid"]["defenses"]:
-        seed_everything(seed)
-        recorder = CurveRecorder(lambda m: evaluate(m, test, attack, target))
-        ctx = DefenseContext.for_defender(
-            settings, name, seed, model=copy.deepcopy(backdoored), clean=clean, train=ds.train, poisoned=poisoned,
-            attack=attack, target=target, recipe=recipe, device=device, recorder=recorder, spec=spec,
-            poison_rate=poison_meta["poison_rate"])
-        ctx.record(0, 0.0)
-        # The cost is the defense's own wall time: the per-epoch evaluations for the curve are left out.
-        eval_before, start = recorder.eval_seconds, time.perf_counter()
-        extra = DEFENSES[name](ctx)
-        seconds = time.perf_counter() - start - (recorder.eval_seconds - eval_before)
-        final = evaluate(ctx.model, test, attack, target)
-
-        out = layout.model(args.dataset, args.attack, seed, name)
-        removed = extra.pop("removed_rows", None)
-        if removed is not None:
-            save_tensors({"removed": removed}, out / "removed.safetensors")
-        models.save(ctx.model, spec, out)
-        write_curve(recorder.rows, layout.defense_curve(args.dataset, args.attack, seed, name))
-        cells[name] = {"ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": seconds,
-                       "epochs": extra.pop("epochs_trained", settings["epochs"]),
-                       "clean_fraction": settings["clean_fraction"], "n_clean": len(clean),
-                       "batch_size": settings["batch_size"] or recipe.batch_size, **extra}
-        print(f"defend {args.dataset}-{args.attack}-{name} seed {seed}: CA {final['ca']:.3f} "
-              f"ASR {final['asr']:.3f} RA {final['ra']:.3f} in {seconds:.1f} s")
+    names = params["grid"]["defenses"]
+    cells = dict(zip(names, run_units(defend, names, device)))
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
                 "device": device.type, "defenses": cells}, layout.defense_metrics(args.dataset, args.attack, seed))
+
 
 if __name__ == "__main__":
     run_stage(main)

@@ -12,11 +12,14 @@ seen triggered and relabelled), minus any rows a defense removed before retraini
 members of its model). When the defender held only part of the training split, members are also
 scored in two groups: rows the defender fine-tuned on ("seen") and rows it did not ("unseen").
 
+On a CPU the models are measured side by side, each single-threaded (sequela/workers.py).
+
 (Named sequela_cell.py, not sequela.py: Python puts a script's own folder first on sys.path, so a
 stages/sequela.py would shadow the `sequela` package for every stage script.)"""
 
 import argparse
 import time
+from types import SimpleNamespace
 
 import torch
 
@@ -32,11 +35,50 @@ from sequela.sequela.membership import member_groups, metric_attacks
 from sequela.sequela.reinject import Reinjection, repeated
 from sequela.sequela.robustness import pgd_accuracy
 from sequela.sequela.shadow import ShadowAttack
+from sequela.workers import run_units
 
 
 def removed_rows(model_dir) -> torch.Tensor | None:
     path = model_dir / "removed.safetensors"
     return load_tensors(path)["removed"] if path.is_file() else None
+
+
+# What every model of the cell is measured against, set once by main() before the workers fork.
+CELL = SimpleNamespace()
+
+
+def measure(label: str) -> dict:
+    """Every sequela measure of one model of the cell."""
+    c = CELL
+    start = time.perf_counter()
+    seed_everything(c.seed)
+    model_dir = layout.model(c.dataset, c.attack_name, c.seed, label)
+    model, _ = models.load(model_dir, c.device)
+    groups = member_groups(len(c.ds.train), len(c.ds.holdout), c.seed, c.poisoned, c.defender,
+                           removed_rows(model_dir))
+    cell = {"asr": backdoor_metrics(model, c.test, c.attack, c.target)["asr"]} if label == "clean" else {}
+    for group, rows in groups.items():
+        suffix = "" if group == "all" else f"_{group}"
+        members = c.ds.train.subset(rows)
+        mia = metric_attacks(model, members, c.ds.holdout)
+        shadow = c.shadow_attack.evaluate(c.mlp, model, members, c.ds.holdout)
+        cell.update({f"mia_loss_auc{suffix}": mia["loss_auc"], f"mia_conf_auc{suffix}": mia["conf_auc"],
+                     f"mia_entropy_auc{suffix}": mia["entropy_auc"],
+                     f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
+                     f"mia_tpr_at_1fpr{suffix}": mia["loss_tpr"], f"mia_shadow_auc{suffix}": shadow["auc"],
+                     f"mia_shadow_acc{suffix}": shadow["acc"], f"mia_n{suffix}": len(rows)})
+    r, p = c.settings["reinject"], c.settings["pgd"]
+    reinjected = repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
+    cell.update({"reinject_asr_before": reinjected["asr_before"], "reinject_asr": reinjected["mean_asr"],
+                 "reinject_asr_sd_draws": reinjected["sd_draws"], "reinject_last_asr": reinjected["last_asr"],
+                 "reinject_curve": [round(a, 3) for a in reinjected["curve"]],
+                 "pgd_acc": pgd_accuracy(model, c.ds.test, p["eps"], p["step"], p["steps"], p["n"], c.seed,
+                                         p["random_start"]),
+                 "seconds": time.perf_counter() - start})
+    print(f"sequela {c.dataset}-{c.attack_name}-{label} seed {c.seed}: MIA loss AUC {cell['mia_loss_auc']:.3f}, "
+          f"shadow AUC {cell['mia_shadow_auc']:.3f}, re-injection ASR {cell['reinject_asr']:.3f}, "
+          f"PGD acc {cell['pgd_acc']:.3f} in {cell['seconds']:.1f} s", flush=True)
+    return cell
 
 
 def main() -> None:
@@ -55,47 +97,21 @@ def main() -> None:
         raise SystemExit(f"error: {layout.prepared(args.dataset)} has no membership holdout; "
                          "set data.holdout_fraction > 0")
     attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack, seed), device)
-    target = poison_meta["target"]
-    test = ds.test.to(device)
-    defender = data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed)
     shadow_model, _ = models.load(layout.shadow_model(args.dataset, seed), device)
     m = settings["membership"]
     shadow_attack = ShadowAttack(m["top_k"], m["mlp"]["hidden"], m["mlp"]["epochs"], m["mlp"]["lr"], seed)
-    mlp = shadow_attack.fit(shadow_model, ds.shadow, ds.shadow_out)
-    r, p = settings["reinject"], settings["pgd"]
-    reinjection = Reinjection(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"],
-                              recipe.momentum, recipe.weight_decay, seed)
-    augment = Augment(recipe.crop_padding, recipe.flip)
+    r = settings["reinject"]
+    CELL.__dict__.update(
+        dataset=args.dataset, attack_name=args.attack, seed=seed, settings=settings, device=device, ds=ds,
+        attack=attack, poisoned=poisoned, target=poison_meta["target"], test=ds.test.to(device),
+        defender=data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed),
+        shadow_attack=shadow_attack, mlp=shadow_attack.fit(shadow_model, ds.shadow, ds.shadow_out),
+        reinjection=Reinjection(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"], recipe.momentum,
+                                recipe.weight_decay, seed),
+        augment=Augment(recipe.crop_padding, recipe.flip))
 
-    figures = {}
-    for label in ["clean", "none", *params["grid"]["defenses"]]:
-        start = time.perf_counter()
-        seed_everything(seed)
-        model_dir = layout.model(args.dataset, args.attack, seed, label)
-        model, _ = models.load(model_dir, device)
-        groups = member_groups(len(ds.train), len(ds.holdout), seed, poisoned, defender, removed_rows(model_dir))
-        cell = {"asr": backdoor_metrics(model, test, attack, target)["asr"]} if label == "clean" else {}
-        for group, rows in groups.items():
-            suffix = "" if group == "all" else f"_{group}"
-            members = ds.train.subset(rows)
-            mia = metric_attacks(model, members, ds.holdout)
-            shadow = shadow_attack.evaluate(mlp, model, members, ds.holdout)
-            cell.update({f"mia_loss_auc{suffix}": mia["loss_auc"], f"mia_conf_auc{suffix}": mia["conf_auc"],
-                         f"mia_entropy_auc{suffix}": mia["entropy_auc"],
-                         f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
-                         f"mia_tpr_at_1fpr{suffix}": mia["loss_tpr"], f"mia_shadow_auc{suffix}": shadow["auc"],
-                         f"mia_shadow_acc{suffix}": shadow["acc"], f"mia_n{suffix}": len(rows)})
-        reinjected = repeated(reinjection, r["draws"], model, ds.train, test, attack, target, augment)
-        cell.update({"reinject_asr_before": reinjected["asr_before"], "reinject_asr": reinjected["mean_asr"],
-                     "reinject_asr_sd_draws": reinjected["sd_draws"], "reinject_last_asr": reinjected["last_asr"],
-                     "reinject_curve": [round(a, 3) for a in reinjected["curve"]],
-                     "pgd_acc": pgd_accuracy(model, ds.test, p["eps"], p["step"], p["steps"], p["n"], seed,
-                                             p["random_start"]),
-                     "seconds": time.perf_counter() - start})
-        figures[label] = cell
-        print(f"sequela {args.dataset}-{args.attack}-{label} seed {seed}: MIA loss AUC {cell['mia_loss_auc']:.3f}, "
-              f"shadow AUC {cell['mia_shadow_auc']:.3f}, re-injection ASR {cell['reinject_asr']:.3f}, "
-              f"PGD acc {cell['pgd_acc']:.3f} in {cell['seconds']:.1f} s")
+    labels = ["clean", "none", *params["grid"]["defenses"]]
+    figures = dict(zip(labels, run_units(measure, labels, device)))
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
                 "device": device.type, "models": figures}, layout.sequela_metrics(args.dataset, args.attack, seed))
 

@@ -55,3 +55,20 @@ def test_sgd_matches_torch_sgd_bit_for_bit():
             opt.step()
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_adam_matches_torch_adam_bit_for_bit():
+    from sequela.engine import Adam
+
+    torch.manual_seed(0)
+    a = torch.randn(4, 5, requires_grad=True)
+    b = a.detach().clone().requires_grad_(True)
+    ours, theirs = Adam([a], lr=0.1, betas=(0.5, 0.9)), torch.optim.Adam([b], lr=0.1, betas=(0.5, 0.9))
+    for step in range(6):
+        target = torch.randn(4, 5)
+        for w, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            (w - target).pow(3).abs().sum().backward()
+            opt.step()
+    assert not torch.equal(a, torch.zeros_like(a))
+    assert torch.equal(a, b)

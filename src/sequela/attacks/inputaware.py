@@ -37,6 +37,7 @@ from torch import nn
 from sequela import models
 from sequela.attacks.base import Attack
 from sequela.attacks.wanet import extra_rows
+from sequela.engine import Adam
 
 MASK_SHARPNESS = 40.0  # the steep threshold on the mask generator's output (see the docstring)
 
@@ -74,7 +75,7 @@ def stamp(x: torch.Tensor, source: torch.Tensor, pattern: nn.Module, mask: nn.Mo
 
 
 def train_steps(loss_fn, params, epochs: int, batches, lr: float) -> None:
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = Adam(params, lr=lr)
     for _ in range(epochs):
         for x, y in batches():
             loss = loss_fn(x, y)

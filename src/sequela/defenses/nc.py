@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela.defenses.base import DefenseContext
-from sequela.engine import autocast, fit, sgd
+from sequela.engine import Adam, autocast, fit, sgd
 from sequela.schedules import constant
 
 
@@ -40,7 +40,7 @@ def reverse_triggers(model, ctx: DefenseContext, p: dict) -> tuple[torch.Tensor,
     # Start from a mask of ~0.12 everywhere and a grey pattern: a weak trigger everywhere.
     mask_raw = torch.full((k, 1, h, w), -2.0, device=device, requires_grad=True)
     pattern_raw = torch.zeros((k, c, h, w), device=device, requires_grad=True)
-    opt = torch.optim.Adam([mask_raw, pattern_raw], lr=p["lr"], betas=(0.5, 0.9))
+    opt = Adam([mask_raw, pattern_raw], lr=p["lr"], betas=(0.5, 0.9))
     cost = torch.full((k,), float(p["init_cost"]), device=device)
     best_norm = torch.full((k,), float("inf"), device=device)
     best_mask = torch.sigmoid(mask_raw.detach()).clone()
