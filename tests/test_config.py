@@ -57,6 +57,24 @@ def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
     assert allowed in message and "\n" not in message
 
 
+def test_a_32x32_set_trains_with_the_recipe_its_use_names():
+    from sequela.config import Recipe
+
+    assert Recipe.from_params(PARAMS, "gtsrb").model == "compact_cnn"  # the CPU recipe by default
+    assert Recipe.from_params(with_value("recipe.gtsrb.use", "gpu"), "gtsrb").model == "resnet18"
+    assert Recipe.from_params(PARAMS, "digits").model == "small_cnn"  # a single recipe needs no `use`
+    params = with_value("grid.datasets", ["gtsrb"])
+    params["sensitivity"]["datasets"] = []
+    validate(params)
+    params["recipe"]["gtsrb"]["use"] = "tpu"
+    with pytest.raises(ConfigError, match=r"recipe.gtsrb.use = 'tpu' .*allowed: one of cpu, gpu"):
+        validate(params)
+    params["recipe"]["gtsrb"]["use"] = "cpu"
+    params["recipe"]["gtsrb"]["cpu"]["epochs"] = 0
+    with pytest.raises(ConfigError, match=r"recipe.gtsrb.cpu.epochs = 0"):
+        validate(params)
+
+
 def test_stage_exits_with_one_line_and_no_traceback(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("attack.poison_rate", 1.5)))
     result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py"), "--dataset", "digits"],

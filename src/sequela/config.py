@@ -17,7 +17,7 @@ import yaml
 from sequela.data import NUM_CLASSES
 from sequela.errors import ConfigError
 
-__all__ = ["ConfigError", "Recipe", "load_params", "run_stage", "validate"]
+__all__ = ["ConfigError", "Recipe", "load_params", "recipe_key", "run_stage", "validate"]
 
 
 def _get(params: dict, key: str) -> Any:
@@ -84,8 +84,7 @@ def validate(params: dict) -> None:
     _number(params, "data.holdout_fraction", 0.0, 0.5, low_open=False)
 
     for ds in datasets:
-        key = f"recipe.{ds}"
-        _get(params, key)
+        key = recipe_key(params, ds)
         if _get(params, f"{key}.model") not in ARCHITECTURES:
             _fail(f"{key}.model", _get(params, f"{key}.model"), f"one of {', '.join(ARCHITECTURES)}")
         _positive_int(params, f"{key}.epochs")
@@ -221,7 +220,20 @@ class Recipe:
 
     @classmethod
     def from_params(cls, params: dict, dataset: str) -> "Recipe":
-        return cls(**_get(params, f"recipe.{dataset}"))
+        return cls(**_get(params, recipe_key(params, dataset)))
+
+
+def recipe_key(params: dict, dataset: str) -> str:
+    """The params key of the recipe a dataset trains with: `recipe.<dataset>`, or, where that block
+    holds several named recipes (the 32x32 sets: `cpu` and the paper's `gpu`), the one its `use`
+    names, e.g. `recipe.gtsrb.cpu`."""
+    block = _get(params, f"recipe.{dataset}")
+    if not isinstance(block, dict) or "use" not in block:
+        return f"recipe.{dataset}"
+    choices = sorted(k for k, v in block.items() if k != "use" and isinstance(v, dict))
+    if block["use"] not in choices:
+        _fail(f"recipe.{dataset}.use", block["use"], f"one of {', '.join(choices)}")
+    return f"recipe.{dataset}.{block['use']}"
 
 
 def run_stage(main: Callable[[], None]) -> None:
