@@ -27,11 +27,11 @@ import layout
 from sequela import data, models
 from sequela.attacks import load_artefact
 from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import Augment, pick_device, seed_everything
+from sequela.engine import Augment, pick_device, predict_logits, seed_everything
 from sequela.io import load_tensors
 from sequela.metrics import backdoor_metrics
 from sequela.records import write_cell
-from sequela.sequela.membership import member_groups, metric_attacks
+from sequela.sequela.membership import attacks_on_logits, member_groups
 from sequela.sequela.reinject import Reinjection, repeated
 from sequela.sequela.robustness import pgd_accuracy
 from sequela.sequela.shadow import ShadowAttack
@@ -57,11 +57,15 @@ def measure(label: str) -> dict:
     groups = member_groups(len(c.ds.train), len(c.ds.holdout), c.seed, c.poisoned, c.defender,
                            removed_rows(model_dir))
     cell = {"asr": backdoor_metrics(model, c.test, c.attack, c.target)["asr"]} if label == "clean" else {}
+    # One forward pass over the union of the groups and one over the holdout serve every attack.
+    union = torch.cat(list(groups.values())).unique()
+    union_logits = predict_logits(model, c.ds.train.x[union], float32=True)
+    holdout_logits = predict_logits(model, c.ds.holdout.x, float32=True)
     for group, rows in groups.items():
         suffix = "" if group == "all" else f"_{group}"
-        members = c.ds.train.subset(rows)
-        mia = metric_attacks(model, members, c.ds.holdout)
-        shadow = c.shadow_attack.evaluate(c.mlp, model, members, c.ds.holdout)
+        logits = union_logits[torch.searchsorted(union, rows).to(union_logits.device)]
+        mia = attacks_on_logits(logits, c.ds.train.y[rows], holdout_logits, c.ds.holdout.y)
+        shadow = c.shadow_attack.evaluate_logits(c.mlp, logits, holdout_logits)
         cell.update({f"mia_loss_auc{suffix}": mia["loss_auc"], f"mia_conf_auc{suffix}": mia["conf_auc"],
                      f"mia_entropy_auc{suffix}": mia["entropy_auc"],
                      f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
@@ -107,7 +111,7 @@ def main() -> None:
         defender=data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed),
         shadow_attack=shadow_attack, mlp=shadow_attack.fit(shadow_model, ds.shadow, ds.shadow_out),
         reinjection=Reinjection(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"], recipe.momentum,
-                                recipe.weight_decay, seed),
+                                recipe.weight_decay, seed, r["eval_n"]),
         augment=Augment(recipe.crop_padding, recipe.flip))
 
     labels = ["clean", "none", *params["grid"]["defenses"]]

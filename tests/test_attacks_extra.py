@@ -164,3 +164,30 @@ def test_same_seed_same_trigger(attacks, name):
     again = build(name)
     assert again.tensors.keys() == attacks[name].tensors.keys()
     assert all(torch.equal(v, again.tensors[k]) for k, v in attacks[name].tensors.items())
+
+
+@pytest.mark.parametrize("name", ["badnets", "blended", *NEW])
+def test_every_attack_builds_for_32x32_colour_and_any_target_class(name):
+    """GTSRB's shape (3x32x32, 43 classes) and a target other than 0: the poisoned rows, and only
+    they, carry a visible trigger and the target label."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (96, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.arange(96) % 43
+    target = 7
+    context = {}
+    if ATTACKS[name].needs_clean_model:
+        torch.manual_seed(0)
+        context["clean_model"] = models.compact_cnn(3, 43, [0.5] * 3, [0.3] * 3, width=4)
+    params = SETTINGS.get(name, {"badnets": {"size": 3}, "blended": {"alpha": 0.2, "pattern_file": None}}.get(name))
+    attack = ATTACKS[name].create(params, x, y, target, torch.Generator().manual_seed(1), **context)
+    idx = choose_poison_indices(y, target=target, rate=0.1, generator=torch.Generator().manual_seed(2))
+    assert not (y[idx] == target).any()
+    flags = torch.zeros(96, dtype=torch.bool)
+    flags[idx] = True
+    xf = x.float() / 255.0
+    px, py = attack.poison_batch(xf, y, flags, target, torch.Generator().manual_seed(3))
+    assert (py[flags] == target).all()
+    changed_label = py != y
+    assert torch.equal(changed_label, flags)
+    moved = (px - xf).abs().flatten(1).amax(1) > 1e-3
+    assert moved[flags].all()

@@ -225,3 +225,15 @@ def test_bad_sequela_values_name_key_value_and_what_is_allowed(key, value, allow
     with pytest.raises(ConfigError) as err:
         validate(params)
     assert key in str(err.value) and repr(value) in str(err.value) and allowed in str(err.value)
+
+
+def test_reinjection_measures_asr_on_a_seeded_subset_of_large_test_sets():
+    from sequela.data import Split
+    from sequela.sequela.reinject import evaluation_set
+
+    test = Split(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.arange(50) % 10)
+    assert evaluation_set(test, 50, 0) is test  # small sets are measured whole
+    a, b, c = evaluation_set(test, 20, 0), evaluation_set(test, 20, 0), evaluation_set(test, 20, 1)
+    assert len(a) == 20 and len(set(a.x.flatten().tolist())) == 20  # distinct rows
+    assert torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
+    assert torch.equal(test.y[a.x.flatten().long()], a.y)  # labels stay with their images

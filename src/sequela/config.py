@@ -184,7 +184,7 @@ def validate(params: dict) -> None:
     _positive_int(params, "sequela.membership.mlp.hidden")
     _positive_int(params, "sequela.membership.mlp.epochs")
     _number(params, "sequela.membership.mlp.lr", 0.0, float("inf"))
-    for key in ("n_clean", "k", "epochs", "batch_size", "draws"):
+    for key in ("n_clean", "k", "epochs", "batch_size", "draws", "eval_n"):
         _positive_int(params, f"sequela.reinject.{key}")
     _number(params, "sequela.reinject.lr", 0.0, float("inf"))
     _number(params, "sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)

@@ -97,8 +97,16 @@ def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor
 def metric_attacks(model: torch.nn.Module, members: Split, nonmembers: Split,
                    max_fpr: float = 0.01) -> dict[str, float]:
     """`<score>_auc` and `<score>_tpr` (TPR at `max_fpr` FPR) for every score in SCORES."""
-    member_scores = scores(predict_logits(model, members.x, float32=True), members.y)
-    nonmember_scores = scores(predict_logits(model, nonmembers.x, float32=True), nonmembers.y)
+    return attacks_on_logits(predict_logits(model, members.x, float32=True), members.y,
+                             predict_logits(model, nonmembers.x, float32=True), nonmembers.y, max_fpr)
+
+
+def attacks_on_logits(member_logits: torch.Tensor, member_y: torch.Tensor, nonmember_logits: torch.Tensor,
+                      nonmember_y: torch.Tensor, max_fpr: float = 0.01) -> dict[str, float]:
+    """`metric_attacks` on logits already computed (a stage scoring several member groups of one
+    model runs it once over their union)."""
+    member_scores = scores(member_logits, member_y)
+    nonmember_scores = scores(nonmember_logits, nonmember_y)
     out = {}
     for name in SCORES:
         out[f"{name}_auc"] = auc(member_scores[name], nonmember_scores[name])

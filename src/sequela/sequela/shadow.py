@@ -46,7 +46,11 @@ def balanced(members: Split, nonmembers: Split, seed: int) -> tuple[Split, Split
 
 def posterior_features(model: nn.Module, x: torch.Tensor, top_k: int) -> torch.Tensor:
     """The `top_k` largest softmax probabilities of each image, in descending order (CPU, float32)."""
-    probs = torch.softmax(predict_logits(model, x, float32=True), dim=1)
+    return top_posteriors(predict_logits(model, x, float32=True), top_k)
+
+
+def top_posteriors(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    probs = torch.softmax(logits.float(), dim=1)
     k = min(top_k, probs.shape[1])
     return probs.topk(k, dim=1).values.cpu()
 
@@ -90,8 +94,14 @@ class ShadowAttack:
     def evaluate(self, mlp: nn.Module, model: nn.Module, members: Split, nonmembers: Split) -> dict[str, float]:
         """AUC and accuracy (threshold 0.5 on the MLP's probability) on the target's members vs
         non-members; with equally many of each, accuracy 0.5 is chance."""
-        member_logit = mlp(posterior_features(model, members.x, self.top_k)).squeeze(1)
-        nonmember_logit = mlp(posterior_features(model, nonmembers.x, self.top_k)).squeeze(1)
+        return self.evaluate_logits(mlp, predict_logits(model, members.x, float32=True),
+                                    predict_logits(model, nonmembers.x, float32=True))
+
+    @torch.no_grad()
+    def evaluate_logits(self, mlp: nn.Module, member_logits: torch.Tensor, nonmember_logits: torch.Tensor) -> dict:
+        """`evaluate` on the target model's logits already computed."""
+        member_logit = mlp(top_posteriors(member_logits, self.top_k)).squeeze(1)
+        nonmember_logit = mlp(top_posteriors(nonmember_logits, self.top_k)).squeeze(1)
         correct = (member_logit > 0).sum() + (nonmember_logit <= 0).sum()
         return {"auc": auc(member_logit, nonmember_logit),
                 "acc": correct.item() / (len(member_logit) + len(nonmember_logit))}
