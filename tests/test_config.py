@@ -1,6 +1,7 @@
 """Bad values in params.yaml stop a stage before any work, with one line naming key, value, allowed."""
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,17 @@ def test_stage_exits_with_one_line_and_no_traceback(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "attack.poison_rate" in result.stderr and "1.5" in result.stderr
     assert not (tmp_path / "data").exists()  # nothing was written
+
+
+def test_missing_gtsrb_stops_prepare_with_one_line_saying_where_to_put_it(tmp_path):
+    params = with_value("grid.datasets", ["gtsrb"])
+    params["sensitivity"]["datasets"] = []
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    # A proxy nobody listens on: torchvision's download fails at once even on a machine with a network.
+    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py"), "--dataset", "gtsrb"],
+                            cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "tar -xJf ../shared/datasets/gtsrb-32px.tar.xz" in result.stderr and "data/raw" in result.stderr
+    assert not (tmp_path / "data" / "prepared").exists()

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela.io import atomic_write_json, load_tensors, save_tensors
+from sequela.errors import MissingDatasetError  # noqa: F401  (raised by torchvision_sets, imported from here)
 
 
 @dataclass
@@ -69,10 +70,6 @@ class Dataset:
         """Per-channel mean and std of the training images in [0, 1], for the model's Normalize."""
         x = self.train.x.double() / 255.0
         return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
-
-
-class MissingDatasetError(RuntimeError):
-    """The dataset's files are not on disk and could not be downloaded."""
 
 
 # Number of classes per dataset, known before any file is read, so params.yaml can be checked

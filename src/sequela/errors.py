@@ -3,3 +3,8 @@
 
 class ConfigError(ValueError):
     """One bad value in params.yaml (or a bad command-line value a stage was given)."""
+
+
+class MissingDatasetError(ConfigError):
+    """The dataset's files are not on disk and could not be downloaded. A ConfigError, so a stage
+    reports it as one line naming where to put the files, with no traceback."""
