@@ -61,7 +61,7 @@ def defend(name: str) -> dict:
     return {"ca": final["ca"], "asr": final["asr"], "ra": final["ra"], "seconds": seconds,
             "epochs": extra.pop("epochs_trained", c.settings["epochs"]),
             "clean_fraction": c.settings["clean_fraction"], "n_clean": len(c.clean),
-            "batch_size": c.settings["batch_size"] or c.recipe.batch_size, **extra}
+            "batch_size": ctx.defender_batch, **extra}
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ no defender can tune them on ASR. So instead of hiding them in a default, this s
 SFT on the same backdoored model and clean subset at each batch size of `sensitivity.batch_sizes`
 (SFT at its default cycle length) and SFT at each cycle length of `sensitivity.cycle_steps` (at
 the default batch), and records the final CA and ASR. The report draws them with their spread over
-seeds (reports/figures/sensitivity-<dataset>.png). Nothing here feeds back into a default. On a CPU the points run side by side, each
-single-threaded (sequela/workers.py)."""
+seeds (reports/figures/sensitivity-<dataset>.png). Nothing here feeds back into a default. On a
+CPU the points run side by side, each single-threaded (sequela/workers.py)."""
 
 import argparse
 import copy

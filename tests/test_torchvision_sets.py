@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from sequela import torchvision_sets
-from sequela.data import MissingDatasetError, resize
+from sequela.data import resize
+from sequela.errors import MissingDatasetError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from sequela.io import atomic_write_json, load_tensors, save_tensors
-from sequela.errors import MissingDatasetError  # noqa: F401  (raised by torchvision_sets, imported from here)
 
 
 @dataclass

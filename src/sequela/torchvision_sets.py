@@ -24,7 +24,8 @@ import torch
 import torchvision.datasets as tvd
 from PIL import Image
 
-from sequela.data import Dataset, MissingDatasetError, Split, resize
+from sequela.data import Dataset, Split, resize
+from sequela.errors import MissingDatasetError
 
 GTSRB_CLASSES = [
     "Speed limit (20km/h)", "Speed limit (30km/h)", "Speed limit (50km/h)", "Speed limit (60km/h)",

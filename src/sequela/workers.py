@@ -52,9 +52,9 @@ def run_units(fn: Callable[[Unit], dict], units: Sequence[Unit], device: torch.d
     `fn` must be a module-level function (the pool sends its name, not its code); everything it
     reads besides its argument it takes from module globals set before this call, which the
     forked workers inherit."""
-    workers = worker_count(device, len(units))
     if device.type != "cpu":
         return [fn(u) for u in units]
+    workers = worker_count(device, len(units))
     if workers == 1:
         threads = torch.get_num_threads()
         _single_thread()  # the same arithmetic as in a worker

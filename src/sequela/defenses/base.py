@@ -58,8 +58,13 @@ class DefenseContext:
     def augment(self) -> Augment:
         return Augment(self.recipe.crop_padding, self.recipe.flip)
 
+    @property
+    def defender_batch(self) -> int:
+        """The batch the defender fine-tunes with: defense.batch_size, else the recipe's."""
+        return self.batch_size or self.recipe.batch_size
+
     def clean_stream(self, batch_size: int | None = None) -> BatchStream:
-        return BatchStream(self.clean.x, self.clean.y, batch_size or self.batch_size or self.recipe.batch_size,
+        return BatchStream(self.clean.x, self.clean.y, batch_size or self.defender_batch,
                            self.device, self.generator, shuffle=True, augment=self.augment())
 
     def poisoned_stream(self, batch_size: int | None = None) -> BatchStream:
