@@ -38,7 +38,7 @@ def defend(name: str) -> dict:
     """Run one defense on its own copy of the backdoored model; save the model and its curve."""
     c = CELL
     seed_everything(c.seed)
-    recorder = CurveRecorder(lambda m: evaluate(m, c.test, c.attack, c.target))
+    recorder = CurveRecorder(lambda m: evaluate(m, c.curve_test, c.attack, c.target))
     ctx = DefenseContext.for_defender(
         c.settings, name, c.seed, model=copy.deepcopy(c.backdoored), clean=c.clean, train=c.ds.train,
         poisoned=c.poisoned, attack=c.attack, target=c.target, recipe=c.recipe, device=c.device, recorder=recorder,
@@ -82,6 +82,7 @@ def main() -> None:
         dataset=args.dataset, attack_name=args.attack, seed=seed, settings=settings, recipe=recipe, device=device,
         ds=ds, attack=attack, poisoned=poisoned, target=poison_meta["target"], poison_rate=poison_meta["poison_rate"],
         backdoored=backdoored, spec=spec, test=ds.test.to(device),
+        curve_test=ds.test.sample(params["curves"]["eval_n"], seed).to(device),
         clean=ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], seed)))
 
     names = params["grid"]["defenses"]

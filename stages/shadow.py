@@ -11,6 +11,7 @@ import layout
 from sequela import data, models
 from sequela.config import Recipe, load_params, run_stage
 from sequela.engine import pick_device, seed_everything
+from sequela.metrics import clean_accuracy
 from sequela.records import write_cell
 from sequela.sequela.shadow import train_shadow
 from sequela.training import model_spec
@@ -31,9 +32,10 @@ def main() -> None:
         raise SystemExit(f"error: {layout.prepared(args.dataset)} has no shadow split; "
                          "set data.shadow_fraction and data.holdout_fraction > 0")
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
-    run = train_shadow(ds.shadow, ds.shadow_out, spec, recipe, device, args.seed)
+    run = train_shadow(ds.shadow, ds.shadow_out, spec, recipe, device, args.seed, params["curves"]["eval_n"])
     models.save(run.model, spec, layout.shadow_model(args.dataset, args.seed))
-    final = run.curve[-1]
+    final = {"train_acc": clean_accuracy(run.model, ds.shadow.to(device)),
+             "test_acc": clean_accuracy(run.model, ds.shadow_out.to(device))}
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "seed": args.seed, "model": "shadow",
                 "n_members": len(ds.shadow), "n_nonmembers": len(ds.shadow_out),
                 "train_acc": final["train_acc"], "test_acc": final["test_acc"], "seconds": run.seconds,

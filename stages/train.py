@@ -30,13 +30,14 @@ def main() -> None:
     attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack, args.seed), device)
     target = poison_meta["target"]
     test = ds.test.to(device)
+    curve_test = test.sample(params["curves"]["eval_n"], args.seed)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     run = train_classifier(ds.train, spec, recipe, device, args.seed,
-                           evaluate=lambda m: evaluate(m, test, attack, target),
+                           evaluate=lambda m: evaluate(m, curve_test, attack, target),
                            attack=attack, poisoned=poisoned, target=target,
                            desc=f"train {args.dataset}-{args.attack} seed {args.seed}")
 
-    final = run.curve[-1]
+    final = evaluate(run.model, test, attack, target)
     models.save(run.model, spec, layout.model(args.dataset, args.attack, args.seed))
     write_curve(run.curve, layout.train_curve(args.dataset, args.attack, args.seed))
     write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "defense": "none",

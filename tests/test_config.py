@@ -38,6 +38,7 @@ def test_shipped_params_are_valid():
     ("attack.target", 10, "[0, 9]"),
     ("attack.target", -1, "[0, 9]"),
     ("defense.epochs", 0, "positive integer"),
+    ("curves.eval_n", 0, "positive integer"),
     ("defense.epochs", 2.5, "positive integer"),
     ("recipe.digits.epochs", -3, "positive integer"),
     ("defense.clean_fraction", 1.2, "(0.0, 1.0]"),

@@ -28,3 +28,19 @@ def test_compact_cnn_has_the_named_parts_and_size():
     outs = model.stage_outputs(torch.rand(2, 3, 32, 32))
     assert [o.shape[-1] for o in outs] == [16, 8, 4] and outs[-1].shape[1] == len(model.channel_mask) == 128
     assert model.features(torch.rand(2, 3, 32, 32)).shape == (2, 128)
+
+
+def test_channels_last_changes_the_memory_layout_not_the_function():
+    torch.manual_seed(0)
+    model = models.build("compact_cnn", 3, 10, [0.5] * 3, [0.25] * 3, width=8).eval()
+    x = torch.rand(4, 3, 32, 32)
+    assert model.channels_last and not models.build("small_cnn", 1, 10, [0.5], [0.25]).channels_last
+    nhwc = model(x)
+    assert model.stage_outputs(x)[0].is_contiguous(memory_format=torch.channels_last)
+    model.channels_last = False
+    assert torch.allclose(model(x), nhwc, atol=1e-5)
+    # Gradients flow to the input whatever its layout (NC and the LF trigger search need them).
+    x.requires_grad_(True)
+    model.channels_last = True
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape

@@ -134,7 +134,8 @@ def test_member_groups_skip_poisoned_and_removed_rows_and_split_by_what_the_defe
 # --- shadow-model attack --------------------------------------------------------------------------
 
 def test_shadow_attack_beats_chance_on_the_memorising_model(memorised):
-    run = train_shadow(memorised["shadow"], memorised["shadow_out"], tiny_spec(), TINY, torch.device("cpu"), seed=1)
+    run = train_shadow(memorised["shadow"], memorised["shadow_out"], tiny_spec(), TINY, torch.device("cpu"), seed=1,
+                       curve_n=1000)
     assert run.curve[-1]["train_acc"] > run.curve[-1]["test_acc"] + 0.3  # the shadow overfits like the target
     attack = ShadowAttack(top_k=3, hidden=32, epochs=300, lr=0.1, seed=0)
     mlp = attack.fit(run.model, memorised["shadow"], memorised["shadow_out"])
@@ -227,13 +228,12 @@ def test_bad_sequela_values_name_key_value_and_what_is_allowed(key, value, allow
     assert key in str(err.value) and repr(value) in str(err.value) and allowed in str(err.value)
 
 
-def test_reinjection_measures_asr_on_a_seeded_subset_of_large_test_sets():
+def test_a_seeded_sample_of_a_split_is_reproducible_and_keeps_labels_with_images():
     from sequela.data import Split
-    from sequela.sequela.reinject import evaluation_set
 
     test = Split(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.arange(50) % 10)
-    assert evaluation_set(test, 50, 0) is test  # small sets are measured whole
-    a, b, c = evaluation_set(test, 20, 0), evaluation_set(test, 20, 0), evaluation_set(test, 20, 1)
+    assert test.sample(50, 0) is test  # small sets are measured whole
+    a, b, c = test.sample(20, 0), test.sample(20, 0), test.sample(20, 1)
     assert len(a) == 20 and len(set(a.x.flatten().tolist())) == 20  # distinct rows
     assert torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
     assert torch.equal(test.y[a.x.flatten().long()], a.y)  # labels stay with their images

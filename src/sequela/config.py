@@ -179,6 +179,8 @@ def validate(params: dict) -> None:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)):
             _fail(f"sensitivity.{key}", values, f"a non-empty list of integers >= {low}")
 
+    _positive_int(params, "curves.eval_n")
+
     # sequela (stages/sequela_cell.py)
     _positive_int(params, "sequela.membership.top_k")
     _positive_int(params, "sequela.membership.mlp.hidden")

@@ -36,6 +36,14 @@ class Split:
     def subset(self, index: torch.Tensor) -> "Split":
         return Split(self.x[index], self.y[index])
 
+    def sample(self, n: int, seed: int) -> "Split":
+        """A seeded `n` of the rows, or the whole split if it has no more than `n`. Per-epoch curves
+        and re-injection epochs are measured on such samples: on GTSRB's 7,578 test images,
+        measuring every epoch on all of them cost about a third as much as the training it tracked."""
+        if len(self) <= n:
+            return self
+        return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
+
     def to(self, device: torch.device | str) -> "Split":
         return Split(self.x.to(device), self.y.to(device))
 

@@ -34,8 +34,12 @@ class Normalize(nn.Module):
 
 class Classifier(nn.Module):
     def __init__(self, normalize: Normalize, stem: nn.Module, stages: list[nn.Module], width: int, num_classes: int,
-                 pool: nn.Module | None = None):
+                 pool: nn.Module | None = None, channels_last: bool = False):
         super().__init__()
+        # Run the convolutions on NHWC inputs. On a CPU this makes the compact CNN's training step
+        # 1.4x faster (97 -> 69 ms at batch 64 on 2 cores, benchmarks/compact_cnn.py); the digits
+        # CNN keeps NCHW, so its results stay bit for bit as they were. CUDA runs NHWC regardless.
+        self.channels_last = channels_last
         self.normalize = normalize
         self.stem = stem
         self.stages = nn.ModuleList(stages)
@@ -45,6 +49,8 @@ class Classifier(nn.Module):
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of every stage (the last one already channel-masked)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.stem(self.normalize(x))
         outs = []
         for i, stage in enumerate(self.stages):
@@ -88,7 +94,8 @@ def compact_cnn(in_channels: int, num_classes: int, mean, std, width: int = 32) 
         nn.Sequential(conv_bn_relu(width, 2 * width), conv_bn_relu(2 * width, 2 * width), nn.MaxPool2d(2)),
         nn.Sequential(conv_bn_relu(2 * width, 4 * width), conv_bn_relu(4 * width, 4 * width), nn.MaxPool2d(2)),
     ]
-    return Classifier(Normalize(mean, std), stem, stages, 4 * width, num_classes, pool=nn.AdaptiveMaxPool2d(1))
+    return Classifier(Normalize(mean, std), stem, stages, 4 * width, num_classes, pool=nn.AdaptiveMaxPool2d(1),
+                      channels_last=True)
 
 
 class BasicBlock(nn.Module):

@@ -33,15 +33,6 @@ def reinjection_set(train: Split, n_clean: int, k: int, target: int, seed: int) 
     return train.subset(picked), torch.arange(n_clean, n_clean + k)
 
 
-def evaluation_set(test: Split, n: int, seed: int) -> Split:
-    """The test images each epoch's ASR is measured on: all of them, or a seeded `n` of them. The
-    ASR is taken after every epoch of every draw (18 times per model by default): on GTSRB's 7,600
-    test images that was most of the sequela stage's time."""
-    if len(test) <= n:
-        return test
-    return test.subset(torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n])
-
-
 @dataclass
 class Reinjection:
     n_clean: int = 200
@@ -62,7 +53,8 @@ class Reinjection:
         batches held them, and the mean (the area under the curve) is the steadier summary."""
         device = next(model.parameters()).device
         model = copy.deepcopy(model)
-        test = evaluation_set(test, self.eval_n, self.seed)
+        # Each epoch's ASR is taken after every epoch of every draw (18 times per model by default).
+        test = test.sample(self.eval_n, self.seed)
         data, poisoned = reinjection_set(train, self.n_clean, self.k, target, self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         stream = BatchStream(data.x, data.y, self.batch_size, device, generator, augment=augment,

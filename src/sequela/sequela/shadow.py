@@ -27,10 +27,11 @@ from sequela.training import Trained, train_classifier
 
 
 def train_shadow(shadow: Split, shadow_out: Split, spec: dict, recipe: Recipe, device: torch.device,
-                 seed: int) -> Trained:
+                 seed: int, curve_n: int) -> Trained:
     """The shadow model, trained like the target (same recipe) on the whole `shadow` split. Its
-    per-epoch curve records accuracy on its members and its non-members: its generalisation gap."""
-    inside, outside = shadow.to(device), shadow_out.to(device)
+    per-epoch curve records accuracy on (seeded samples of at most `curve_n` of) its members and
+    its non-members: its generalisation gap."""
+    inside, outside = shadow.sample(curve_n, seed).to(device), shadow_out.sample(curve_n, seed).to(device)
     return train_classifier(shadow, spec, recipe, device, seed, desc="shadow",
                             evaluate=lambda m: {"train_acc": clean_accuracy(m, inside),
                                                 "test_acc": clean_accuracy(m, outside)})
