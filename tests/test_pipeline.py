@@ -4,7 +4,7 @@ Checks: every stage runs and writes its outputs; a second run skips every stage;
 with the same seed gives byte-identical results (wall-clock `seconds` aside); two seeds give
 different models and the summary's mean and sd are those of the per-seed values; a change of
 defense.epochs leaves prepare, clean, poison and train stages untouched; adding a seed adds only
-that seed's stages."""
+that seed's stages; a grid pushed with its run-cache is restored, not recomputed, in another clone."""
 
 import json
 import os
@@ -104,6 +104,29 @@ def test_second_repro_skips_every_stage(repo):
     out = dvc("repro", cwd=repo)
     assert "Running stage" not in out
     assert "up to date" in out
+
+
+def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp_path):
+    # Before any forced rerun: a second run-cache entry of a stage (its cell's wall-clock seconds
+    # differ) is pushed without its objects, and a clone may pick it (README, "Pitfalls").
+    remote = tmp_path / "remote"
+    dvc("remote", "add", "--local", "-d", "scratch", str(remote), cwd=repo)
+    dvc("push", "--run-cache", cwd=repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    # The clone has the code and params but neither dvc.lock nor any output: only the run-cache,
+    # pulled from the remote, can give it the results without computing them.
+    assert not (clone / "dvc.lock").exists() and not (clone / "data").exists()
+    dvc("remote", "add", "--local", "-d", "scratch", str(remote), cwd=clone)
+    out = dvc("repro", "--pull", cwd=clone)
+    computing = [line for line in out.splitlines() if line.startswith("Running stage")]
+    # The report (outputs kept in git, not in the cache) is the one stage that may be recomputed.
+    assert computing in ([], ["Running stage 'report':"]), computing
+    assert "is cached - skipping run" in out
+    for path in (MODEL, CURVE, "metrics/cells/standalone/digits/seed1/badnets-sequela.json"):
+        assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
+    assert without_seconds(json.loads((clone / "metrics/summary.json").read_text())) == without_seconds(
+        json.loads((repo / "metrics/summary.json").read_text()))
 
 
 def test_same_seed_gives_identical_results(repo):

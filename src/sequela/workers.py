@@ -28,6 +28,10 @@ Unit = TypeVar("Unit")
 
 
 def available_cores() -> int:
+    """The cores this stage may use: SEQUELA_CPUS where a slot of the parallel runner (fanout.py)
+    sets it, else those the process may run on."""
+    if os.environ.get("SEQUELA_CPUS"):
+        return max(1, int(os.environ["SEQUELA_CPUS"]))
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
