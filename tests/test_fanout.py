@@ -68,7 +68,7 @@ UPSTREAM = {"a": [], "b1": ["a"], "b2": ["a"], "b3": ["a"], "c": ["b1", "b2", "b
 
 def run(cmd, cwd, **kwargs):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "STEP_SECONDS": kwargs.pop("step_seconds", "0.5")}
+           "STEP_SECONDS": kwargs.pop("step_seconds", "0.2")}
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, **kwargs)
 
 
