@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus = int(-(-slots * args.gpus_per_slot // 1)) if args.gpus_per_slot else 0
         ray.init(num_cpus=slots * args.cpus_per_slot, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
     slots = int(ray.cluster_resources().get("CPU", 1)) // args.cpus_per_slot
-    gate = Gate.remote()
+    gate = ray.remote(num_cpus=0)(Gate).remote()
     task = ray.remote(gated).options(num_cpus=args.cpus_per_slot, num_gpus=args.gpus_per_slot, max_retries=0)
     refs = {}
     for stage, upstream in plan:  # upstream first, so every upstream ref exists
@@ -236,7 +236,7 @@ def gated(gate, stage: str, workspace: str, clone: str | None, remote: str | Non
         ray.get(gate.finish.remote())
 
 
-class _Gate:
+class Gate:
     """Shared by the tasks: closed after the first failure, and counts the stages running."""
 
     def __init__(self):
@@ -255,19 +255,6 @@ class _Gate:
 
     def running(self) -> int:
         return self.active
-
-
-class _LazyGate:
-    """`Gate.remote()` without importing ray when this module is imported (stages never need it)."""
-
-    @staticmethod
-    def remote():
-        import ray
-
-        return ray.remote(num_cpus=0)(_Gate).remote()
-
-
-Gate = _LazyGate
 
 
 if __name__ == "__main__":
