@@ -177,6 +177,7 @@ def test_repeated_reinjection_averages_independent_draws(clean_model):
     assert out["mean_asr"] == pytest.approx(sum(r["mean_asr"] for r in single) / 3)
     assert out["curve"] == pytest.approx([sum(r["curve"][e] for r in single) / 3 for e in range(2)])
     assert out["sd_draws"] > 0  # the draws differ
+    assert out["asr_before"] == single[0]["asr_before"]  # the first draw's, measured once
 
 
 # --- PGD ------------------------------------------------------------------------------------------

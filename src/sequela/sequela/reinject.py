@@ -46,9 +46,9 @@ class Reinjection:
     eval_n: int = 1000
 
     def run(self, model: torch.nn.Module, train: Split, test: Split, attack: Attack, target: int,
-            augment: Augment | None = None) -> dict:
-        """Fine-tune a copy of `model` (the original is left untouched). Returns `asr_before`,
-        the per-epoch `curve` of ASR on the test split, the final `asr` and `mean_asr`, the mean
+            augment: Augment | None = None, measure_before: bool = True) -> dict:
+        """Fine-tune a copy of `model` (the original is left untouched). Returns `asr_before`
+        (None with `measure_before=False`: a repeated draw skips that pass), the per-epoch `curve` of ASR on the test split, the final `asr` and `mean_asr`, the mean
         over the curve: with only k poisoned samples the last epoch's ASR swings with whichever
         batches held them, and the mean (the area under the curve) is the steadier summary."""
         device = next(model.parameters()).device
@@ -60,7 +60,7 @@ class Reinjection:
         stream = BatchStream(data.x, data.y, self.batch_size, device, generator, augment=augment,
                              attack=attack, poisoned=poisoned, target=target)
         optimizer = sgd(model, self.lr, self.momentum, self.weight_decay)
-        before = backdoor_metrics(model, test, attack, target)["asr"]
+        before = backdoor_metrics(model, test, attack, target)["asr"] if measure_before else None
         curve: list[float] = []
         fit(model, stream, optimizer, constant(self.lr), self.epochs, desc="reinject",
             on_epoch=lambda epoch, lr: curve.append(backdoor_metrics(model, test, attack, target)["asr"]))
@@ -75,7 +75,9 @@ def repeated(reinjection: Reinjection, draws: int, model: torch.nn.Module, train
     digits gave 0.39, 0.0, 0.07, 0.44, 0.24 over five epochs), so the headline `mean_asr` is the
     mean over epochs and draws; `sd_draws` is the spread of the per-draw means, `curve` the mean
     curve, `last_asr` the mean of the last epochs."""
-    runs = [replace(reinjection, seed=reinjection.seed * 1000 + d).run(model, train, test, attack, target, augment)
+    # Only the first draw's ASR before fine-tuning is reported, so only it pays for that pass.
+    runs = [replace(reinjection, seed=reinjection.seed * 1000 + d).run(model, train, test, attack, target, augment,
+                                                                         measure_before=d == 0)
             for d in range(draws)]
     means = torch.tensor([r["mean_asr"] for r in runs], dtype=torch.float64)
     curve = torch.tensor([r["curve"] for r in runs], dtype=torch.float64).mean(0)
