@@ -8,7 +8,7 @@ adds files beside the others and never overwrites them:
     data/<paradigm>/<dataset>/seed<k>/<attack>/poison          trigger + poisoned indices
     data/<paradigm>/<dataset>/seed<k>/<attack>/none            the backdoored model
     data/<paradigm>/<dataset>/seed<k>/<attack>/defenses/<d>    each defended model
-    metrics/cells/<paradigm>/<dataset>/seed<k>/...json         per-cell figures (git-tracked)
+    metrics/cells/<paradigm>/<dataset>/seed<k>/...json         per-cell figures (DVC outputs, cached)
     metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
 """
 

@@ -47,9 +47,9 @@ def test_shipped_params_are_valid():
     ("grid.seeds", [1, 1], "distinct"),
     ("defense.batch_size", 0, "positive integer"),
     ("defense.sft.cycle_steps", 1, "integer >= 2"),
-    ("defense.spectral.budget", "all", "backdoorbench or tran"),
+    ("defense.spectral.budget", "all", "one of backdoorbench, tran"),
     ("sensitivity.attacks", ["wanet2"], "badnets"),
-    ("data.holdout_fraction", 0.5, "[0.0, 0.5)"),
+    ("data.holdout_fraction", 0.5, "(0.0, 0.5)"),
 ])
 def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
     with pytest.raises(ConfigError) as err:

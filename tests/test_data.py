@@ -1,6 +1,6 @@
 import torch
 
-from sequela import data
+from sequela import catalog, data
 
 
 def test_digits_are_16x16_uint8_with_a_stratified_seeded_split():
@@ -37,6 +37,9 @@ def test_sequela_splits_are_disjoint_carvings(tmp_path):
     back, meta = data.load_prepared(tmp_path)
     assert torch.equal(back.holdout.x, out.holdout.x) and torch.equal(back.shadow_out.y, out.shadow_out.y)
     assert meta["sizes"]["shadow"] == len(out.shadow)
+    # params.yaml is checked against sizes known before any file is read: they must be these
+    assert len(out.train) == catalog.target_train_size("digits", 0.25, 0.5)
+    assert out.train.x.shape[-1] == catalog.IMAGE_SIDE["digits"]
     assert len(meta["mean"]) == 1 and 0 < meta["std"][0] < 1
 
 

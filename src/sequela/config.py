@@ -1,208 +1,398 @@
 """Reading and checking params.yaml before any work starts.
 
-Every stage calls `load_params` first. A bad value stops the stage with one line that names the
-key, the value and what is allowed (exit status 2, no traceback), so a typo in a sweep fails in a
-second instead of after an hour of training.
+Every stage calls `load_params` first. It checks every key that any stage reads, and the rules
+that tie keys together (the target label exists in every dataset of the grid, the trigger fits the
+image, the defender's clean share holds at least one batch), so a typo in a sweep fails in the first
+second instead of after an hour of training. A bad value stops the stage with one line that names
+the key, the value and what is allowed (exit status 2, no traceback); a key that no stage reads gets
+a one-line warning, so `defence.epochs` does not pass silently.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from sequela.data import NUM_CLASSES
-from sequela.errors import ConfigError
+from sequela.catalog import IMAGE_SIDE, NUM_CLASSES, carve_sizes, target_train_size
+from sequela.errors import ConfigError, StageError
 
 __all__ = ["ConfigError", "Recipe", "load_params", "recipe_key", "run_stage", "validate"]
 
+INF = float("inf")
+MISSING = object()
 
-def _get(params: dict, key: str) -> Any:
-    node = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"params.yaml: {key} is missing")
-        node = node[part]
-    return node
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"params.yaml: {key} = {value!r} is not allowed; allowed: {allowed}")
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:76] + " ..."  # the message stays one readable line
+    raise ConfigError(f"params.yaml: {key} = {shown} is not allowed; allowed: {allowed}")
 
 
-def _number(params: dict, key: str, low: float, high: float, low_open: bool = True, high_open: bool = True) -> None:
-    value = _get(params, key)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        _fail(key, value, f"a number in {lo}{low}, {high}{hi}")
+class Checker:
+    """Reads keys of params.yaml by dotted name, remembering each one read, so that whatever is
+    left unread at the end is a key no stage uses."""
+
+    def __init__(self, params: Any):
+        if not isinstance(params, dict):
+            raise ConfigError(f"params.yaml: the file holds a {type(params).__name__}, not a mapping of sections")
+        self.params = params
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = MISSING) -> Any:
+        self.read.add(key)
+        node = self.params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is not MISSING:
+                    return default
+                raise ConfigError(f"params.yaml: {key} is missing")
+            node = node[part]
+        return node
+
+    def number(self, key: str, low: float, high: float, low_open: bool = True, high_open: bool = True) -> float:
+        value = self.get(key)
+        ok = _is_number(value) and (value > low if low_open else value >= low) and \
+            (value < high if high_open else value <= high)
+        if not ok:
+            lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+            _fail(key, value, f"a number in {lo}{low}, {high}{hi}")
+        return value
+
+    def integer(self, key: str, low: int = 1) -> int:
+        value = self.get(key)
+        if not _is_int(value) or value < low:
+            _fail(key, value, "a positive integer" if low == 1 else
+                  "a non-negative integer" if low == 0 else f"an integer >= {low}")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self.get(key)
+        if not isinstance(value, bool):
+            _fail(key, value, "true or false")
+        return value
+
+    def choice(self, key: str, known) -> Any:
+        value = self.get(key)
+        if not any(value == k and type(value) is type(k) for k in known):
+            _fail(key, value, f"one of {', '.join(map(str, known))}")
+        return value
+
+    def names(self, key: str, known, empty_ok: bool = False) -> list:
+        value = self.get(key)
+        if not isinstance(value, list) or (not value and not empty_ok):
+            _fail(key, value, f"a {'' if empty_ok else 'non-empty '}list drawn from {', '.join(known)}")
+        for name in value:
+            if not isinstance(name, str) or name not in known:
+                _fail(key, name, f"one of {', '.join(known)}")
+        if len(set(value)) != len(value):
+            _fail(key, value, "a list without repeats")
+        return value
+
+    def int_list(self, key: str, low: int, what: str) -> list[int]:
+        value = self.get(key)
+        if not isinstance(value, list) or not value or not all(_is_int(v) and v >= low for v in value):
+            _fail(key, value, f"a non-empty list of integers >= {low} ({what})")
+        return value
+
+    def unread(self) -> list[str]:
+        """Keys in the file that no check read: the top-most unread node of each unread branch."""
+        prefixes = {".".join(k.split(".")[:i]) for k in self.read for i in range(1, k.count(".") + 1)}
+        out = []
+
+        def walk(node: dict, path: str) -> None:
+            for name, value in node.items():
+                key = f"{path}.{name}" if path else str(name)
+                if not isinstance(name, str) or "." in name:
+                    out.append(key)  # `defense.epochs:` as one key is not the `epochs` of `defense:`
+                elif isinstance(value, dict) and (key in self.read or key in prefixes):
+                    walk(value, key)  # a section: look inside it
+                elif key not in self.read:
+                    out.append(key)
+
+        walk(self.params, "")
+        return out
 
 
-def _positive_int(params: dict, key: str) -> None:
-    value = _get(params, key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        _fail(key, value, "a positive integer")
+def validate(params: Any) -> list[str]:
+    """Check every key the pipeline reads. Raises ConfigError on the first bad one; returns one
+    warning per key that nothing reads."""
+    c = Checker(params)
+    _grid_and_data(c)
+    _recipes(c)
+    _attacks(c)
+    _defenses(c)
+    _sweeps_and_sequela(c)
+    return [f"params.yaml: {key} is not a key the pipeline reads; it is ignored (a typo?)" for key in c.unread()]
 
 
-def _non_negative_int(params: dict, key: str) -> None:
-    value = _get(params, key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        _fail(key, value, "a non-negative integer")
+DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 
 
-def _names(params: dict, key: str, known: tuple[str, ...] | list[str]) -> list[str]:
-    value = _get(params, key)
-    if not isinstance(value, list) or not value:
-        _fail(key, value, f"a non-empty list drawn from {', '.join(known)}")
-    for name in value:
-        if name not in known:
-            _fail(key, name, f"one of {', '.join(known)}")
-    return value
+def _grid_and_data(c: Checker) -> None:
+    device = c.get("device")
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        _fail("device", device, "auto, cpu, mps, cuda or cuda:<index>")
+    if device == "mps":
+        import torch
 
+        if not torch.backends.mps.is_available():
+            _fail("device", device, "auto or cpu (Apple's MPS is not available on this machine)")
+    if device.startswith("cuda"):
+        import torch
 
-def validate(params: dict) -> None:
-    """Check every key the pipeline reads. Raises ConfigError on the first bad one."""
+        count = torch.cuda.device_count()
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            _fail("device", device, f"auto or cpu (this machine has {count} CUDA device(s))")
+    seeds = c.get("grid.seeds")
+    if (not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        _fail("grid.seeds", seeds, "a non-empty list of distinct non-negative integers")
     from sequela.attacks import ATTACKS
     from sequela.defenses import DEFENSES
+
+    c.names("grid.datasets", tuple(NUM_CLASSES))
+    c.names("grid.attacks", tuple(ATTACKS))
+    c.names("grid.defenses", tuple(DEFENSES))
+    root = c.get("data.root")
+    if not isinstance(root, str) or not root:
+        _fail("data.root", root, "a folder path (relative to the project root)")
+    c.integer("data.split_seed", low=0)
+    c.number("data.test_fraction", 0.0, 1.0)
+    # The shadow model and the membership holdouts are always built (every cell's sequela needs them).
+    c.number("data.shadow_fraction", 0.0, 1.0)
+    c.number("data.holdout_fraction", 0.0, 0.5)
+    # Every split is a stratified carving, which needs each side to hold at least one image per class.
+    for ds in c.get("grid.datasets"):
+        for key, (smaller, n) in carve_sizes(ds, c.get("data.test_fraction"), c.get("data.shadow_fraction"),
+                                             c.get("data.holdout_fraction")).items():
+            if ds != "digits" and key == "data.test_fraction":
+                continue  # only digits has no official test split to keep
+            if smaller < NUM_CLASSES[ds]:
+                _fail(key, c.get(key), f"a share that leaves every split of {ds} ({n} images) at least one "
+                                       f"image per class ({NUM_CLASSES[ds]}); this gives a split of {smaller}")
+
+
+def _recipes(c: Checker) -> None:
+    """Every recipe in the file, the unused `gpu` ones too: a broken one fails before it is used."""
+    block = c.get("recipe")
+    if not isinstance(block, dict):
+        _fail("recipe", block, "a mapping from dataset name to its training recipe")
+    for dataset in c.get("grid.datasets"):
+        c.get(f"recipe.{dataset}")
+    for dataset in block:
+        if dataset not in NUM_CLASSES:
+            continue  # reported as an unread key
+        recipe_key(c.params, dataset, c)  # checks `use` where the block names several recipes
+        if "use" in block[dataset]:
+            for name, value in block[dataset].items():
+                if name != "use" and isinstance(value, dict):
+                    _recipe(c, f"recipe.{dataset}.{name}")
+        else:
+            _recipe(c, f"recipe.{dataset}")
+
+
+def _recipe(c: Checker, key: str) -> None:
     from sequela.models import ARCHITECTURES
 
-    seeds = _get(params, "grid.seeds")
-    if (not isinstance(seeds, list) or not seeds or len(set(map(str, seeds))) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        _fail("grid.seeds", seeds, "a non-empty list of distinct non-negative integers")
-    datasets = _names(params, "grid.datasets", tuple(NUM_CLASSES))
-    _names(params, "grid.attacks", tuple(ATTACKS))
-    _names(params, "grid.defenses", tuple(DEFENSES))
-    _non_negative_int(params, "data.split_seed")
-    _number(params, "data.test_fraction", 0.0, 1.0)
-    _number(params, "data.shadow_fraction", 0.0, 1.0, low_open=False)
-    _number(params, "data.holdout_fraction", 0.0, 0.5, low_open=False)
+    c.choice(f"{key}.model", tuple(ARCHITECTURES))
+    c.integer(f"{key}.epochs")
+    c.integer(f"{key}.batch_size")
+    c.number(f"{key}.lr", 0.0, INF)
+    # optional: absent, they take Recipe's defaults
+    if c.get(f"{key}.momentum", None) is not None:
+        c.number(f"{key}.momentum", 0.0, 1.0, low_open=False)
+    if c.get(f"{key}.weight_decay", None) is not None:
+        c.number(f"{key}.weight_decay", 0.0, INF, low_open=False)
+    if c.get(f"{key}.crop_padding", None) is not None:
+        c.integer(f"{key}.crop_padding", low=0)
+    if c.get(f"{key}.flip", None) is not None:
+        c.boolean(f"{key}.flip")
+    width = c.get(f"{key}.width", None)
+    if width is not None and (not _is_int(width) or width < 1):
+        _fail(f"{key}.width", width, "a positive integer, or absent for the model's default")
 
-    for ds in datasets:
-        key = recipe_key(params, ds)
-        if _get(params, f"{key}.model") not in ARCHITECTURES:
-            _fail(f"{key}.model", _get(params, f"{key}.model"), f"one of {', '.join(ARCHITECTURES)}")
-        _positive_int(params, f"{key}.epochs")
-        _positive_int(params, f"{key}.batch_size")
-        _number(params, f"{key}.lr", 0.0, float("inf"))
-        crop = _get(params, f"{key}.crop_padding")
-        if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
-            _fail(f"{key}.crop_padding", crop, "a non-negative integer")
 
-    _number(params, "attack.poison_rate", 0.0, 1.0)
-    target = _get(params, "attack.target")
+def _attacks(c: Checker) -> None:
+    datasets = c.get("grid.datasets")
+    rate = c.number("attack.poison_rate", 0.0, 1.0)
+    target = c.get("attack.target")
     for ds in datasets:
         n = NUM_CLASSES[ds]
-        if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < n:
+        if not _is_int(target) or not 0 <= target < n:
             _fail("attack.target", target, f"an integer class label in [0, {n - 1}] for dataset {ds}")
-    _positive_int(params, "attack.badnets.size")
-    _number(params, "attack.blended.alpha", 0.0, 1.0, high_open=False)
-    _number(params, "attack.lf.eps", 0.0, 1.0, high_open=False)
-    _number(params, "attack.lf.cutoff", 0.0, 1.0, high_open=False)
-    _positive_int(params, "attack.lf.steps")
-    _number(params, "attack.lf.lr", 0.0, float("inf"))
-    _positive_int(params, "attack.lf.batch_size")
-    _positive_int(params, "attack.wanet.k")
-    _number(params, "attack.wanet.s", 0.0, float("inf"))
-    _number(params, "attack.wanet.grid_rescale", 0.0, float("inf"))
-    _number(params, "attack.wanet.cross_ratio", 0.0, float("inf"), low_open=False)
+        # All-to-one poisons only non-target images: a balanced set has (1 - 1/classes) of them.
+        train = _train_size(c, ds)
+        if round(rate * train) < 1 or rate > 1 - 1 / n:
+            _fail("attack.poison_rate", rate, f"at least one of {ds}'s {train} training images and at most "
+                                             f"{1 - 1 / n:.3f} (its non-target share)")
+    side = min(IMAGE_SIDE[ds] for ds in datasets)
+    smallest = min(datasets, key=IMAGE_SIDE.get)
+    size = c.integer("attack.badnets.size")
+    if size > side:
+        _fail("attack.badnets.size", size, f"at most {side}, the image side of {smallest}")
+    c.number("attack.blended.alpha", 0.0, 1.0, high_open=False)
+    pattern = c.get("attack.blended.pattern_file")
+    if pattern is not None:
+        _check_pattern_file(pattern)
+    c.number("attack.lf.eps", 0.0, 1.0, high_open=False)
+    c.number("attack.lf.cutoff", 0.0, 1.0, high_open=False)
+    c.integer("attack.lf.steps")
+    c.number("attack.lf.lr", 0.0, INF)
+    c.integer("attack.lf.batch_size")
+    k = c.integer("attack.wanet.k", low=2)
+    if k > side:
+        _fail("attack.wanet.k", k, f"an integer in [2, {side}] (the warp's control grid within {smallest}'s image side)")
+    c.number("attack.wanet.s", 0.0, INF)
+    c.number("attack.wanet.grid_rescale", 0.0, INF)
+    c.number("attack.wanet.cross_ratio", 0.0, INF, low_open=False)
     for key in ("width", "mask_epochs", "surrogate_width"):
-        _positive_int(params, f"attack.inputaware.{key}")
-    epochs = _get(params, "attack.inputaware.pattern_epochs")
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        _fail("attack.inputaware.pattern_epochs", epochs, "a non-negative integer")
-    batch = _get(params, "attack.inputaware.batch_size")
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 2:
+        c.integer(f"attack.inputaware.{key}")
+    c.integer("attack.inputaware.pattern_epochs", low=0)
+    batch = c.get("attack.inputaware.batch_size")
+    if not _is_int(batch) or batch < 2:
         _fail("attack.inputaware.batch_size", batch, "an integer >= 2 (the diversity loss pairs images)")
-    _number(params, "attack.inputaware.mask_density", 0.0, 1.0)
-    _number(params, "attack.inputaware.surrogate_poison_rate", 0.0, 0.5, high_open=False)
+    c.number("attack.inputaware.mask_density", 0.0, 1.0)
+    c.number("attack.inputaware.surrogate_poison_rate", 0.0, 0.5, high_open=False)
     for key in ("lambda_div", "lambda_norm", "cross_ratio"):
-        _number(params, f"attack.inputaware.{key}", 0.0, float("inf"), low_open=False)
-    _number(params, "attack.inputaware.lr", 0.0, float("inf"))
+        c.number(f"attack.inputaware.{key}", 0.0, INF, low_open=False)
+    c.number("attack.inputaware.lr", 0.0, INF)
 
-    _positive_int(params, "defense.epochs")
-    _number(params, "defense.clean_fraction", 0.0, 1.0, high_open=False)
-    batch = _get(params, "defense.batch_size")
-    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+
+def _check_pattern_file(pattern: Any) -> None:
+    key = "attack.blended.pattern_file"
+    if not isinstance(pattern, str) or not pattern:
+        _fail(key, pattern, "null (a seeded random pattern) or the path of an image file")
+    if not os.path.isfile(pattern):  # unlike Path.is_file, never raises (a name too long, no access)
+        _fail(key, pattern, "null or the path of an existing image file (relative to the project root)")
+    from PIL import Image
+
+    try:
+        with Image.open(pattern) as image:
+            image.verify()
+    except Exception:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, DecompressionBombError)
+        _fail(key, pattern, "null or an image file that PIL can read (PNG, JPEG, ...)")
+
+
+def _defenses(c: Checker) -> None:
+    datasets = c.get("grid.datasets")
+    c.integer("defense.epochs")
+    fraction = c.number("defense.clean_fraction", 0.0, 1.0, high_open=False)
+    batch = c.get("defense.batch_size")
+    if batch is not None and (not _is_int(batch) or batch < 1):
         _fail("defense.batch_size", batch, "null (the recipe's batch size) or a positive integer")
-    _number(params, "defense.ft.lr", 0.0, float("inf"))
+    for ds in datasets:
+        n_clean = _clean_size(c, ds)
+        need = batch if batch is not None else c.get(f"{recipe_key(c.params, ds, c)}.batch_size")
+        if n_clean < need:
+            key = "defense.clean_fraction"
+            _fail(key, fraction, f"a share of {ds}'s training split that holds one defender batch of {need} "
+                                 f"(this gives {n_clean} images)")
+    c.number("defense.momentum", 0.0, 1.0, low_open=False)
+    c.number("defense.weight_decay", 0.0, INF, low_open=False)
+    c.number("defense.ft.lr", 0.0, INF)
     for key in ("base_lr", "max_lr1", "max_lr2"):
-        _number(params, f"defense.sft.{key}", 0.0, float("inf"))
-    _number(params, "defense.sft.phase1_fraction", 0.0, 1.0, low_open=False, high_open=False)
-    cycle = _get(params, "defense.sft.cycle_steps")
-    if not isinstance(cycle, int) or isinstance(cycle, bool) or cycle < 2:
+        c.number(f"defense.sft.{key}", 0.0, INF)
+    c.number("defense.sft.phase1_fraction", 0.0, 1.0, low_open=False, high_open=False)
+    cycle = c.get("defense.sft.cycle_steps")
+    if not _is_int(cycle) or cycle < 2:
         _fail("defense.sft.cycle_steps", cycle, "an integer >= 2 (optimisation steps per triangular cycle)")
     # the baselines (src/sequela/defenses/{fp,nad,nc,abl,ac,spectral}.py)
-    inf = float("inf")
-    _number(params, "defense.fp.acc_drop", 0.0, 1.0, low_open=False)
-    _number(params, "defense.fp.holdout_fraction", 0.0, 1.0)
-    _number(params, "defense.fp.lr", 0.0, inf)
-    _positive_int(params, "defense.nad.te_epochs")
-    _number(params, "defense.nad.lr", 0.0, inf)
-    _number(params, "defense.nad.p", 0.0, inf)
-    betas = _get(params, "defense.nad.betas")
-    if (not isinstance(betas, list) or not betas
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and b >= 0 for b in betas)):
+    c.number("defense.fp.acc_drop", 0.0, 1.0, low_open=False)
+    c.number("defense.fp.holdout_fraction", 0.0, 1.0)
+    c.number("defense.fp.lr", 0.0, INF)
+    c.integer("defense.nad.te_epochs")
+    c.number("defense.nad.lr", 0.0, INF)
+    c.number("defense.nad.p", 0.0, INF)
+    betas = c.get("defense.nad.betas")
+    if not isinstance(betas, list) or not betas or not all(_is_number(b) and 0 <= b < INF for b in betas):
         _fail("defense.nad.betas", betas, "a non-empty list of non-negative numbers (one per distilled stage)")
     for key in ("steps", "batch_size", "check_every", "patience"):
-        _positive_int(params, f"defense.nc.{key}")
+        c.integer(f"defense.nc.{key}")
     for key in ("lr", "init_cost", "anomaly_threshold", "lr_unlearn"):
-        _number(params, f"defense.nc.{key}", 0.0, inf)
-    _number(params, "defense.nc.cost_multiplier", 1.0, inf)
-    _number(params, "defense.nc.asr_threshold", 0.0, 1.0, high_open=False)
-    _number(params, "defense.nc.unlearn_share", 0.0, 1.0, low_open=False, high_open=False)
-    _positive_int(params, "defense.abl.isolation_epochs")
-    _positive_int(params, "defense.abl.unlearning_epochs")
-    _number(params, "defense.abl.gamma", 0.0, inf, low_open=False)
-    _number(params, "defense.abl.isolation_ratio", 0.0, 1.0)
-    _number(params, "defense.abl.unlearning_lr", 0.0, inf)
-    _positive_int(params, "defense.ac.components")
-    _number(params, "defense.ac.size_threshold", 0.0, 1.0, high_open=False)
-    _number(params, "defense.spectral.removal_factor", 0.0, inf)
-    budget = _get(params, "defense.spectral.budget")
-    if budget not in ("backdoorbench", "tran"):
-        _fail("defense.spectral.budget", budget, "backdoorbench or tran")
+        c.number(f"defense.nc.{key}", 0.0, INF)
+    c.number("defense.nc.cost_multiplier", 1.0, INF)
+    c.number("defense.nc.asr_threshold", 0.0, 1.0, high_open=False)
+    c.number("defense.nc.unlearn_share", 0.0, 1.0, low_open=False, high_open=False)
+    c.integer("defense.abl.isolation_epochs")
+    c.integer("defense.abl.unlearning_epochs")
+    c.number("defense.abl.gamma", 0.0, INF, low_open=False)
+    c.number("defense.abl.isolation_ratio", 0.0, 1.0)
+    c.number("defense.abl.unlearning_lr", 0.0, INF)
+    c.integer("defense.ac.components")
+    c.number("defense.ac.size_threshold", 0.0, 1.0, high_open=False)
+    c.number("defense.spectral.removal_factor", 0.0, INF)
+    c.choice("defense.spectral.budget", ("backdoorbench", "tran"))
 
+
+def _sweeps_and_sequela(c: Checker) -> None:
     # the sensitivity sweep (stages/sensitivity.py) runs on models of the main grid
-    for key, known in (("datasets", datasets), ("attacks", _get(params, "grid.attacks"))):
-        values = _get(params, f"sensitivity.{key}")
-        if not isinstance(values, list) or any(v not in known for v in values):
-            _fail(f"sensitivity.{key}", values, f"a list (empty for no sweep) drawn from grid.{key}: {', '.join(known)}")
-    for key, low in (("batch_sizes", 1), ("cycle_steps", 2)):
-        values = _get(params, f"sensitivity.{key}")
-        if (not isinstance(values, list) or not values
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)):
-            _fail(f"sensitivity.{key}", values, f"a non-empty list of integers >= {low}")
-
-    _positive_int(params, "curves.eval_n")
-
-    # sequela (stages/sequela_cell.py)
-    _positive_int(params, "sequela.membership.top_k")
-    _positive_int(params, "sequela.membership.mlp.hidden")
-    _positive_int(params, "sequela.membership.mlp.epochs")
-    _number(params, "sequela.membership.mlp.lr", 0.0, float("inf"))
+    for key in ("datasets", "attacks"):
+        c.names(f"sensitivity.{key}", c.get(f"grid.{key}"), empty_ok=True)
+    # A swept batch larger than the clean subset is allowed: it shows what one batch per epoch gives.
+    c.int_list("sensitivity.batch_sizes", 1, "the defender's batch sizes")
+    c.int_list("sensitivity.cycle_steps", 2, "SFT cycle lengths in steps")
+    c.integer("curves.eval_n")
+    c.integer("sequela.membership.top_k")
+    c.integer("sequela.membership.mlp.hidden")
+    c.integer("sequela.membership.mlp.epochs")
+    c.number("sequela.membership.mlp.lr", 0.0, INF)
     for key in ("n_clean", "k", "epochs", "batch_size", "draws", "eval_n"):
-        _positive_int(params, f"sequela.reinject.{key}")
-    _number(params, "sequela.reinject.lr", 0.0, float("inf"))
-    _number(params, "sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
-    _number(params, "sequela.pgd.step", 0.0, 1.0, low_open=False, high_open=False)
-    _positive_int(params, "sequela.pgd.steps")
-    _positive_int(params, "sequela.pgd.n")
-    if not isinstance(_get(params, "sequela.pgd.random_start"), bool):
-        _fail("sequela.pgd.random_start", _get(params, "sequela.pgd.random_start"), "true or false")
+        c.integer(f"sequela.reinject.{key}")
+    c.number("sequela.reinject.lr", 0.0, INF)
+    n_clean, k = c.get("sequela.reinject.n_clean"), c.get("sequela.reinject.k")
+    for ds in c.get("grid.datasets"):
+        # k non-target rows must be left after the n_clean: about k / (1 - 1/classes) rows of a balanced set
+        need = n_clean + math.ceil(k * NUM_CLASSES[ds] / (NUM_CLASSES[ds] - 1))
+        if need > _train_size(c, ds):
+            _fail("sequela.reinject.n_clean", n_clean, f"n_clean + k (k non-target images) within the "
+                                                       f"{_train_size(c, ds)} images of {ds}'s training split")
+    c.number("sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
+    c.number("sequela.pgd.step", 0.0, 1.0, low_open=False, high_open=False)
+    c.integer("sequela.pgd.steps")
+    c.integer("sequela.pgd.n")
+    c.boolean("sequela.pgd.random_start")
+
+
+def _train_size(c: Checker, dataset: str) -> int:
+    """From the official split sizes: a smaller copy of a dataset gets smaller splits than this."""
+    return target_train_size(dataset, c.get("data.test_fraction"), c.get("data.shadow_fraction"))
+
+
+def _clean_size(c: Checker, dataset: str) -> int:
+    """The defender's clean subset: data.clean_subset draws round(fraction * n) rows, at least one."""
+    return max(1, round(c.get("defense.clean_fraction") * _train_size(c, dataset)))
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml, checked; warnings (unread keys) go to stderr, one line each."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; run the stage from the project root")
-    params = yaml.safe_load(path.read_text()) or {}
-    validate(params)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: cannot be parsed{where}: {problem}") from None
+    for warning in validate(params):
+        print(f"warning: {warning}", file=sys.stderr)
     return params
 
 
@@ -222,26 +412,55 @@ class Recipe:
 
     @classmethod
     def from_params(cls, params: dict, dataset: str) -> "Recipe":
-        return cls(**_get(params, recipe_key(params, dataset)))
+        block = Checker(params).get(recipe_key(params, dataset))
+        known = {f.name for f in fields(cls)}  # an unknown key was already reported by validate
+        return cls(**{k: v for k, v in block.items() if k in known})
 
 
-def recipe_key(params: dict, dataset: str) -> str:
+def recipe_key(params: dict, dataset: str, checker: Checker | None = None) -> str:
     """The params key of the recipe a dataset trains with: `recipe.<dataset>`, or, where that block
     holds several named recipes (the 32x32 sets: `cpu` and the paper's `gpu`), the one its `use`
     names, e.g. `recipe.gtsrb.cpu`."""
-    block = _get(params, f"recipe.{dataset}")
-    if not isinstance(block, dict) or "use" not in block:
+    c = checker or Checker(params)
+    block = c.get(f"recipe.{dataset}")
+    if not isinstance(block, dict):
+        _fail(f"recipe.{dataset}", block, "a mapping of training settings (model, epochs, batch_size, lr, ...)")
+    if "use" not in block:
         return f"recipe.{dataset}"
-    choices = sorted(k for k, v in block.items() if k != "use" and isinstance(v, dict))
-    if block["use"] not in choices:
-        _fail(f"recipe.{dataset}.use", block["use"], f"one of {', '.join(choices)}")
-    return f"recipe.{dataset}.{block['use']}"
+    choices = sorted(str(k) for k, v in block.items() if k != "use" and isinstance(v, dict))
+    use = c.get(f"recipe.{dataset}.use")
+    if not isinstance(use, str) or use not in choices:
+        _fail(f"recipe.{dataset}.use", use, f"one of {', '.join(choices)}")
+    return f"recipe.{dataset}.{use}"
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`; a ConfigError becomes one line on stderr and exit status 2."""
+    """Run a stage's `main`. An expected failure (a bad value, a missing or corrupt input, CUDA out
+    of memory) becomes one line on stderr that says what, where and how to fix it, and a non-zero
+    exit status: 2 for a bad value, 1 for the rest. SEQUELA_TRACEBACK=1 shows the full traceback."""
+    stage = " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]])
     try:
         main()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - sorted into expected and unexpected below
+        if os.environ.get("SEQUELA_TRACEBACK"):
+            raise
+        message, status = _expected(err)
+        if message is None:
+            raise
+        print(f"error in stage {stage}: {message}", file=sys.stderr)
+        sys.exit(status)
+
+
+def _expected(err: Exception) -> tuple[str | None, int]:
+    """(one line, exit status) for a failure a user can fix, (None, 0) for a bug."""
+    if isinstance(err, ConfigError):
+        return str(err), 2
+    if isinstance(err, StageError):
+        return str(err), 1
+    if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+        return ("CUDA out of memory; lower the recipe's batch_size or defense.batch_size, or run fewer stages "
+                "per GPU (README: Running on several GPUs or machines)"), 1
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return (f"{err.filename} is missing; run `dvc repro` (not the stage script alone) so the stages that "
+                f"make its inputs run first"), 1
+    return None, 0

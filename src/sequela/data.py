@@ -12,7 +12,6 @@ looked for where and how to supply them.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sequela.io import atomic_write_json, load_tensors, save_tensors
+from sequela.catalog import DATASETS, NUM_CLASSES
+from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
 
 
 @dataclass
@@ -79,19 +79,7 @@ class Dataset:
         return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
 
 
-# Number of classes per dataset, known before any file is read, so params.yaml can be checked
-# (a target label out of range) before any work starts.
-NUM_CLASSES = {
-    "digits": 10,
-    "mnist": 10,
-    "fashion-mnist": 10,
-    "cifar10": 10,
-    "cifar100": 100,
-    "gtsrb": 43,
-    "svhn": 10,
-    "stl10": 10,
-}
-DATASETS = tuple(NUM_CLASSES)
+# The registry: names, class counts and sizes known before any file is read (sequela/catalog.py).
 
 
 def load(name: str, root: str | Path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
@@ -203,7 +191,7 @@ def save_prepared(ds: Dataset, out_dir: Path) -> None:
 
 def load_prepared(path: str | Path) -> tuple[Dataset, dict]:
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
+    meta = read_json(path / "meta.json")
     t = load_tensors(path / "data.safetensors")
     splits = {name: Split(t[f"{name}_x"], t[f"{name}_y"]) for name in SPLITS if f"{name}_x" in t}
     return Dataset(name=meta["name"], classes=meta["classes"], source=meta["source"], **splits), meta

@@ -13,13 +13,12 @@ Inputs are images in [0, 1]; the model normalises them itself with the training 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from sequela.io import atomic_write_json, load_tensors, save_tensors
+from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
 
 
 class Normalize(nn.Module):
@@ -145,7 +144,7 @@ def save(model: Classifier, spec: dict, out_dir: str | Path) -> None:
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
     model_dir = Path(model_dir)
-    spec = json.loads((model_dir / "model.json").read_text())
+    spec = read_json(model_dir / "model.json")
     model = build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"))
     model.load_state_dict(load_tensors(model_dir / "model.safetensors"))
     return model.to(device), spec

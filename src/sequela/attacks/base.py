@@ -8,14 +8,13 @@ Triggers are applied to whole batches of float images in [0, 1] (N, C, H, W), on
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 
 from sequela.errors import ConfigError
-from sequela.io import atomic_write_json, load_tensors, save_tensors
+from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
 
 
 class Attack:
@@ -80,7 +79,7 @@ def load_artefact(path: str | Path, device: torch.device | str = "cpu") -> tuple
     from sequela.attacks import ATTACKS
 
     path = Path(path)
-    meta = json.loads((path / "meta.json").read_text())
+    meta = read_json(path / "meta.json")
     tensors = load_tensors(path / "poison.safetensors", device=device)
     indices = tensors.pop("indices")
     trigger = {k.removeprefix("trigger."): v for k, v in tensors.items()}

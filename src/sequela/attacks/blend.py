@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from sequela.attacks.base import Attack
+from sequela.errors import ConfigError
 
 
 class MaskedPattern(Attack):
@@ -56,7 +57,7 @@ def read_pattern(path: Path, channels: int, height: int, width: int) -> torch.Te
     from PIL import Image
 
     if not path.is_file():
-        raise FileNotFoundError(f"attack.blended.pattern_file: {path} does not exist")
+        raise ConfigError(f"params.yaml: attack.blended.pattern_file = {str(path)!r} does not exist")
     image = Image.open(path).convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array)

@@ -11,12 +11,12 @@ every other figure stays in metrics/cells.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from sequela.io import read_json
 from sequela.report.stats import mean_sd
 
 KEYS = ("paradigm", "dataset", "attack", "defense")
@@ -27,9 +27,7 @@ FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_loss_auc
 
 def read_cell(path: Path) -> dict:
     """One cell's figures; a missing file is an error (its stage should have made it)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"missing cell metrics {path}: run its stage (dvc repro)")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def merge(cell: dict, sequela: dict) -> dict:

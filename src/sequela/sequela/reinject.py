@@ -16,6 +16,7 @@ import torch
 from sequela.attacks import Attack
 from sequela.data import Split
 from sequela.engine import Augment, BatchStream, fit, sgd
+from sequela.errors import ConfigError
 from sequela.metrics import backdoor_metrics
 from sequela.schedules import constant
 
@@ -27,8 +28,8 @@ def reinjection_set(train: Split, n_clean: int, k: int, target: int, seed: int) 
     clean, rest = perm[:n_clean], perm[n_clean:]
     victims = rest[train.y[rest] != target][:k]  # all-to-one: a target-class image would teach nothing
     if len(clean) < n_clean or len(victims) < k:
-        raise ValueError(f"re-injection needs {n_clean} clean + {k} non-target images; the training split "
-                         f"has {len(train)}")
+        raise ConfigError(f"params.yaml: sequela.reinject.n_clean = {n_clean} is not allowed; allowed: n_clean "
+                          f"clean + k = {k} non-target images within the {len(train)} of the training split")
     picked = torch.cat([clean, victims])
     return train.subset(picked), torch.arange(n_clean, n_clean + k)
 
