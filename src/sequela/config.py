@@ -16,116 +16,16 @@ import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from sequela.catalog import IMAGE_SIDE, NUM_CLASSES, carve_sizes, target_train_size
-from sequela.errors import ConfigError, StageError
+from sequela.checker import INF, Checker, fail, is_int, is_number
+from sequela.errors import ConfigError
+from sequela.stage_runner import run_stage
 
 __all__ = ["ConfigError", "Recipe", "load_params", "recipe_key", "run_stage", "validate"]
-
-INF = float("inf")
-MISSING = object()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    shown = repr(value)
-    shown = shown if len(shown) <= 80 else shown[:76] + " ..."  # the message stays one readable line
-    raise ConfigError(f"params.yaml: {key} = {shown} is not allowed; allowed: {allowed}")
-
-
-class Checker:
-    """Reads keys of params.yaml by dotted name, remembering each one read, so that whatever is
-    left unread at the end is a key no stage uses."""
-
-    def __init__(self, params: Any):
-        if not isinstance(params, dict):
-            raise ConfigError(f"params.yaml: the file holds a {type(params).__name__}, not a mapping of sections")
-        self.params = params
-        self.read: set[str] = set()
-
-    def get(self, key: str, default: Any = MISSING) -> Any:
-        self.read.add(key)
-        node = self.params
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if default is not MISSING:
-                    return default
-                raise ConfigError(f"params.yaml: {key} is missing")
-            node = node[part]
-        return node
-
-    def number(self, key: str, low: float, high: float, low_open: bool = True, high_open: bool = True) -> float:
-        value = self.get(key)
-        ok = _is_number(value) and (value > low if low_open else value >= low) and \
-            (value < high if high_open else value <= high)
-        if not ok:
-            lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-            _fail(key, value, f"a number in {lo}{low}, {high}{hi}")
-        return value
-
-    def integer(self, key: str, low: int = 1) -> int:
-        value = self.get(key)
-        if not _is_int(value) or value < low:
-            _fail(key, value, "a positive integer" if low == 1 else
-                  "a non-negative integer" if low == 0 else f"an integer >= {low}")
-        return value
-
-    def boolean(self, key: str) -> bool:
-        value = self.get(key)
-        if not isinstance(value, bool):
-            _fail(key, value, "true or false")
-        return value
-
-    def choice(self, key: str, known) -> Any:
-        value = self.get(key)
-        if not any(value == k and type(value) is type(k) for k in known):
-            _fail(key, value, f"one of {', '.join(map(str, known))}")
-        return value
-
-    def names(self, key: str, known, empty_ok: bool = False) -> list:
-        value = self.get(key)
-        if not isinstance(value, list) or (not value and not empty_ok):
-            _fail(key, value, f"a {'' if empty_ok else 'non-empty '}list drawn from {', '.join(known)}")
-        for name in value:
-            if not isinstance(name, str) or name not in known:
-                _fail(key, name, f"one of {', '.join(known)}")
-        if len(set(value)) != len(value):
-            _fail(key, value, "a list without repeats")
-        return value
-
-    def int_list(self, key: str, low: int, what: str) -> list[int]:
-        value = self.get(key)
-        if not isinstance(value, list) or not value or not all(_is_int(v) and v >= low for v in value):
-            _fail(key, value, f"a non-empty list of integers >= {low} ({what})")
-        return value
-
-    def unread(self) -> list[str]:
-        """Keys in the file that no check read: the top-most unread node of each unread branch."""
-        prefixes = {".".join(k.split(".")[:i]) for k in self.read for i in range(1, k.count(".") + 1)}
-        out = []
-
-        def walk(node: dict, path: str) -> None:
-            for name, value in node.items():
-                key = f"{path}.{name}" if path else str(name)
-                if not isinstance(name, str) or "." in name:
-                    out.append(key)  # `defense.epochs:` as one key is not the `epochs` of `defense:`
-                elif isinstance(value, dict) and (key in self.read or key in prefixes):
-                    walk(value, key)  # a section: look inside it
-                elif key not in self.read:
-                    out.append(key)
-
-        walk(self.params, "")
-        return out
 
 
 def validate(params: Any) -> list[str]:
@@ -146,23 +46,23 @@ DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 def _grid_and_data(c: Checker) -> None:
     device = c.get("device")
     if not isinstance(device, str) or not DEVICE.fullmatch(device):
-        _fail("device", device, "auto, cpu, mps, cuda or cuda:<index>")
+        fail("device", device, "auto, cpu, mps, cuda or cuda:<index>")
     if device == "mps":
         import torch
 
         if not torch.backends.mps.is_available():
-            _fail("device", device, "auto or cpu (Apple's MPS is not available on this machine)")
+            fail("device", device, "auto or cpu (Apple's MPS is not available on this machine)")
     if device.startswith("cuda"):
         import torch
 
         count = torch.cuda.device_count()
         index = int(device.partition(":")[2] or 0)
         if index >= count:
-            _fail("device", device, f"auto or cpu (this machine has {count} CUDA device(s))")
+            fail("device", device, f"auto or cpu (this machine has {count} CUDA device(s))")
     seeds = c.get("grid.seeds")
-    if (not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds)
+    if (not isinstance(seeds, list) or not seeds or not all(is_int(s) and s >= 0 for s in seeds)
             or len(set(seeds)) != len(seeds)):
-        _fail("grid.seeds", seeds, "a non-empty list of distinct non-negative integers")
+        fail("grid.seeds", seeds, "a non-empty list of distinct non-negative integers")
     from sequela.attacks import ATTACKS
     from sequela.defenses import DEFENSES
 
@@ -171,7 +71,7 @@ def _grid_and_data(c: Checker) -> None:
     c.names("grid.defenses", tuple(DEFENSES))
     root = c.get("data.root")
     if not isinstance(root, str) or not root:
-        _fail("data.root", root, "a folder path (relative to the project root)")
+        fail("data.root", root, "a folder path (relative to the project root)")
     c.integer("data.split_seed", low=0)
     c.number("data.test_fraction", 0.0, 1.0)
     # The shadow model and the membership holdouts are always built (every cell's sequela needs them).
@@ -184,7 +84,7 @@ def _grid_and_data(c: Checker) -> None:
             if ds != "digits" and key == "data.test_fraction":
                 continue  # only digits has no official test split to keep
             if smaller < NUM_CLASSES[ds]:
-                _fail(key, c.get(key), f"a share that leaves every split of {ds} ({n} images) at least one "
+                fail(key, c.get(key), f"a share that leaves every split of {ds} ({n} images) at least one "
                                        f"image per class ({NUM_CLASSES[ds]}); this gives a split of {smaller}")
 
 
@@ -192,7 +92,7 @@ def _recipes(c: Checker) -> None:
     """Every recipe in the file, the unused `gpu` ones too: a broken one fails before it is used."""
     block = c.get("recipe")
     if not isinstance(block, dict):
-        _fail("recipe", block, "a mapping from dataset name to its training recipe")
+        fail("recipe", block, "a mapping from dataset name to its training recipe")
     for dataset in c.get("grid.datasets"):
         c.get(f"recipe.{dataset}")
     for dataset in block:
@@ -224,8 +124,8 @@ def _recipe(c: Checker, key: str) -> None:
     if c.get(f"{key}.flip", None) is not None:
         c.boolean(f"{key}.flip")
     width = c.get(f"{key}.width", None)
-    if width is not None and (not _is_int(width) or width < 1):
-        _fail(f"{key}.width", width, "a positive integer, or absent for the model's default")
+    if width is not None and (not is_int(width) or width < 1):
+        fail(f"{key}.width", width, "a positive integer, or absent for the model's default")
 
 
 def _attacks(c: Checker) -> None:
@@ -234,18 +134,18 @@ def _attacks(c: Checker) -> None:
     target = c.get("attack.target")
     for ds in datasets:
         n = NUM_CLASSES[ds]
-        if not _is_int(target) or not 0 <= target < n:
-            _fail("attack.target", target, f"an integer class label in [0, {n - 1}] for dataset {ds}")
+        if not is_int(target) or not 0 <= target < n:
+            fail("attack.target", target, f"an integer class label in [0, {n - 1}] for dataset {ds}")
         # All-to-one poisons only non-target images: a balanced set has (1 - 1/classes) of them.
         train = _train_size(c, ds)
         if round(rate * train) < 1 or rate > 1 - 1 / n:
-            _fail("attack.poison_rate", rate, f"at least one of {ds}'s {train} training images and at most "
+            fail("attack.poison_rate", rate, f"at least one of {ds}'s {train} training images and at most "
                                              f"{1 - 1 / n:.3f} (its non-target share)")
     side = min(IMAGE_SIDE[ds] for ds in datasets)
     smallest = min(datasets, key=IMAGE_SIDE.get)
     size = c.integer("attack.badnets.size")
     if size > side:
-        _fail("attack.badnets.size", size, f"at most {side}, the image side of {smallest}")
+        fail("attack.badnets.size", size, f"at most {side}, the image side of {smallest}")
     c.number("attack.blended.alpha", 0.0, 1.0, high_open=False)
     pattern = c.get("attack.blended.pattern_file")
     if pattern is not None:
@@ -257,7 +157,7 @@ def _attacks(c: Checker) -> None:
     c.integer("attack.lf.batch_size")
     k = c.integer("attack.wanet.k", low=2)
     if k > side:
-        _fail("attack.wanet.k", k, f"an integer in [2, {side}] (the warp's control grid within {smallest}'s image side)")
+        fail("attack.wanet.k", k, f"an integer in [2, {side}] (the warp's control grid within {smallest}'s image side)")
     c.number("attack.wanet.s", 0.0, INF)
     c.number("attack.wanet.grid_rescale", 0.0, INF)
     c.number("attack.wanet.cross_ratio", 0.0, INF, low_open=False)
@@ -265,8 +165,8 @@ def _attacks(c: Checker) -> None:
         c.integer(f"attack.inputaware.{key}")
     c.integer("attack.inputaware.pattern_epochs", low=0)
     batch = c.get("attack.inputaware.batch_size")
-    if not _is_int(batch) or batch < 2:
-        _fail("attack.inputaware.batch_size", batch, "an integer >= 2 (the diversity loss pairs images)")
+    if not is_int(batch) or batch < 2:
+        fail("attack.inputaware.batch_size", batch, "an integer >= 2 (the diversity loss pairs images)")
     c.number("attack.inputaware.mask_density", 0.0, 1.0)
     c.number("attack.inputaware.surrogate_poison_rate", 0.0, 0.5, high_open=False)
     for key in ("lambda_div", "lambda_norm", "cross_ratio"):
@@ -277,16 +177,16 @@ def _attacks(c: Checker) -> None:
 def _check_pattern_file(pattern: Any) -> None:
     key = "attack.blended.pattern_file"
     if not isinstance(pattern, str) or not pattern:
-        _fail(key, pattern, "null (a seeded random pattern) or the path of an image file")
+        fail(key, pattern, "null (a seeded random pattern) or the path of an image file")
     if not os.path.isfile(pattern):  # unlike Path.is_file, never raises (a name too long, no access)
-        _fail(key, pattern, "null or the path of an existing image file (relative to the project root)")
+        fail(key, pattern, "null or the path of an existing image file (relative to the project root)")
     from PIL import Image
 
     try:
         with Image.open(pattern) as image:
             image.verify()
     except Exception:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, DecompressionBombError)
-        _fail(key, pattern, "null or an image file that PIL can read (PNG, JPEG, ...)")
+        fail(key, pattern, "null or an image file that PIL can read (PNG, JPEG, ...)")
 
 
 def _defenses(c: Checker) -> None:
@@ -294,14 +194,14 @@ def _defenses(c: Checker) -> None:
     c.integer("defense.epochs")
     fraction = c.number("defense.clean_fraction", 0.0, 1.0, high_open=False)
     batch = c.get("defense.batch_size")
-    if batch is not None and (not _is_int(batch) or batch < 1):
-        _fail("defense.batch_size", batch, "null (the recipe's batch size) or a positive integer")
+    if batch is not None and (not is_int(batch) or batch < 1):
+        fail("defense.batch_size", batch, "null (the recipe's batch size) or a positive integer")
     for ds in datasets:
         n_clean = _clean_size(c, ds)
         need = batch if batch is not None else c.get(f"{recipe_key(c.params, ds, c)}.batch_size")
         if n_clean < need:
             key = "defense.clean_fraction"
-            _fail(key, fraction, f"a share of {ds}'s training split that holds one defender batch of {need} "
+            fail(key, fraction, f"a share of {ds}'s training split that holds one defender batch of {need} "
                                  f"(this gives {n_clean} images)")
     c.number("defense.momentum", 0.0, 1.0, low_open=False)
     c.number("defense.weight_decay", 0.0, INF, low_open=False)
@@ -310,8 +210,8 @@ def _defenses(c: Checker) -> None:
         c.number(f"defense.sft.{key}", 0.0, INF)
     c.number("defense.sft.phase1_fraction", 0.0, 1.0, low_open=False, high_open=False)
     cycle = c.get("defense.sft.cycle_steps")
-    if not _is_int(cycle) or cycle < 2:
-        _fail("defense.sft.cycle_steps", cycle, "an integer >= 2 (optimisation steps per triangular cycle)")
+    if not is_int(cycle) or cycle < 2:
+        fail("defense.sft.cycle_steps", cycle, "an integer >= 2 (optimisation steps per triangular cycle)")
     # the baselines (src/sequela/defenses/{fp,nad,nc,abl,ac,spectral}.py)
     c.number("defense.fp.acc_drop", 0.0, 1.0, low_open=False)
     c.number("defense.fp.holdout_fraction", 0.0, 1.0)
@@ -320,8 +220,8 @@ def _defenses(c: Checker) -> None:
     c.number("defense.nad.lr", 0.0, INF)
     c.number("defense.nad.p", 0.0, INF)
     betas = c.get("defense.nad.betas")
-    if not isinstance(betas, list) or not betas or not all(_is_number(b) and 0 <= b < INF for b in betas):
-        _fail("defense.nad.betas", betas, "a non-empty list of non-negative numbers (one per distilled stage)")
+    if not isinstance(betas, list) or not betas or not all(is_number(b) and 0 <= b < INF for b in betas):
+        fail("defense.nad.betas", betas, "a non-empty list of non-negative numbers (one per distilled stage)")
     for key in ("steps", "batch_size", "check_every", "patience"):
         c.integer(f"defense.nc.{key}")
     for key in ("lr", "init_cost", "anomaly_threshold", "lr_unlearn"):
@@ -360,7 +260,7 @@ def _sweeps_and_sequela(c: Checker) -> None:
         # k non-target rows must be left after the n_clean: about k / (1 - 1/classes) rows of a balanced set
         need = n_clean + math.ceil(k * NUM_CLASSES[ds] / (NUM_CLASSES[ds] - 1))
         if need > _train_size(c, ds):
-            _fail("sequela.reinject.n_clean", n_clean, f"n_clean + k (k non-target images) within the "
+            fail("sequela.reinject.n_clean", n_clean, f"n_clean + k (k non-target images) within the "
                                                        f"{_train_size(c, ds)} images of {ds}'s training split")
     c.number("sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
     c.number("sequela.pgd.step", 0.0, 1.0, low_open=False, high_open=False)
@@ -424,43 +324,11 @@ def recipe_key(params: dict, dataset: str, checker: Checker | None = None) -> st
     c = checker or Checker(params)
     block = c.get(f"recipe.{dataset}")
     if not isinstance(block, dict):
-        _fail(f"recipe.{dataset}", block, "a mapping of training settings (model, epochs, batch_size, lr, ...)")
+        fail(f"recipe.{dataset}", block, "a mapping of training settings (model, epochs, batch_size, lr, ...)")
     if "use" not in block:
         return f"recipe.{dataset}"
     choices = sorted(str(k) for k, v in block.items() if k != "use" and isinstance(v, dict))
     use = c.get(f"recipe.{dataset}.use")
     if not isinstance(use, str) or use not in choices:
-        _fail(f"recipe.{dataset}.use", use, f"one of {', '.join(choices)}")
+        fail(f"recipe.{dataset}.use", use, f"one of {', '.join(choices)}")
     return f"recipe.{dataset}.{use}"
-
-
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`. An expected failure (a bad value, a missing or corrupt input, CUDA out
-    of memory) becomes one line on stderr that says what, where and how to fix it, and a non-zero
-    exit status: 2 for a bad value, 1 for the rest. SEQUELA_TRACEBACK=1 shows the full traceback."""
-    stage = " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]])
-    try:
-        main()
-    except Exception as err:  # noqa: BLE001 - sorted into expected and unexpected below
-        if os.environ.get("SEQUELA_TRACEBACK"):
-            raise
-        message, status = _expected(err)
-        if message is None:
-            raise
-        print(f"error in stage {stage}: {message}", file=sys.stderr)
-        sys.exit(status)
-
-
-def _expected(err: Exception) -> tuple[str | None, int]:
-    """(one line, exit status) for a failure a user can fix, (None, 0) for a bug."""
-    if isinstance(err, ConfigError):
-        return str(err), 2
-    if isinstance(err, StageError):
-        return str(err), 1
-    if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-        return ("CUDA out of memory; lower the recipe's batch_size or defense.batch_size, or run fewer stages "
-                "per GPU (README: Running on several GPUs or machines)"), 1
-    if isinstance(err, FileNotFoundError) and err.filename:
-        return (f"{err.filename} is missing; run `dvc repro` (not the stage script alone) so the stages that "
-                f"make its inputs run first"), 1
-    return None, 0

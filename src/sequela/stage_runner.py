@@ -1,0 +1,42 @@
+"""How a stage ends when something a user can fix goes wrong: one line, a non-zero status."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from sequela.errors import ConfigError, StageError
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's `main`. An expected failure (a bad value, a missing or corrupt input, CUDA out
+    of memory) becomes one line on stderr that says what, where and how to fix it, and a non-zero
+    exit status: 2 for a bad value, 1 for the rest. SEQUELA_TRACEBACK=1 shows the full traceback."""
+    stage = " ".join([Path(sys.argv[0]).stem, *sys.argv[1:]])
+    try:
+        main()
+    except Exception as err:  # noqa: BLE001 - sorted into expected and unexpected below
+        if os.environ.get("SEQUELA_TRACEBACK"):
+            raise
+        message, status = _expected(err)
+        if message is None:
+            raise
+        print(f"error in stage {stage}: {message}", file=sys.stderr)
+        sys.exit(status)
+
+
+def _expected(err: Exception) -> tuple[str | None, int]:
+    """(one line, exit status) for a failure a user can fix, (None, 0) for a bug."""
+    if isinstance(err, ConfigError):
+        return str(err), 2
+    if isinstance(err, StageError):
+        return str(err), 1
+    if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+        return ("CUDA out of memory; lower the recipe's batch_size or defense.batch_size, or run fewer stages "
+                "per GPU (README: Running on several GPUs or machines)"), 1
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return (f"{err.filename} is missing; run `dvc repro` (not the stage script alone) so the stages that "
+                f"make its inputs run first"), 1
+    return None, 0
