@@ -10,6 +10,8 @@ adds files beside the others and never overwrites them:
     data/<paradigm>/<dataset>/seed<k>/<attack>/defenses/<d>    each defended model
     metrics/cells/<paradigm>/<dataset>/seed<k>/...json         per-cell figures (DVC outputs, cached)
     metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
+    metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<attack>/<sweep>-<value>.json
+                                                               one ablation sweep point
 """
 
 from pathlib import Path
@@ -83,8 +85,9 @@ def sequela_metrics(dataset: str, attack: str, seed: int) -> Path:
     return cells_dir(dataset, seed) / f"{attack}-sequela.json"
 
 
-def sensitivity_metrics(dataset: str, attack: str, seed: int) -> Path:
-    return cells_dir(dataset, seed) / f"{attack}-sensitivity.json"
+def ablation_metrics(dataset: str, attack: str, seed: int, sweep: str, value: str) -> Path:
+    """One sweep point; `value` as DVC writes it into the stage's command and output path."""
+    return cells_dir(dataset, seed) / "ablation" / attack / f"{sweep}-{value}.json"
 
 
 def train_curve(dataset: str, attack: str, seed: int) -> Path:

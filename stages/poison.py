@@ -4,11 +4,9 @@ Only the trigger and the indices are stored; the poisoned images are made on the
 
 import argparse
 
-import torch
-
 import layout
 from sequela import data, models
-from sequela.attacks import ATTACKS, choose_poison_indices, save_artefact
+from sequela.attacks import plant, save_artefact
 from sequela.config import load_params, run_stage
 from sequela.engine import pick_device
 
@@ -22,15 +20,10 @@ def main() -> None:
     params = load_params()
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
-    generator = torch.Generator().manual_seed(args.seed)
-    indices = choose_poison_indices(ds.train.y, target, rate, generator)
-    cls = ATTACKS[args.attack]
-    # Attacks that train something (InputAware's generators) do it on `device`; attacks built
-    # against a trained model (LF) get the clean reference model of this dataset and seed.
-    context = {"device": pick_device(params["device"])}
-    if cls.needs_clean_model:
-        context["clean_model"] = models.load(layout.clean_model(args.dataset, args.seed), context["device"])[0]
-    attack = cls.create(params["attack"][args.attack], ds.train.x, ds.train.y, target, generator, **context)
+    device = pick_device(params["device"])
+    attack, indices = plant(args.attack, params["attack"][args.attack], ds.train.x, ds.train.y, target, rate,
+                            args.seed, device,
+                            lambda: models.load(layout.clean_model(args.dataset, args.seed), device)[0])
     meta = {"dataset": args.dataset, "seed": args.seed, "target": target, "poison_rate": rate,
             "n_poison": len(indices), "n_train": len(ds.train)}
     save_artefact(attack, indices, meta, layout.poison(args.dataset, args.attack, args.seed))

@@ -11,9 +11,10 @@ import torch
 import layout
 from sequela import data
 from sequela.attacks import load_artefact
-from sequela.config import load_params, run_stage
+from sequela.ablation import SWEEPS, main_value, same_value
+from sequela.config import Recipe, load_params, run_stage
 from sequela.io import atomic_write_json
-from sequela.report import baselines, claims, figures, sequela, summary, tables
+from sequela.report import ablation, baselines, claims, figures, sequela, summary, tables
 from sequela.schedules import sft_from_params
 
 TABLES, FIGURES = Path("reports/tables"), Path("reports/figures")
@@ -38,6 +39,36 @@ def gather(grid: dict) -> list[dict]:
     return rows
 
 
+def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, attack, sweep, value, model, seed) of every sweep with values: the
+    computed points from their cells, and the main grid's own point from the main grid's cells
+    (where a listed value equals it, its cell names the models to read there)."""
+    abl, seeds, rows = params["ablation"], params["grid"]["seeds"], []
+    main_rows = df.set_index(["dataset", "attack", "defense", "seed"])
+
+    def from_main(d, a, sweep, value, model, seed):
+        f = main_rows.loc[(d, a, model, seed)]
+        return {"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": model, "seed": seed,
+                "main_grid": True, **{k: f[k] for k in ablation.FIGURES}}
+
+    for d in abl["datasets"]:
+        recipe_batch = Recipe.from_params(params, d).batch_size
+        for sweep, spec in SWEEPS.items():
+            main = main_value(params, sweep, recipe_batch)
+            in_main = [m for m in spec.defenses if m == "none" or m in params["grid"]["defenses"]]
+            for a in abl["attacks"]:
+                for seed in seeds:
+                    if abl[sweep] and not any(same_value(v, main) for v in abl[sweep]):
+                        rows += [from_main(d, a, sweep, main, m, seed) for m in in_main]
+                    for value in abl[sweep]:
+                        cell = summary.read_cell(layout.ablation_metrics(d, a, seed, sweep, str(value)))
+                        rows += [from_main(d, a, sweep, value, m, seed) for m in cell["from_main_grid"]]
+                        rows += [{"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": m, "seed": seed,
+                                  "main_grid": False, **{k: f[k] for k in ablation.FIGURES}}
+                                 for m, f in cell["models"].items()]
+    return pd.DataFrame(rows)
+
+
 def curves(grid: dict, dataset: str) -> pd.DataFrame:
     return pd.concat([
         pd.read_csv(layout.defense_curve(dataset, a, s, f), sep="\t").assign(attack=a, defense=f, seed=s)
@@ -49,7 +80,11 @@ def main() -> None:
     params = load_params()
     grid = params["grid"]
     df = pd.DataFrame(gather(grid))
-    atomic_write_json(summary.nest(df), "metrics/summary.json")
+    points = ablation_points(params, df)
+    nested = summary.nest(df)
+    if not points.empty:
+        nested["ablation"] = ablation.nest(points)
+    atomic_write_json(nested, "metrics/summary.json")
     n = len(grid["seeds"])
 
     paper = [f for f in ("ft", "sft") if f in grid["defenses"]]
@@ -92,19 +127,13 @@ def main() -> None:
                                    f"{dataset}: ASR while re-injecting the backdoor (epoch 0 = before)")
         preview(dataset, grid["attacks"], grid["seeds"][0])
 
-    sweep = params["sensitivity"]
-    points = pd.DataFrame([{**row, "dataset": d, "attack": a, "seed": s}
-                           for d in sweep["datasets"] for a in sweep["attacks"] for s in grid["seeds"]
-                           for row in summary.read_cell(layout.sensitivity_metrics(d, a, s))["rows"]])
     if not points.empty:
-        rows = tables.spread_rows(points.assign(setting=points["sweep"] + " = " + points["value"].astype(str)),
-                                  ["dataset", "attack", "setting"], "defense", ["ft", "sft"])
-        tables.write_rows(rows, TABLES / "sensitivity",
-                          f"FT and SFT against the defender's batch size and SFT's cycle length (mean ± sd over {n} "
-                          "seeds); every other setting at its default.")
-        for dataset, mine in points.groupby("dataset"):
-            figures.sensitivity_figure(mine, FIGURES / f"sensitivity-{dataset}.png",
-                                       f"{dataset}: FT and SFT under other defender settings (mean ± sd, {n} seeds)")
+        ablation.write_tables(points, TABLES, n)
+        for sweep, mine in points.groupby("sweep"):
+            mains = {d: main_value(params, sweep, Recipe.from_params(params, d).batch_size)
+                     for d in mine["dataset"].unique()}
+            ablation.figure(mine, mains, FIGURES / f"ablation-{sweep}.png",
+                            f"Ablation: {SWEEPS[sweep].label} (mean ± sd, {n} seeds; dotted: the main grid's value)")
 
     sft = df[df["defense"] == "sft"]
     if not sft.empty:

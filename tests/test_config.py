@@ -1,6 +1,5 @@
 """Bad values in params.yaml stop a stage before any work, with one line naming key, value, allowed."""
 
-import copy
 import os
 import subprocess
 import sys
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sequela.ablation import with_key
 from sequela.config import ConfigError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,13 +16,7 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def with_value(key: str, value):
-    params = copy.deepcopy(PARAMS)
-    node = params
-    *parents, last = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    return params
+    return with_key(PARAMS, key, value)
 
 
 def test_shipped_params_are_valid():
@@ -48,7 +42,11 @@ def test_shipped_params_are_valid():
     ("defense.batch_size", 0, "positive integer"),
     ("defense.sft.cycle_steps", 1, "integer >= 2"),
     ("defense.spectral.budget", "all", "one of backdoorbench, tran"),
-    ("sensitivity.attacks", ["wanet2"], "badnets"),
+    ("ablation.attacks", ["wanet2"], "badnets"),
+    ("ablation.clean_fraction", [0.0, 1.0], "(0, 1]"),
+    ("ablation.sft_cycle_steps", [1, 6], "integers >= 2"),
+    ("ablation.batch_size", [2.5, 8], "integers >= 1"),
+    ("ablation.poison_rate", [0.95, 0.05], "non-target share"),
     ("data.holdout_fraction", 0.5, "(0.0, 0.5)"),
 ])
 def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
@@ -66,7 +64,7 @@ def test_a_32x32_set_trains_with_the_recipe_its_use_names():
     assert Recipe.from_params(with_value("recipe.gtsrb.use", "gpu"), "gtsrb").model == "resnet18"
     assert Recipe.from_params(PARAMS, "digits").model == "small_cnn"  # a single recipe needs no `use`
     params = with_value("grid.datasets", ["gtsrb"])
-    params["sensitivity"]["datasets"] = []
+    params["ablation"]["datasets"] = []
     validate(params)
     params["recipe"]["gtsrb"]["use"] = "tpu"
     with pytest.raises(ConfigError, match=r"recipe.gtsrb.use = 'tpu' .*allowed: one of cpu, gpu"):
@@ -89,7 +87,7 @@ def test_stage_exits_with_one_line_and_no_traceback(tmp_path):
 
 def test_missing_gtsrb_stops_prepare_with_one_line_saying_where_to_put_it(tmp_path):
     params = with_value("grid.datasets", ["gtsrb"])
-    params["sensitivity"]["datasets"] = []
+    params["ablation"]["datasets"] = []
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     # A proxy nobody listens on: torchvision's download fails at once even on a machine with a network.
     env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}

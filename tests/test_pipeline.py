@@ -48,7 +48,10 @@ def repo(tmp_path_factory) -> Path:
     params["grid"] = {"seeds": [0, 1], "datasets": ["digits"], "attacks": ["badnets"], "defenses": ["ft", "sft"]}
     params["recipe"]["digits"].update(epochs=2)
     params["defense"]["epochs"] = 1
-    params["sensitivity"].update(attacks=["badnets"], batch_sizes=[8], cycle_steps=[20])
+    # Two ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
+    # attacker's poison rate, which plants and trains its own model.
+    params["ablation"].update({sweep: [] for sweep in params["ablation"] if sweep not in ("datasets", "attacks")})
+    params["ablation"].update(attacks=["badnets"], clean_fraction=[1.0, 0.5], poison_rate=[0.05])
     params["sequela"]["reinject"].update(draws=2, epochs=2)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
@@ -72,11 +75,11 @@ def test_repro_builds_every_output(repo):
     for model in ("none", "ft", "sft"):
         assert all(0.0 <= cell[model][k]["mean"] <= 1.0 for k in ("ca", "asr", "ra", "reinject_asr", "mia_loss_auc"))
     assert (repo / MODEL).is_file()
-    for name in ("standalone", "baselines", "sequela", "claims", "sensitivity"):
+    for name in ("standalone", "baselines", "sequela", "claims", "ablation-clean_fraction", "ablation-poison_rate"):
         for suffix in (".md", ".csv", ".tex"):
             assert (repo / "reports/tables" / f"{name}{suffix}").is_file()
-    for name in ("curves-digits", "curves-baselines-digits", "sft-schedule", "sensitivity-digits", "sequela-digits",
-                 "reinjection-digits", "ca-vs-asr-digits", "triggers-digits"):
+    for name in ("curves-digits", "curves-baselines-digits", "sft-schedule", "ablation-clean_fraction",
+                 "ablation-poison_rate", "sequela-digits", "reinjection-digits", "ca-vs-asr-digits", "triggers-digits"):
         assert (repo / "reports/figures" / f"{name}.png").is_file()
     curve = (repo / CURVE).read_text().splitlines()
     assert curve[0].split("\t") == ["epoch", "ca", "asr", "ra", "lr"] and len(curve) == 3  # epochs 0 and 1
@@ -98,6 +101,54 @@ def test_two_seeds_differ_and_the_summary_is_their_mean_and_sd(repo):
              for s in (0, 1)]
     asr = summary["standalone"]["digits"]["badnets"]["sft"]["asr"]
     assert [c["defenses"]["sft"]["asr"] for c in cells] == [asr["seeds"]["0"], asr["seeds"]["1"]]
+
+
+ABLATION = "metrics/cells/standalone/digits/seed{seed}/ablation/badnets/{point}.json"
+
+
+def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    sweep = summary["ablation"]["digits"]["badnets"]["clean_fraction"]
+    for seed in (0, 1):
+        main = json.loads((repo / ABLATION.format(seed=seed, point="clean_fraction-0.5")).read_text())
+        assert main["from_main_grid"] == ["ft", "sft"] and main["models"] == {}
+        other = json.loads((repo / ABLATION.format(seed=seed, point="clean_fraction-1.0")).read_text())
+        assert other["from_main_grid"] == [] and set(other["models"]) == {"ft", "sft"}
+        # fraction 1.0: the defender holds the whole clean training split
+        n_train = json.loads((repo / f"data/standalone/digits/seed{seed}/badnets/poison/meta.json").read_text())["n_train"]
+        assert other["models"]["sft"]["n_clean"] == n_train > main_n_clean(repo, seed)
+    # the main grid's point is the main grid's cells, seed for seed
+    for model in ("ft", "sft"):
+        assert sweep["0.5"][model]["asr"]["seeds"] == summary["standalone"]["digits"]["badnets"][model]["asr"]["seeds"]
+        assert sweep["1.0"][model]["asr"]["n"] == 2
+    # the poison-rate sweep trains its own backdoored model: its point carries "none" too, and the
+    # main grid's rate (0.1, not listed) is added from the main grid
+    rates = summary["ablation"]["digits"]["badnets"]["poison_rate"]
+    assert set(rates) == {"0.05", "0.1"} and set(rates["0.05"]) == {"none", "ft", "sft"}
+    assert rates["0.1"]["none"]["ca"]["seeds"] == summary["standalone"]["digits"]["badnets"]["none"]["ca"]["seeds"]
+    cell = json.loads((repo / ABLATION.format(seed=0, point="poison_rate-0.05")).read_text())
+    assert cell["models"]["none"]["n_poison"] < 0.06 * 1077
+    table = (repo / "reports/tables/ablation-clean_fraction.md").read_text()
+    assert "0.5 (main)" in table and "SFT - FT ASR" in table
+
+
+def main_n_clean(repo, seed) -> int:
+    """The defender's clean subset of the main grid (clean_fraction 0.5), from its defend cell."""
+    cell = json.loads((repo / f"metrics/cells/standalone/digits/seed{seed}/badnets-defenses.json").read_text())
+    return cell["defenses"]["sft"]["n_clean"]
+
+
+def test_changing_one_sweep_value_leaves_every_other_point_up_to_date(repo):
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["ablation"]["clean_fraction"] = [0.2, 0.5]  # 1.0 -> 0.2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert stale == {"ablate_clean_fraction@digits-badnets-0-0.2", "ablate_clean_fraction@digits-badnets-1-0.2",
+                     "report"}, stale
 
 
 def test_second_repro_skips_every_stage(repo):
@@ -147,9 +198,10 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.startswith(("defend@", "report", "sequela@", "sensitivity@")) for name in stale), stale
+    assert stale and all(name.startswith(("defend@", "report", "sequela@", "ablate_")) for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.endswith("-2") or name == "report" for name in stale), stale
+    # seed 2's cells (the seed closes a stage name, or precedes an ablation point's value)
+    assert stale and all(name.endswith("-2") or "-2-" in name or name == "report" for name in stale), stale

@@ -88,12 +88,6 @@ class Checker:
             fail(key, value, "a list without repeats")
         return value
 
-    def int_list(self, key: str, low: int, what: str) -> list[int]:
-        value = self.get(key)
-        if not isinstance(value, list) or not value or not all(is_int(v) and v >= low for v in value):
-            fail(key, value, f"a non-empty list of integers >= {low} ({what})")
-        return value
-
     def unread(self) -> list[str]:
         """Keys in the file that no check read: the top-most unread node of each unread branch."""
         prefixes = {".".join(k.split(".")[:i]) for k in self.read for i in range(1, k.count(".") + 1)}

@@ -240,13 +240,56 @@ def _defenses(c: Checker) -> None:
     c.choice("defense.spectral.budget", ("backdoorbench", "tran"))
 
 
-def _sweeps_and_sequela(c: Checker) -> None:
-    # the sensitivity sweep (stages/sensitivity.py) runs on models of the main grid
+# Each ablation sweep's values: (lowest, highest, lowest allowed, highest allowed, what they are).
+SWEEP_RANGES = {
+    "clean_fraction": (0.0, 1.0, False, True, "shares of the clean training split in (0, 1]"),
+    # a batch larger than the clean subset is allowed: it shows what one batch per epoch gives
+    "batch_size": (1, INF, True, False, "defender batch sizes, integers >= 1"),
+    "epochs": (1, INF, True, False, "defense epochs, integers >= 1"),
+    "ft_lr": (0.0, INF, False, False, "learning rates > 0"),
+    "sft_max_lr1": (0.0, INF, False, False, "learning rates > 0"),
+    "sft_max_lr2": (0.0, INF, False, False, "learning rates > 0"),
+    "sft_phase1_fraction": (0.0, 1.0, True, True, "shares of the steps in [0, 1]"),
+    "sft_cycle_steps": (2, INF, True, False, "cycle lengths in steps, integers >= 2"),
+    "poison_rate": (0.0, 1.0, False, False, "poison rates in (0, 1)"),
+}
+
+
+def _ablation(c: Checker) -> None:
+    """Every sweep's list, each value by the rule of the setting it replaces."""
+    from sequela.ablation import SWEEPS
+
+    # the sweeps run on the main grid's prepared data and models
     for key in ("datasets", "attacks"):
-        c.names(f"sensitivity.{key}", c.get(f"grid.{key}"), empty_ok=True)
-    # A swept batch larger than the clean subset is allowed: it shows what one batch per epoch gives.
-    c.int_list("sensitivity.batch_sizes", 1, "the defender's batch sizes")
-    c.int_list("sensitivity.cycle_steps", 2, "SFT cycle lengths in steps")
+        c.names(f"ablation.{key}", c.get(f"grid.{key}"), empty_ok=True)
+    for sweep, spec in SWEEPS.items():
+        key = f"ablation.{sweep}"
+        values = c.get(key)
+        low, high, low_closed, high_closed, what = SWEEP_RANGES[sweep]
+        if not isinstance(values, list):
+            fail(key, values, f"a list (possibly empty) of {what}")
+        for v in values:
+            ok = (is_int(v) if spec.integer else is_number(v)) and (v >= low if low_closed else v > low) \
+                and (v <= high if high_closed else v < high)
+            if not ok:
+                fail(key, v, what)
+        if len(set(values)) != len(values):
+            fail(key, values, "a list without repeats")
+    for ds in c.get("ablation.datasets"):
+        train, n = _train_size(c, ds), NUM_CLASSES[ds]
+        need = c.get("defense.batch_size") or c.get(f"{recipe_key(c.params, ds, c)}.batch_size")
+        for fraction in c.get("ablation.clean_fraction"):
+            if max(1, round(fraction * train)) < need:
+                fail("ablation.clean_fraction", fraction, f"a share of {ds}'s training split that holds one "
+                                                          f"defender batch of {need}")
+        for rate in c.get("ablation.poison_rate"):
+            if round(rate * train) < 1 or rate > 1 - 1 / n:
+                fail("ablation.poison_rate", rate, f"at least one of {ds}'s {train} training images and at "
+                                                   f"most {1 - 1 / n:.3f} (its non-target share)")
+
+
+def _sweeps_and_sequela(c: Checker) -> None:
+    _ablation(c)
     c.integer("curves.eval_n")
     c.integer("sequela.membership.top_k")
     c.integer("sequela.membership.mlp.hidden")

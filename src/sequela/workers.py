@@ -1,5 +1,5 @@
 """Run the independent units of one stage (the defenses of a cell, the models of a sequela cell, the
-points of a sensitivity sweep) side by side on a CPU.
+defenses of an ablation point) side by side on a CPU.
 
 Why: a small model's training step is too small for torch's intra-op threads. On the 2-core
 machine a defend stage used 58 s of CPU in 35 s of wall time with 2 threads; the same work in two

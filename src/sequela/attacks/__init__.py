@@ -8,4 +8,22 @@ from sequela.attacks.wanet import WaNet
 
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (BadNets, Blended, LowFrequency, WaNet, InputAware)}
 
-__all__ = ["ATTACKS", "Attack", "choose_poison_indices", "load_artefact", "save_artefact"]
+
+def plant(name: str, settings: dict, train_x, train_y, target: int, rate: float, seed: int, device,
+          clean_model_loader=None):
+    """The attacker's choice of poisoned rows and its trigger, from one generator seeded with `seed`:
+    (attack, poisoned indices). Attacks built against a trained model (LF) call
+    `clean_model_loader()` for the clean reference model; attacks that train something
+    (InputAware's generators) do it on `device`."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    indices = choose_poison_indices(train_y, target, rate, generator)
+    cls = ATTACKS[name]
+    context = {"device": device}
+    if cls.needs_clean_model:
+        context["clean_model"] = clean_model_loader()
+    return cls.create(settings, train_x, train_y, target, generator, **context), indices
+
+
+__all__ = ["ATTACKS", "Attack", "choose_poison_indices", "load_artefact", "plant", "save_artefact"]

@@ -67,20 +67,3 @@ def trigger_preview(clean: torch.Tensor, triggered: dict[str, torch.Tensor], pat
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title)
     save(fig, path)
-
-
-def sensitivity_figure(points: pd.DataFrame, path: Path, title: str) -> None:
-    """Final ASR and CA of FT and SFT against the defender's batch size and SFT's cycle length:
-    columns the sweep, rows the figure, colour the defense, line style the attack; the line is the
-    mean over seeds and the band its sd. `points` has columns sweep, value, defense, attack, seed,
-    ca, asr."""
-    long = points.melt(id_vars=["sweep", "value", "defense", "attack", "seed"], value_vars=["asr", "ca"],
-                       var_name="figure", value_name="fraction")
-    long["figure"] = long["figure"].str.upper()
-    grid = sns.relplot(data=long, kind="line", x="value", y="fraction", hue="defense", style="attack",
-                       col="sweep", row="figure", height=2.8, aspect=1.3, markers=True, errorbar="sd",
-                       facet_kws={"sharex": False})
-    grid.set(xscale="log", ylim=(-0.02, 1.02))
-    grid.set_titles("{row_name} against {col_name}")
-    grid.figure.suptitle(title, y=1.03)
-    save(grid.figure, path)
