@@ -42,7 +42,9 @@ def sweep_rows(points: pd.DataFrame) -> list[dict]:
     defense removed the backdoor by the REMOVED_ASR rule, and, where the sweep bears on both FT
     and SFT, the paired per-seed difference SFT - FT in ASR with its 95% t-interval."""
     rows = []
-    for (d, a, value), group in points.sort_values("value").groupby(["dataset", "attack", "value"], sort=False):
+    attacks = list(dict.fromkeys(points["attack"]))  # the grid's order
+    ordered = points.assign(order=points["attack"].map(attacks.index)).sort_values(["dataset", "order", "value"])
+    for (d, a, value), group in ordered.groupby(["dataset", "attack", "value"], sort=False):
         row = {"dataset": d, "attack": a, "value": f"{value:g}" + (" (main)" if group["main_grid"].any() else "")}
         for model in ORDER:
             cell = group[group["defense"] == model]
