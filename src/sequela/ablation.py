@@ -44,8 +44,9 @@ SWEEPS: dict[str, Sweep] = {
 
 
 def lookup(params: dict, key: str):
+    """The value at a dotted key ("" is params itself)."""
     node = params
-    for part in key.split("."):
+    for part in filter(None, key.split(".")):
         node = node[part]
     return node
 
@@ -53,11 +54,8 @@ def lookup(params: dict, key: str):
 def with_key(params: dict, key: str, value) -> dict:
     """A copy of params with the dotted `key` set to `value`."""
     out = copy.deepcopy(params)
-    *parents, last = key.split(".")
-    node = out
-    for part in parents:
-        node = node[part]
-    node[last] = value
+    parent, _, last = key.rpartition(".")
+    lookup(out, parent)[last] = value
     return out
 
 

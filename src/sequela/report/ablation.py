@@ -13,6 +13,7 @@ import pandas as pd
 
 from sequela.ablation import SWEEPS
 from sequela.report.stats import fmt, mean_sd, paired
+from sequela.report.summary import spread
 from sequela.report.tables import LABELS, write_rows
 
 FIGURES = ("ca", "asr", "ra", "seconds")
@@ -27,13 +28,7 @@ def nest(points: pd.DataFrame) -> dict:
     out: dict = {}
     for (d, a, sweep, value, model), group in points.groupby(["dataset", "attack", "sweep", "value", "defense"]):
         node = out.setdefault(d, {}).setdefault(a, {}).setdefault(sweep, {}).setdefault(str(value), {})
-        figures = node.setdefault(model, {})
-        for name in FIGURES:
-            values = {str(s): float(v) for s, v in zip(group["seed"], group[name]) if v is not None and math.isfinite(v)}
-            if values:
-                mean, sd, n = mean_sd(list(values.values()))
-                figures[name] = {"mean": round(mean, 4), "sd": round(sd, 4) if math.isfinite(sd) else None, "n": n,
-                                 "seeds": {s: round(v, 4) for s, v in values.items()}}
+        node[model] = {name: entry for name in FIGURES if (entry := spread(group["seed"], group[name]))}
     return out
 
 

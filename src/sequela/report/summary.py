@@ -49,12 +49,17 @@ def nest(df: pd.DataFrame) -> dict:
             node = node.setdefault(part, {})
         figures = node.setdefault(key[-1], {})
         for name in FIGURES:
-            if name not in group:
-                continue
-            values = {str(s): v for s, v in zip(group["seed"], group[name]) if _number(v)}
-            if not values:
-                continue
-            mean, sd, n = mean_sd(list(values.values()))
-            figures[name] = {"mean": round(mean, 4), "sd": round(sd, 4) if math.isfinite(sd) else None, "n": n,
-                             "seeds": {s: round(float(v), 4) for s, v in values.items()}}
+            if name in group and (entry := spread(group["seed"], group[name])):
+                figures[name] = entry
     return summary
+
+
+def spread(seeds, values) -> dict | None:
+    """{"mean", "sd", "n", "seeds": {seed: value}} of one figure over its seeds' finite values; None
+    where no seed has one."""
+    kept = {str(s): float(v) for s, v in zip(seeds, values) if _number(v)}
+    if not kept:
+        return None
+    mean, sd, n = mean_sd(list(kept.values()))
+    return {"mean": round(mean, 4), "sd": round(sd, 4) if math.isfinite(sd) else None, "n": n,
+            "seeds": {s: round(v, 4) for s, v in kept.items()}}
