@@ -160,3 +160,12 @@ def test_clone_mode_workers_push_and_the_coordinator_restores_without_recomputin
     assert not (dag / "times").exists()  # every stage ran in a worker's clone, none here
     assert "Running stage" not in result.stdout and "is cached - skipping run" in result.stdout
     assert_complete(dag)  # restored from the run-cache the workers pushed
+
+
+def test_a_stage_imports_the_code_of_the_checkout_it_runs_in(tmp_path):
+    # A clone's stage must run the clone's commit, not the editable install's checkout.
+    from sequela.fanout import with_code_of
+
+    env = with_code_of({"PYTHONPATH": "/elsewhere"}, tmp_path)
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "src"), "/elsewhere"]
+    assert with_code_of({}, tmp_path)["PYTHONPATH"] == str(tmp_path / "src")

@@ -61,6 +61,14 @@ def slot_env(cpus: int) -> dict[str, str]:
     return env
 
 
+def with_code_of(env: dict[str, str], root: Path) -> dict[str, str]:
+    """`env` with root/src first on PYTHONPATH: a stage imports the `sequela` of the checkout it runs
+    in. Without it, a clone's stages import whatever `sequela` the interpreter has installed (an
+    editable install points at the coordinator's own checkout), not the commit the clone holds."""
+    paths = [str(root / "src"), env.get("PYTHONPATH", "")]
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
 def run_logged(cmds: list[list[str]], cwd: Path, env: dict[str, str]) -> tuple[bool, str]:
     """Run the commands in turn, stopping at the first that fails; returns (ok, combined log)."""
     log = []
@@ -77,7 +85,8 @@ def run_stage(stage: str, workspace: str, clone: str | None, remote: str | None,
     start = time.perf_counter()
     env = slot_env(cpus)
     if clone is None:
-        ok, log = run_logged([dvc_command("--wait-for-lock", "repro", "-s", stage)], Path(workspace), env)
+        ok, log = run_logged([dvc_command("--wait-for-lock", "repro", "-s", stage)], Path(workspace),
+                             with_code_of(env, Path(workspace)))
     else:
         scratch = Path(tempfile.mkdtemp(prefix="sequela-"))
         try:
@@ -87,7 +96,7 @@ def run_stage(stage: str, workspace: str, clone: str | None, remote: str | None,
                 if remote:
                     steps.append(dvc_command("remote", "add", "--local", "--default", "--force", "fanout", remote))
                 steps += [dvc_command("repro", "--pull", stage), dvc_command("push", "--run-cache")]
-                ok, more = run_logged(steps, scratch, env)
+                ok, more = run_logged(steps, scratch, with_code_of(env, scratch))
                 log += "\n" + more
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -213,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(dvc_command("remote", "add", "--local", "--default", "--force", "fanout", args.remote),
                            cwd=workspace, check=True, capture_output=True)
         print("restoring every stage here from the run-cache: dvc repro --pull", flush=True)
-        result = subprocess.run(dvc_command("repro", "--pull"), cwd=workspace, env=slot_env(os.cpu_count() or 1),
+        result = subprocess.run(dvc_command("repro", "--pull"), cwd=workspace, env=with_code_of(slot_env(os.cpu_count() or 1), workspace),
                                 capture_output=True, text=True)
         print(result.stdout, result.stderr, sep="\n", flush=True)
         if "Running stage" in result.stdout:
