@@ -12,11 +12,20 @@ adds files beside the others and never overwrites them:
     metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
     metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<attack>/<sweep>-<value>.json
                                                                one ablation sweep point
+
+The transfer and encoder paradigms key their cells by the pair `<upstream>-to-<downstream>` where
+the standalone paradigm has a dataset (the encoder's pre-training set alone for its clean encoder):
+
+    data/transfer/<pair>/seed<k>/<attack>/<model>              clean, none, ft, sft
+    data/encoder/<dataset>/seed<k>/clean-encoder               SimCLR encoder
+    data/encoder/<pair>/seed<k>/badencoder                     backdoored encoder + its trigger
+    data/encoder/<pair>/seed<k>/downstream/<model>             clean, none, ft, sft
 """
 
 from pathlib import Path
 
-PARADIGM = "standalone"
+STANDALONE, TRANSFER, ENCODER = "standalone", "transfer", "encoder"
+PARADIGM = STANDALONE  # the default of the path functions below
 
 
 def prepared(dataset: str) -> Path:
@@ -104,3 +113,50 @@ def defense_curves(dataset: str, attack: str, seed: int) -> Path:
 
 def defense_curve(dataset: str, attack: str, seed: int, defense: str) -> Path:
     return defense_curves(dataset, attack, seed) / f"{defense}.tsv"
+
+
+# --- the transfer and encoder paradigms ---------------------------------------------------------
+
+
+def pair(upstream: str, downstream: str) -> str:
+    return f"{upstream}-to-{downstream}"
+
+
+def transfer_models(pair_: str, attack: str, seed: int) -> Path:
+    return run_dir(pair_, seed, TRANSFER) / attack
+
+
+def transfer_metrics(pair_: str, attack: str, seed: int) -> Path:
+    return cells_dir(pair_, seed, TRANSFER) / f"{attack}.json"
+
+
+def transfer_curves(pair_: str, attack: str, seed: int) -> Path:
+    return curves_dir(pair_, seed, TRANSFER) / attack
+
+
+def clean_encoder(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed, ENCODER) / "clean-encoder"
+
+
+def pretrain_metrics(dataset: str, seed: int) -> Path:
+    return cells_dir(dataset, seed, ENCODER) / "pretrain.json"
+
+
+def backdoored_encoder(pair_: str, seed: int) -> Path:
+    return run_dir(pair_, seed, ENCODER) / "badencoder"
+
+
+def badencoder_metrics(pair_: str, seed: int) -> Path:
+    return cells_dir(pair_, seed, ENCODER) / "badencoder-attack.json"
+
+
+def encoder_models(pair_: str, seed: int) -> Path:
+    return run_dir(pair_, seed, ENCODER) / "downstream"
+
+
+def encoder_metrics(pair_: str, seed: int) -> Path:
+    return cells_dir(pair_, seed, ENCODER) / "badencoder.json"
+
+
+def encoder_curves(pair_: str, seed: int) -> Path:
+    return curves_dir(pair_, seed, ENCODER) / "badencoder"

@@ -14,7 +14,7 @@ from sequela.attacks import load_artefact
 from sequela.ablation import SWEEPS, main_value, same_value
 from sequela.config import Recipe, load_params, run_stage
 from sequela.io import atomic_write_json
-from sequela.report import ablation, baselines, claims, figures, sequela, summary, tables
+from sequela.report import ablation, baselines, claims, figures, paradigms, sequela, summary, tables
 from sequela.schedules import sft_from_params
 
 TABLES, FIGURES = Path("reports/tables"), Path("reports/figures")
@@ -37,6 +37,22 @@ def gather(grid: dict) -> list[dict]:
                     figures_ = {k: v for k, v in cells[model].items() if k not in summary.KEYS and k != "seed"}
                     rows.append({**key, "defense": model, **summary.merge(figures_, measured[model])})
     return rows
+
+
+def paradigm_cells(params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The transfer and encoder paradigms' rows (one per model and seed) and their FT / SFT curves."""
+    rows, runs, seeds = [], [], params["grid"]["seeds"]
+    t, e = params["transfer"], params["encoder"]
+    cells = [("transfer", layout.pair(u, d), a, s, layout.transfer_metrics(layout.pair(u, d), a, s),
+              layout.transfer_curves(layout.pair(u, d), a, s))
+             for u in t["upstream"] for d in t["downstream"] for a in t["attacks"] for s in seeds]
+    cells += [("encoder", layout.pair(p, d), "badencoder", s, layout.encoder_metrics(layout.pair(p, d), s),
+               layout.encoder_curves(layout.pair(p, d), s))
+              for p in e["pretrain"] for d in e["downstream"] for s in seeds]
+    for paradigm, pair, attack, seed, metrics, curves_dir in cells:
+        rows += paradigms.rows_of(paradigm, pair, attack, seed, summary.read_cell(metrics))
+        runs.append(paradigms.curve_rows(attack, seed, curves_dir).assign(paradigm=paradigm, dataset=pair))
+    return pd.DataFrame(rows), (pd.concat(runs) if runs else pd.DataFrame())
 
 
 def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
@@ -82,6 +98,9 @@ def main() -> None:
     df = pd.DataFrame(gather(grid))
     points = ablation_points(params, df)
     nested = summary.nest(df)
+    reused, reused_curves = paradigm_cells(params)
+    if not reused.empty:
+        nested.update(summary.nest(reused))
     if not points.empty:
         nested["ablation"] = ablation.nest(points)
     atomic_write_json(nested, "metrics/summary.json")
@@ -102,7 +121,9 @@ def main() -> None:
     # The membership question is about the training data the defense did not revisit (README).
     mia = "mia_loss_auc_unseen" if "mia_loss_auc_unseen" in df and df["mia_loss_auc_unseen"].notna().any() \
         else "mia_loss_auc"
-    tables.write_rows(claims.claims_rows(df, mia), TABLES / "claims",
+    if not reused.empty:
+        paradigms.write(reused, reused_curves, TABLES, FIGURES, n)
+    tables.write_rows(claims.claims_rows(pd.concat([df, reused]), mia), TABLES / "claims",
                       "The paper's claims, judged by paired differences over (attack, seed) cells with 95% "
                       "t-intervals.")
 

@@ -38,6 +38,17 @@ def test_shipped_params_are_valid():
     ("defense.clean_fraction", 1.2, "(0.0, 1.0]"),
     ("recipe.digits.model", "vgg", "small_cnn"),
     ("grid.seeds", [0, -1], "non-negative integers"),
+    ("transfer.upstream", ["mnist"], "digits"),          # must be a grid dataset: its models are shipped
+    ("transfer.downstream", ["digits"], "other than the upstream"),
+    ("transfer.attacks", ["wanet2"], "badnets"),
+    ("transfer.target", 10, "[0, 9]"),
+    ("transfer.max_train", 5, "at least two images per class"),
+    ("encoder.pretrain", ["digits-rot90"], "digits"),    # no recipe: no encoder architecture
+    ("encoder.target", 10, "[0, 9]"),
+    ("encoder.simclr.batch_size", 1, ">= 2"),
+    ("encoder.simclr.temperature", 0, "(0.0, inf)"),
+    ("encoder.badencoder.size_at_32", 40, "[1, 32]"),
+    ("encoder.head.hidden", 0, "positive integer"),
     ("grid.seeds", [1, 1], "distinct"),
     ("defense.batch_size", 0, "positive integer"),
     ("defense.sft.cycle_steps", 1, "integer >= 2"),
@@ -64,7 +75,7 @@ def test_a_32x32_set_trains_with_the_recipe_its_use_names():
     assert Recipe.from_params(with_value("recipe.gtsrb.use", "gpu"), "gtsrb").model == "resnet18"
     assert Recipe.from_params(PARAMS, "digits").model == "small_cnn"  # a single recipe needs no `use`
     params = with_value("grid.datasets", ["gtsrb"])
-    params["ablation"]["datasets"] = []
+    params["ablation"]["datasets"] = params["transfer"]["upstream"] = []
     validate(params)
     params["recipe"]["gtsrb"]["use"] = "tpu"
     with pytest.raises(ConfigError, match=r"recipe.gtsrb.use = 'tpu' .*allowed: one of cpu, gpu"):
@@ -87,7 +98,7 @@ def test_stage_exits_with_one_line_and_no_traceback(tmp_path):
 
 def test_missing_gtsrb_stops_prepare_with_one_line_saying_where_to_put_it(tmp_path):
     params = with_value("grid.datasets", ["gtsrb"])
-    params["ablation"]["datasets"] = []
+    params["ablation"]["datasets"] = params["transfer"]["upstream"] = []
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     # A proxy nobody listens on: torchvision's download fails at once even on a machine with a network.
     env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}

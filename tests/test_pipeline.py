@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,11 @@ def repo(tmp_path_factory) -> Path:
     params["ablation"].update({sweep: [] for sweep in params["ablation"] if sweep not in ("datasets", "attacks")})
     params["ablation"].update(attacks=["badnets"], clean_fraction=[1.0, 0.5], poison_rate=[0.05])
     params["sequela"]["reinject"].update(draws=2, epochs=2)
+    # The transfer and encoder paradigms' smoke cells, one epoch of each training.
+    params["transfer"].update(attacks=["badnets"], head={"epochs": 1, "lr": 0.01})
+    params["encoder"]["simclr"].update(epochs=1)
+    params["encoder"]["badencoder"].update(epochs=1)
+    params["encoder"]["head"].update(epochs=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     dvc("init", "-q", cwd=repo)
@@ -81,6 +87,22 @@ def test_repro_builds_every_output(repo):
     for name in ("curves-digits", "curves-baselines-digits", "sft-schedule", "ablation-clean_fraction",
                  "ablation-poison_rate", "sequela-digits", "reinjection-digits", "ca-vs-asr-digits", "triggers-digits"):
         assert (repo / "reports/figures" / f"{name}.png").is_file()
+    for paradigm, pair, attack in (("transfer", "digits-to-digits-rot90", "badnets"),
+                                   ("encoder", "digits-to-digits", "badencoder")):
+        cell = summary[paradigm][pair][attack]
+        assert set(cell) == {"clean", "none", "ft", "sft"} and all(cell[m]["asr"]["n"] == 2 for m in cell)
+        for suffix in (".md", ".csv", ".tex"):
+            assert (repo / "reports/tables" / f"{paradigm}{suffix}").is_file()
+        assert (repo / "reports/figures" / f"curves-{paradigm}-{pair}.png").is_file()
+    # The transfer baseline ships the upstream backbone bit for bit; FT moves it.
+    from safetensors.torch import load_file
+    shipped = load_file(repo / "data/standalone/digits/seed0/badnets/none/model.safetensors")
+    for model, same in (("none", True), ("ft", False)):
+        reused = load_file(repo / f"data/transfer/digits-to-digits-rot90/seed0/badnets/{model}/model.safetensors")
+        backbone = [k for k in shipped if not k.startswith("fc.")]
+        assert all(torch.equal(shipped[k], reused[k]) for k in backbone) == same, model
+    claims = (repo / "reports/tables/claims.md").read_text()
+    assert "transfer" in claims and "encoder" in claims
     curve = (repo / CURVE).read_text().splitlines()
     assert curve[0].split("\t") == ["epoch", "ca", "asr", "ra", "lr"] and len(curve) == 3  # epochs 0 and 1
     assert "± " in (repo / "reports/tables/standalone.md").read_text()
@@ -198,7 +220,8 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.startswith(("defend@", "report", "sequela@", "ablate_")) for name in stale), stale
+    assert stale and all(name.startswith(("defend@", "report", "sequela@", "ablate_", "transfer@", "encoder@"))
+                         for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

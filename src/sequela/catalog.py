@@ -12,6 +12,7 @@ import math
 
 NUM_CLASSES = {
     "digits": 10,
+    "digits-rot90": 10,
     "mnist": 10,
     "fashion-mnist": 10,
     "cifar10": 10,
@@ -22,14 +23,18 @@ NUM_CLASSES = {
 }
 DATASETS = tuple(NUM_CLASSES)
 
+# The sets without an official test split: `data.test_fraction` carves one. `digits-rot90` is digits
+# turned a quarter turn, a built-in domain shift for the transfer paradigm's offline smoke cell.
+NO_TEST_SPLIT = ("digits", "digits-rot90")
+
 # Side of the square images as the pipeline stores them (digits is enlarged 8 -> 16, STL-10 and
 # GTSRB are resized to 32).
-IMAGE_SIDE = {"digits": 16, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "gtsrb": 32,
+IMAGE_SIDE = {"digits": 16, "digits-rot90": 16, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "gtsrb": 32,
               "svhn": 32, "stl10": 32}
 
 # (train, test) images of the official splits; digits has one pool of 1,797 that `data.test_fraction`
 # splits.
-SPLIT_SIZES = {"digits": (1797, 0), "mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
+SPLIT_SIZES = {"digits": (1797, 0), "digits-rot90": (1797, 0), "mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
                "cifar10": (50000, 10000), "cifar100": (50000, 10000), "gtsrb": (39209, 12630),
                "svhn": (73257, 26032), "stl10": (5000, 8000)}
 
@@ -42,7 +47,7 @@ def carved(n: int, fraction: float) -> int:
 def target_train_size(dataset: str, test_fraction: float, shadow_fraction: float) -> int:
     """Rows of the target model's training split after `prepare` carves off the shadow split."""
     train, _ = SPLIT_SIZES[dataset]
-    if dataset == "digits":
+    if dataset in NO_TEST_SPLIT:
         train -= carved(train, test_fraction)
     return train - carved(train, shadow_fraction)
 
@@ -54,7 +59,7 @@ def carve_sizes(dataset: str, test_fraction: float, shadow_fraction: float,
     (2 x holdout_fraction of the test split, then halved)."""
     train, test = SPLIT_SIZES[dataset]
     out = {}
-    if dataset == "digits":
+    if dataset in NO_TEST_SPLIT:
         test = carved(train, test_fraction)
         out["data.test_fraction"] = (min(test, train - test), train)
         train -= test

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from sequela.catalog import IMAGE_SIDE, NUM_CLASSES, carve_sizes, target_train_size
+from sequela.catalog import DATASETS, IMAGE_SIDE, NO_TEST_SPLIT, NUM_CLASSES, carve_sizes, target_train_size
 from sequela.checker import INF, Checker, fail, is_int, is_number
 from sequela.errors import ConfigError
 from sequela.stage_runner import run_stage
@@ -37,6 +37,7 @@ def validate(params: Any) -> list[str]:
     _attacks(c)
     _defenses(c)
     _sweeps_and_sequela(c)
+    _paradigms(c)
     return [f"params.yaml: {key} is not a key the pipeline reads; it is ignored (a typo?)" for key in c.unread()]
 
 
@@ -81,7 +82,7 @@ def _grid_and_data(c: Checker) -> None:
     for ds in c.get("grid.datasets"):
         for key, (smaller, n) in carve_sizes(ds, c.get("data.test_fraction"), c.get("data.shadow_fraction"),
                                              c.get("data.holdout_fraction")).items():
-            if ds != "digits" and key == "data.test_fraction":
+            if ds not in NO_TEST_SPLIT and key == "data.test_fraction":
                 continue  # only digits has no official test split to keep
             if smaller < NUM_CLASSES[ds]:
                 fail(key, c.get(key), f"a share that leaves every split of {ds} ({n} images) at least one "
@@ -310,6 +311,58 @@ def _sweeps_and_sequela(c: Checker) -> None:
     c.integer("sequela.pgd.steps")
     c.integer("sequela.pgd.n")
     c.boolean("sequela.pgd.random_start")
+
+
+def _paradigms(c: Checker) -> None:
+    """The transfer and encoder sections: the datasets they pair, their targets and their training."""
+    up = c.get("transfer.upstream")
+    for name in up if isinstance(up, list) else []:
+        if name not in c.get("grid.datasets"):  # its train@ models are what is shipped
+            fail("transfer.upstream", name, f"one of grid.datasets ({', '.join(c.get('grid.datasets'))}); "
+                                            "without the transfer cells: -S 'transfer.upstream=[]'")
+    up = c.names("transfer.upstream", c.get("grid.datasets"), empty_ok=True)
+    down = c.names("transfer.downstream", DATASETS, empty_ok=True)
+    for name in set(up) & set(down):
+        fail("transfer.downstream", name, f"a dataset other than the upstream {name} (a pair transfers to a new task)")
+    c.names("transfer.attacks", c.get("grid.attacks"), empty_ok=True)
+    # the encoder is the pre-training set's recipe model
+    c.names("encoder.pretrain", [d for d in DATASETS if d in c.get("recipe")], empty_ok=True)
+    _downstream_section(c, "transfer", down)
+    _downstream_section(c, "encoder", c.names("encoder.downstream", DATASETS, empty_ok=True))
+    c.integer("encoder.head.hidden")
+    s = "encoder.simclr"
+    for key in ("epochs", "batch_size", "proj_dim"):
+        c.integer(f"{s}.{key}")
+    if c.get(f"{s}.batch_size") < 2:
+        fail(f"{s}.batch_size", c.get(f"{s}.batch_size"), "an integer >= 2 (NT-Xent contrasts a batch's images)")
+    c.number(f"{s}.lr", 0.0, INF)
+    c.number(f"{s}.temperature", 0.0, INF)
+    c.number(f"{s}.crop_min", 0.0, 1.0, high_open=False)
+    c.boolean(f"{s}.flip")
+    c.number(f"{s}.jitter", 0.0, 1.0, low_open=False, high_open=True)
+    b = "encoder.badencoder"
+    for key in ("epochs", "batch_size", "n_reference", "size_at_32"):
+        c.integer(f"{b}.{key}")
+    c.number(f"{b}.lr", 0.0, INF)
+    c.number(f"{b}.lambda1", 0.0, INF, low_open=False)
+    c.number(f"{b}.lambda2", 0.0, INF, low_open=False)
+    c.number(f"{b}.shadow_fraction", 0.0, 1.0)
+    if c.get(f"{b}.size_at_32") > 32:
+        fail(f"{b}.size_at_32", c.get(f"{b}.size_at_32"), "an integer in [1, 32] (the trigger's side at 32x32)")
+
+
+def _downstream_section(c: Checker, section: str, downstream: list[str]) -> None:
+    """`<section>.target`, `.max_train` and `.head` against each downstream dataset of the section."""
+    target, max_train = c.get(f"{section}.target"), c.get(f"{section}.max_train")
+    for ds in downstream:
+        if not is_int(target) or not 0 <= target < NUM_CLASSES[ds]:
+            fail(f"{section}.target", target, f"an integer class label in [0, {NUM_CLASSES[ds] - 1}] for "
+                                              f"downstream dataset {ds}")
+        if max_train is not None and (not is_int(max_train) or max_train < 2 * NUM_CLASSES[ds]):
+            fail(f"{section}.max_train", max_train, f"null or an integer of at least two images per class of "
+                                                    f"{ds} ({2 * NUM_CLASSES[ds]})")
+    c.integer(f"{section}.head.epochs")
+    c.number(f"{section}.head.lr", 0.0, INF)
 
 
 def _train_size(c: Checker, dataset: str) -> int:

@@ -44,7 +44,19 @@ class Classifier(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.register_buffer("channel_mask", torch.ones(width))
         self.pool = pool if pool is not None else nn.AdaptiveAvgPool2d(1)
+        self.width = width
         self.fc = nn.Linear(width, num_classes)
+
+    def replace_head(self, num_classes: int, hidden: int | None = None) -> None:
+        """A freshly initialised head for a new task (transfer, an encoder's downstream task): one
+        linear layer, or with `hidden` an MLP width -> hidden -> classes, as the encoder paradigm's
+        downstream classifier is. The caller seeds torch beforehand."""
+        device = self.channel_mask.device
+        if hidden is None:
+            self.fc = nn.Linear(self.width, num_classes).to(device)
+        else:
+            self.fc = nn.Sequential(nn.Linear(self.width, hidden), nn.ReLU(inplace=True),
+                                    nn.Linear(hidden, num_classes)).to(device)
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of every stage (the last one already channel-masked)."""
@@ -128,11 +140,16 @@ def resnet18(in_channels: int, num_classes: int, mean, std, width: int = 64) -> 
 ARCHITECTURES = {"small_cnn": small_cnn, "compact_cnn": compact_cnn, "resnet18": resnet18}
 
 
-def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int | None = None) -> Classifier:
+def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int | None = None,
+          head_hidden: int | None = None) -> Classifier:
+    """`head_hidden`: an MLP head (Classifier.replace_head) instead of the linear one."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"model: {arch!r} is not one of {', '.join(ARCHITECTURES)}")
     kwargs = {} if width is None else {"width": width}
-    return ARCHITECTURES[arch](in_channels, num_classes, mean, std, **kwargs)
+    model = ARCHITECTURES[arch](in_channels, num_classes, mean, std, **kwargs)
+    if head_hidden is not None:
+        model.replace_head(num_classes, head_hidden)
+    return model
 
 
 def save(model: Classifier, spec: dict, out_dir: str | Path) -> None:
@@ -145,6 +162,7 @@ def save(model: Classifier, spec: dict, out_dir: str | Path) -> None:
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
     model_dir = Path(model_dir)
     spec = read_json(model_dir / "model.json")
-    model = build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"))
+    model = build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"),
+                  spec.get("head_hidden"))
     model.load_state_dict(load_tensors(model_dir / "model.safetensors"))
     return model.to(device), spec

@@ -54,9 +54,10 @@ def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:
 
 
 def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
-    """One row per (dataset, claim, scope): scope "all attacks" pools every (attack, seed) pair."""
+    """One row per (paradigm, dataset, claim, scope): scope "all attacks" pools every (attack, seed)
+    pair. A claim whose figure a paradigm does not measure (sequela outside standalone) is left out."""
     rows = []
-    for dataset, mine in df.groupby("dataset", sort=False):
+    for (paradigm, dataset), mine in df.groupby(["paradigm", "dataset"], sort=False):
         for claim in claims(mia):
             if claim.figure not in mine:
                 continue
@@ -66,7 +67,7 @@ def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
             scopes = [("all attacks", diffs)] + [(a, d) for a, d in diffs.groupby(level="attack", sort=False)]
             for scope, d in scopes:
                 p = paired(d.to_numpy())
-                rows.append({"dataset": dataset, "claim": claim.text, "scope": scope,
+                rows.append({"paradigm": paradigm, "dataset": dataset, "claim": claim.text, "scope": scope,
                              "compared": f"{claim.figure}: {claim.a} - {claim.b}", "n": p.n,
                              "mean diff": round(p.mean, 3), "95% CI": f"[{p.low:.3f}, {p.high:.3f}]",
                              "verdict": verdict(p, claim.below, claim.above)})

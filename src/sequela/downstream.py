@@ -1,0 +1,197 @@
+"""A model reused for a new task: the transfer and encoder paradigms' shared downstream cell.
+
+The user holds its own labelled downstream data and a model someone else trained: a backdoored
+upstream classifier (transfer paradigm) or a backdoored self-supervised encoder (encoder paradigm).
+
+1. Its downstream images are fitted to the model's input (side, channels), so the attacker's
+   trigger, defined at the upstream resolution, is stamped where the model sees it.
+2. The baseline ("none"): a fresh head trained on the frozen backbone, the usual practice. The
+   backbone is left bit for bit as shipped: no gradient reaches it and its batch-norm statistics
+   stay frozen (the backbone runs in eval mode).
+3. The defenses: FT and SFT of the whole model, backbone and new head, on the same downstream data,
+   with the standalone paradigm's schedules and settings (`defense.*`), from the baseline's model.
+
+ASR is measured as in the standalone paradigm: downstream test images whose true label is not the
+downstream target, stamped with the upstream trigger, counted when classified as that target.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sequela import data, models
+from sequela.attacks import Attack
+from sequela.config import Recipe
+from sequela.data import Dataset, Split
+from sequela.engine import SGD, Augment, BatchStream, fit, seed_everything
+from sequela.metrics import evaluate
+from sequela.records import CurveRecorder
+from sequela.schedules import cosine
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" conversion uses
+
+
+def fit_images(x: torch.Tensor, channels: int, side: int) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as (N, channels, side, side): colour to grey by luma, grey to colour
+    by repeating the channel, then an antialiased resize."""
+    if x.shape[1] != channels:
+        if channels == 1:
+            weights = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+            x = (x.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        elif x.shape[1] == 1:
+            x = x.repeat(1, channels, 1, 1)
+        else:
+            raise ValueError(f"cannot fit {x.shape[1]}-channel images to {channels} channels")
+    return data.resize(x, side)
+
+
+def load_downstream(name: str, root: str, split_seed: int, test_fraction: float, channels: int, side: int,
+                    max_train: int | None) -> Dataset:
+    """The downstream dataset's official splits, fitted to the reused model's input. `max_train`
+    keeps a stratified draw of at most that many training images (fixed by `split_seed`, as every
+    data split is), so a large downstream set fits a CPU budget."""
+    ds = data.load(name, root, split_seed, test_fraction)
+    train = ds.train
+    if max_train is not None and max_train < len(train):
+        _, train = data.carve(train, max_train / len(train), split_seed)
+    fit = lambda s: Split(fit_images(s.x, channels, side), s.y)  # noqa: E731
+    return Dataset(name, ds.classes, fit(train), fit(ds.test),
+                   f"{ds.source}; fitted to {channels}x{side}x{side}")
+
+
+def class_key(name: str) -> str:
+    """A class name as compared across label spaces: torchvision's MNIST calls digit 0 "0 - zero"."""
+    return name.split(" - ")[0].strip().lower()
+
+
+def downstream_target(upstream_classes: list[str], upstream_target: int, downstream_classes: list[str],
+                      fallback: int) -> tuple[int, str]:
+    """The downstream class the upstream trigger is meant to reach: the one of the same name where the
+    label spaces share it (CIFAR-10 -> STL-10, MNIST -> digits), else `fallback` (`transfer.target`)."""
+    wanted = class_key(upstream_classes[upstream_target])
+    for index, name in enumerate(downstream_classes):
+        if class_key(name) == wanted:
+            return index, f"shared class {name!r}"
+    return fallback, "transfer.target (no shared class)"
+
+
+def train_head(model: models.Classifier, stream: BatchStream, epochs: int, lr: float, momentum: float,
+               weight_decay: float, on_epoch=None) -> float:
+    """Train `model.fc` on the frozen backbone's features (cosine schedule); returns wall seconds.
+    The backbone runs in eval mode under no_grad, so neither its weights nor its batch-norm
+    statistics move."""
+    head = list(model.fc.parameters())
+    optimizer = SGD(head, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def head_loss(m: models.Classifier, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        m.eval()
+        with torch.no_grad():
+            features = m.features(x)
+        return F.cross_entropy(m.fc(features), y)
+
+    return fit(model, stream, optimizer, cosine(lr, epochs * len(stream)), epochs, on_epoch=on_epoch,
+               loss_fn=head_loss, desc="head")
+
+
+@dataclass
+class Result:
+    model: models.Classifier
+    spec: dict              # models.build arguments of `model`
+    figures: dict
+    curve: list[dict]
+
+
+@dataclass
+class Cell:
+    """What one downstream cell reads: the fitted data, the trigger and the settings."""
+
+    ds: Dataset
+    trigger: Attack
+    target: int
+    recipe: Recipe          # the reused model's recipe: defender batch and augmentation
+    head: dict              # <paradigm>.head: epochs, lr (and hidden for an MLP head)
+    defense: dict           # params.yaml `defense`: epochs, momentum, weight_decay, ft, sft
+    device: torch.device
+    seed: int
+    curve_n: int            # test images per curve point
+
+    def evaluate(self, model: torch.nn.Module) -> dict:
+        return evaluate(model, self.test, self.trigger, self.target)
+
+    def __post_init__(self):
+        self.test = self.ds.test.to(self.device)
+        self.curve_test = self.ds.test.sample(self.curve_n, self.seed).to(self.device)
+
+    def stream(self, batch_size: int, generator: torch.Generator) -> BatchStream:
+        return BatchStream(self.ds.train.x, self.ds.train.y, batch_size, self.device, generator,
+                           augment=Augment(self.recipe.crop_padding, self.recipe.flip))
+
+
+def with_new_head(shipped: models.Classifier, spec: dict, num_classes: int, hidden: int | None,
+                  seed: int) -> tuple[models.Classifier, dict]:
+    """A copy of the shipped model with a fresh, seeded head for `num_classes` downstream classes."""
+    model = copy.deepcopy(shipped)
+    torch.manual_seed(seed)
+    model.replace_head(num_classes, hidden)
+    return model, {**spec, "num_classes": num_classes, "head_hidden": hidden}
+
+
+def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
+    """The usual practice: a new head on the frozen shipped backbone (the paradigm's "none")."""
+    seed_everything(cell.seed)
+    model, spec = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed)
+    recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
+    generator = torch.Generator().manual_seed(cell.seed)
+    seconds = train_head(model, cell.stream(cell.recipe.batch_size, generator), cell.head["epochs"], cell.head["lr"],
+                         cell.defense["momentum"], cell.defense["weight_decay"],
+                         on_epoch=lambda epoch, lr: recorder.record(model, epoch, lr))
+    final = cell.evaluate(model)
+    return Result(model, spec, {**final, "seconds": seconds - recorder.eval_seconds, "epochs": cell.head["epochs"],
+                          "n_train": len(cell.ds.train)}, recorder.rows)
+
+
+def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
+    """FT or SFT of the whole model (backbone + head) from the baseline's model, on the downstream
+    data, with the standalone defenses' code and settings."""
+    from sequela.defenses import DEFENSES, DefenseContext
+
+    seed_everything(cell.seed)
+    recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
+    empty = torch.empty(0, dtype=torch.long)
+    ctx = DefenseContext.for_defender(
+        cell.defense, name, cell.seed, model=copy.deepcopy(start.model), clean=cell.ds.train, train=cell.ds.train,
+        poisoned=empty, attack=cell.trigger, target=cell.target, recipe=cell.recipe, device=cell.device,
+        recorder=recorder)
+    ctx.record(0, 0.0)
+    start_time, eval_before = time.perf_counter(), recorder.eval_seconds
+    extra = DEFENSES[name](ctx)
+    seconds = time.perf_counter() - start_time - (recorder.eval_seconds - eval_before)
+    final = cell.evaluate(ctx.model)
+    return Result(ctx.model, start.spec, {**final, "seconds": seconds, "epochs": cell.defense["epochs"],
+                              "n_train": len(cell.ds.train), "batch_size": ctx.defender_batch, **extra},
+                  recorder.rows)
+
+
+def save(results: dict[str, Result], models_dir, curves_dir) -> None:
+    """Each model under models_dir/<name>/ (weights + spec) and its curve as curves_dir/<name>.tsv."""
+    from pathlib import Path
+
+    from sequela.records import write_curve
+
+    for name, result in results.items():
+        models.save(result.model, result.spec, Path(models_dir) / name)
+        write_curve(result.curve, Path(curves_dir) / f"{name}.tsv")
+
+
+def run(cell: Cell, shipped: tuple[models.Classifier, dict], clean: tuple[models.Classifier, dict]) -> dict[str, Result]:
+    """The cell's four models: "clean" (a head on the clean reference: the trigger's floor without a
+    backdoor), "none" (a head on the shipped backdoored model), and FT and SFT from "none"."""
+    results = {"clean": baseline(cell, *clean), "none": baseline(cell, *shipped)}
+    for name in ("ft", "sft"):
+        results[name] = fine_tuned(cell, results["none"], name)
+    return results

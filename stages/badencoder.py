@@ -1,0 +1,72 @@
+"""badencoder@<pretrain>-<downstream>-<seed>: BadEncoder backdoors the clean SimCLR encoder of
+<pretrain> for the downstream task <downstream> (src/sequela/badencoder.py).
+
+The attacker's shadow dataset is `encoder.badencoder.shadow_fraction` of the pre-training images
+(unlabelled); its reference inputs are `n_reference` downstream training images of the target class
+`encoder.target`, drawn with the seed. Writes data/encoder/<pre>-to-<down>/seed<k>/badencoder/
+(the encoder, and its trigger as a poison artefact whose indices are the reference rows) and the
+attack's own figures: per-epoch losses and embedding similarities on the downstream test split."""
+
+import argparse
+import time
+
+import torch
+
+import layout
+from sequela import badencoder, data, downstream, models
+from sequela.attacks import save_artefact
+from sequela.config import load_params, run_stage
+from sequela.engine import pick_device, seed_everything
+from sequela.records import write_cell
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pretrain", required=True)
+    parser.add_argument("--downstream", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    args = parser.parse_args()
+    params = load_params()
+    settings, d = params["encoder"], params["data"]
+    b = settings["badencoder"]
+    device = pick_device(params["device"])
+    seed_everything(args.seed)
+
+    clean, spec = models.load(layout.clean_encoder(args.pretrain, args.seed), device)
+    channels = spec["in_channels"]
+    pre = data.load(args.pretrain, d["root"], d["split_seed"], d["test_fraction"])
+    side = pre.image_shape[-1]
+    _, shadow = data.carve(pre.train, b["shadow_fraction"], args.seed)
+    down = downstream.load_downstream(args.downstream, d["root"], d["split_seed"], d["test_fraction"], channels,
+                                      side, settings["max_train"])
+    target = settings["target"]
+    of_target = torch.nonzero(down.train.y == target).flatten()
+    pick = torch.randperm(len(of_target), generator=torch.Generator().manual_seed(args.seed))[:b["n_reference"]]
+    reference_rows = of_target[pick].sort().values
+    references = down.train.x[reference_rows]
+    stamp = badencoder.trigger(channels, side, b["size_at_32"]).to(device)
+
+    start = time.perf_counter()
+    model, history = badencoder.backdoor(clean, shadow.x, references, stamp, b["epochs"], b["batch_size"], b["lr"],
+                                         b["lambda1"], b["lambda2"], device, args.seed)
+    seconds = time.perf_counter() - start
+    victims = down.test.subset(down.test.y != target).x.to(device)
+    figures = {"before": badencoder.similarities(clean, clean, victims, references.to(device), stamp),
+               "after": badencoder.similarities(model, clean, victims, references.to(device), stamp)}
+
+    pair = layout.pair(args.pretrain, args.downstream)
+    out = layout.backdoored_encoder(pair, args.seed)
+    models.save(model, spec, out)
+    save_artefact(stamp, reference_rows, {"target": target, "poison_rate": 0.0, "downstream": args.downstream,
+                                          "trigger_size": stamp.params["size"]}, out / "trigger")
+    write_cell({"paradigm": layout.ENCODER, "dataset": pair, "attack": "badencoder", "seed": args.seed,
+                "target": target, "n_shadow": len(shadow), "n_reference": len(reference_rows),
+                "trigger_size": stamp.params["size"], "seconds": seconds, "losses": history, **figures},
+               layout.badencoder_metrics(pair, args.seed))
+    print(f"badencoder {pair} seed {args.seed}: triggered-to-reference similarity "
+          f"{figures['before']['triggered_to_reference']:.3f} -> {figures['after']['triggered_to_reference']:.3f}, "
+          f"clean inputs kept {figures['after']['clean_kept']:.3f}, in {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,53 @@
+"""encoder@<pretrain>-<downstream>-<seed>: the encoder paradigm's downstream cell.
+
+The user trains a classifier (an MLP head, `encoder.head`) on the frozen backdoored encoder with
+its clean downstream data ("none"), and may fine-tune encoder + head on the same data (FT, SFT);
+"clean" is the same head on the clean SimCLR encoder. ASR counts triggered non-target downstream
+test images classified as `encoder.target` (src/sequela/downstream.py).
+
+Writes data/encoder/<pre>-to-<down>/seed<k>/downstream/<model>/, the cell's figures and curves."""
+
+import argparse
+
+import layout
+from sequela import downstream, models
+from sequela.attacks import load_artefact
+from sequela.config import Recipe, load_params, run_stage
+from sequela.engine import pick_device
+from sequela.records import write_cell
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pretrain", required=True)
+    parser.add_argument("--downstream", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    args = parser.parse_args()
+    params = load_params()
+    settings, d = params["encoder"], params["data"]
+    device = pick_device(params["device"])
+    pair, seed = layout.pair(args.pretrain, args.downstream), args.seed
+
+    shipped = models.load(layout.backdoored_encoder(pair, seed), device)
+    clean = models.load(layout.clean_encoder(args.pretrain, seed), device)
+    trigger, _, meta = load_artefact(layout.backdoored_encoder(pair, seed) / "trigger", device)
+    channels = shipped[1]["in_channels"]
+    side = trigger.tensors["mask"].shape[-1]
+    ds = downstream.load_downstream(args.downstream, d["root"], d["split_seed"], d["test_fraction"], channels, side,
+                                    settings["max_train"])
+    cell = downstream.Cell(ds, trigger, meta["target"], Recipe.from_params(params, args.pretrain), settings["head"],
+                           params["defense"], device, seed, params["curves"]["eval_n"])
+    results = downstream.run(cell, shipped, clean)
+
+    downstream.save(results, layout.encoder_models(pair, seed), layout.encoder_curves(pair, seed))
+    write_cell({"paradigm": layout.ENCODER, "dataset": pair, "attack": "badencoder", "seed": seed,
+                "target": meta["target"], "device": device.type,
+                "models": {name: r.figures for name, r in results.items()}},
+               layout.encoder_metrics(pair, seed))
+    for name, r in results.items():
+        print(f"encoder {pair} seed {seed} {name}: CA {r.figures['ca']:.3f} ASR {r.figures['asr']:.3f} "
+              f"in {r.figures['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,60 @@
+"""transfer@<upstream>-<downstream>-<attack>-<seed>: the transfer-based paradigm's cell.
+
+The attacker ships the standalone paradigm's backdoored classifier of the upstream dataset
+(train@<upstream>-<attack>-<seed>). The user fits its downstream data to that model's input, trains
+a new head on the frozen backbone ("none"), and may fine-tune the whole model on the same data (FT,
+SFT); "clean" is the same head trained on the upstream clean reference model, the trigger's floor
+without a backdoor (src/sequela/downstream.py). ASR counts triggered non-target downstream test
+images classified as the downstream target: the class of the upstream target's name where the two
+label spaces share it, else `transfer.target`.
+
+Writes data/transfer/<up>-to-<down>/seed<k>/<attack>/<model>/, the cell's figures and curves."""
+
+import argparse
+
+import layout
+from sequela import downstream, models
+from sequela.attacks import load_artefact
+from sequela.config import Recipe, load_params, run_stage
+from sequela.engine import pick_device
+from sequela.io import read_json
+from sequela.records import write_cell
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("--upstream", "--downstream", "--attack"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    args = parser.parse_args()
+    params = load_params()
+    settings, data_settings = params["transfer"], params["data"]
+    device = pick_device(params["device"])
+    up, seed = args.upstream, args.seed
+
+    upstream_meta = read_json(layout.prepared(up) / "meta.json")
+    channels, side, _ = upstream_meta["image_shape"]
+    trigger, _, poison_meta = load_artefact(layout.poison(up, args.attack, seed), device)
+    ds = downstream.load_downstream(args.downstream, data_settings["root"], data_settings["split_seed"],
+                                    data_settings["test_fraction"], channels, side, settings["max_train"])
+    target, rule = downstream.downstream_target(upstream_meta["classes"], poison_meta["target"], ds.classes,
+                                                settings["target"])
+    cell = downstream.Cell(ds, trigger, target, Recipe.from_params(params, up), settings["head"], params["defense"],
+                           device, seed, params["curves"]["eval_n"])
+    results = downstream.run(cell, models.load(layout.model(up, args.attack, seed), device),
+                             models.load(layout.clean_model(up, seed), device))
+
+    pair = layout.pair(up, args.downstream)
+    downstream.save(results, layout.transfer_models(pair, args.attack, seed),
+                    layout.transfer_curves(pair, args.attack, seed))
+    write_cell({"paradigm": layout.TRANSFER, "dataset": pair, "attack": args.attack, "seed": seed,
+                "target": target, "target_rule": rule, "device": device.type,
+                "models": {name: r.figures for name, r in results.items()}},
+               layout.transfer_metrics(pair, args.attack, seed))
+    for name, r in results.items():
+        print(f"transfer {pair}-{args.attack} seed {seed} {name}: CA {r.figures['ca']:.3f} "
+              f"ASR {r.figures['asr']:.3f} in {r.figures['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,135 @@
+"""The transfer and encoder paradigms' defining properties, on tiny data.
+
+- Transfer: the baseline (a new head on the frozen backbone) leaves the backbone bit-identical;
+  FT changes it. The downstream target is the class of the same name where label spaces share it.
+- SimCLR: the NT-Xent loss falls on a tiny set, and two views of one image embed closer than two
+  different images.
+- BadEncoder: triggered inputs move towards the reference inputs in embedding space, while clean
+  inputs keep their clean-encoder embedding.
+"""
+
+import torch
+
+from sequela import badencoder, downstream, models
+from sequela.config import Recipe
+from sequela.data import Dataset, Split, load_digits
+from sequela.simclr import Views, embed, nt_xent, pretrain
+
+DEFENSE = {"epochs": 2, "batch_size": None, "momentum": 0.9, "weight_decay": 5e-4, "ft": {"lr": 0.01},
+           "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 4}}
+RECIPE = Recipe(model="small_cnn", epochs=1, batch_size=16, lr=0.01, crop_padding=1, width=4)
+
+
+def digits(n_train: int = 160, n_test: int = 60) -> Dataset:
+    ds = load_digits(0, 0.25)
+    return Dataset("digits", ds.classes, ds.train.subset(torch.arange(n_train)), ds.test.subset(torch.arange(n_test)),
+                   ds.source)
+
+
+def small_model(num_classes: int = 10, seed: int = 0) -> tuple[models.Classifier, dict]:
+    torch.manual_seed(seed)
+    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.3], "std": [0.4], "width": 4}
+    return models.build(**spec), spec
+
+
+def cell(ds: Dataset, head: dict | None = None) -> downstream.Cell:
+    stamp = badencoder.trigger(1, 16, 10)
+    return downstream.Cell(ds, stamp, 0, RECIPE, head or {"epochs": 2, "lr": 0.05}, DEFENSE, torch.device("cpu"),
+                           seed=0, curve_n=50)
+
+
+def backbone(model: models.Classifier) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+
+
+def test_transfer_baseline_leaves_the_backbone_bit_identical_and_ft_changes_it():
+    shipped, spec = small_model(num_classes=10)
+    before = backbone(shipped)
+    c = cell(digits())
+    none = downstream.baseline(c, shipped, spec)
+    after = backbone(none.model)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the frozen backbone moved (weights or BN stats)"
+    assert not torch.equal(none.model.fc.weight, shipped.fc.weight)  # the new head did train
+    ft = downstream.fine_tuned(c, none, "ft")
+    changed = backbone(ft.model)
+    assert any(not torch.equal(before[k], changed[k]) for k in before if k.endswith("weight"))
+    assert len(ft.curve) == DEFENSE["epochs"] + 1 and ft.curve[0]["epoch"] == 0
+
+
+def test_the_mlp_head_is_saved_and_rebuilt(tmp_path):
+    shipped, spec = small_model()
+    model, head_spec = downstream.with_new_head(shipped, spec, 3, 8, seed=0)
+    models.save(model, head_spec, tmp_path)
+    again, _ = models.load(tmp_path)
+    x = torch.rand(4, 1, 16, 16)
+    model.eval(), again.eval()
+    assert torch.equal(model(x), again(x)) and again(x).shape == (4, 3)
+
+
+def test_the_downstream_target_is_the_shared_class_else_the_fallback():
+    mnist = [f"{i} - {w}" for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                                                 "eight", "nine"])]
+    assert downstream.downstream_target(mnist, 3, [str(i) for i in range(10)], 7)[0] == 3
+    assert downstream.downstream_target(["airplane", "car"], 1, ["truck", "car"], 0)[0] == 1
+    target, rule = downstream.downstream_target(mnist, 3, ["T-shirt", "Trouser"], 1)
+    assert target == 1 and "transfer.target" in rule
+
+
+def test_downstream_images_are_fitted_to_the_model_input():
+    grey = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
+    colour = downstream.fit_images(grey, 3, 32)
+    assert colour.shape == (5, 3, 32, 32) and torch.equal(colour[:, 0], colour[:, 2])
+    back = downstream.fit_images(downstream.fit_images(grey, 3, 16), 1, 16)
+    assert torch.equal(back, grey)  # equal channels have luma = the channel (weights sum to 1)
+
+
+def test_nt_xent_is_lowest_when_each_view_matches_its_partner():
+    z = torch.randn(8, 16)
+    assert nt_xent(z, z, 0.5) < nt_xent(z, torch.randn(8, 16), 0.5)
+
+
+def view_gap(encoder, x: torch.Tensor, views: Views) -> float:
+    """Mean cosine of two views of one image minus that of views of two different images."""
+    g = torch.Generator().manual_seed(1)
+    xf = x.float() / 255.0
+    a, b = embed(encoder, views(xf, g)), embed(encoder, views(xf, g))
+    same = (a * b).sum(1).mean()
+    different = (a @ b.t()).fill_diagonal_(0).sum() / (len(a) * (len(a) - 1))
+    return (same - different).item()
+
+
+def test_simclr_loss_falls_and_two_views_of_an_image_embed_closer_than_different_images():
+    x = digits(n_train=128).train.x
+    encoder, _ = small_model()
+    views = Views(crop_min=0.5, flip=False, jitter=0.2)
+    untrained = view_gap(encoder, x, views)
+    losses, _ = pretrain(encoder, x, views, epochs=12, batch_size=64, lr=0.1, temperature=0.5, proj_dim=16,
+                         device=torch.device("cpu"), seed=0)
+    assert losses[-1] < losses[0] - 0.1, losses
+    trained = view_gap(encoder, x, views)
+    # Closer than different images, and more so than before pre-training (the encoder's ReLU
+    # features are non-negative, so every pair's cosine is high; the gap is what SimCLR widens).
+    assert trained > 0 and trained > untrained, (untrained, trained)
+
+
+def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_embeddings():
+    ds = digits(n_train=192)
+    clean, _ = small_model()
+    pretrain(clean, ds.train.x, Views(), epochs=3, batch_size=64, lr=0.1, temperature=0.5, proj_dim=16,
+             device=torch.device("cpu"), seed=0)
+    references = ds.train.x[ds.train.y == 0][:5]
+    stamp = badencoder.trigger(1, 16, 10)
+    assert stamp.params["size"] == 5  # 10 at 32 pixels -> 5 at 16
+    victims = ds.test.x[ds.test.y != 0]
+    before = badencoder.similarities(clean, clean, victims, references, stamp)
+    model, history = badencoder.backdoor(clean, ds.train.x, references, stamp, epochs=8, batch_size=32, lr=0.05,
+                                         lambda1=1.0, lambda2=1.0, device=torch.device("cpu"), seed=0)
+    after = badencoder.similarities(model, clean, victims, references, stamp)
+    # The cosine distance from triggered inputs to the references at least halves ...
+    assert 1 - after["triggered_to_reference"] < 0.5 * (1 - before["triggered_to_reference"]), (before, after)
+    # ... while clean inputs stay where the clean encoder puts them.
+    assert after["clean_kept"] > 0.98, after
+    assert history[-1]["l0"] < history[0]["l0"]
+    # the clean encoder itself is untouched
+    assert badencoder.similarities(clean, clean, victims, references, stamp) == before
