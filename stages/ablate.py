@@ -112,7 +112,7 @@ def main() -> None:
     if shared:
         print(f"ablate {args.dataset}-{args.attack} seed {args.seed} {args.sweep}={args.value}: the main grid's "
               f"setting; {', '.join(shared)} read from its cells, not computed again")
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": args.seed,
+    write_cell({"paradigm": layout.STANDALONE, "dataset": args.dataset, "attack": args.attack, "seed": args.seed,
                 "sweep": args.sweep, "key": sweep.key, "value": value, "from_main_grid": shared,
                 "models": figures},
                layout.ablation_metrics(args.dataset, args.attack, args.seed, args.sweep, args.value))

@@ -87,7 +87,7 @@ def main() -> None:
 
     names = params["grid"]["defenses"]
     cells = dict(zip(names, run_units(defend, names, device)))
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
+    write_cell({"paradigm": layout.STANDALONE, "dataset": args.dataset, "attack": args.attack, "seed": seed,
                 "device": device.type, "defenses": cells}, layout.defense_metrics(args.dataset, args.attack, seed))
 
 

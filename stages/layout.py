@@ -24,23 +24,22 @@ the standalone paradigm has a dataset (the encoder's pre-training set alone for 
 
 from pathlib import Path
 
-STANDALONE, TRANSFER, ENCODER = "standalone", "transfer", "encoder"
-PARADIGM = STANDALONE  # the default of the path functions below
+STANDALONE, TRANSFER, ENCODER = "standalone", "transfer", "encoder"  # the paradigm: every path's first key
 
 
 def prepared(dataset: str) -> Path:
     return Path("data/prepared") / dataset
 
 
-def run_dir(dataset: str, seed: int, paradigm: str = PARADIGM) -> Path:
+def run_dir(dataset: str, seed: int, paradigm: str = STANDALONE) -> Path:
     return Path("data") / paradigm / dataset / f"seed{seed}"
 
 
-def cells_dir(dataset: str, seed: int, paradigm: str = PARADIGM) -> Path:
+def cells_dir(dataset: str, seed: int, paradigm: str = STANDALONE) -> Path:
     return Path("metrics/cells") / paradigm / dataset / f"seed{seed}"
 
 
-def curves_dir(dataset: str, seed: int, paradigm: str = PARADIGM) -> Path:
+def curves_dir(dataset: str, seed: int, paradigm: str = STANDALONE) -> Path:
     return Path("metrics/curves") / paradigm / dataset / f"seed{seed}"
 
 

@@ -28,7 +28,7 @@ def gather(grid: dict) -> list[dict]:
         for seed in grid["seeds"]:
             clean = summary.read_cell(layout.clean_metrics(d, seed))
             for a in grid["attacks"]:
-                key = {"paradigm": layout.PARADIGM, "dataset": d, "attack": a, "seed": seed}
+                key = {"paradigm": layout.STANDALONE, "dataset": d, "attack": a, "seed": seed}
                 measured = summary.read_cell(layout.sequela_metrics(d, a, seed))["models"]
                 defended = summary.read_cell(layout.defense_metrics(d, a, seed))["defenses"]
                 cells = {"clean": {"ca": clean["ca"], "seconds": clean["seconds"]},

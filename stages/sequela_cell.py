@@ -116,7 +116,7 @@ def main() -> None:
 
     labels = ["clean", "none", *params["grid"]["defenses"]]
     figures = dict(zip(labels, run_units(measure, labels, device)))
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "seed": seed,
+    write_cell({"paradigm": layout.STANDALONE, "dataset": args.dataset, "attack": args.attack, "seed": seed,
                 "device": device.type, "models": figures}, layout.sequela_metrics(args.dataset, args.attack, seed))
 
 

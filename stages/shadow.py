@@ -36,7 +36,7 @@ def main() -> None:
     models.save(run.model, spec, layout.shadow_model(args.dataset, args.seed))
     final = {"train_acc": clean_accuracy(run.model, ds.shadow.to(device)),
              "test_acc": clean_accuracy(run.model, ds.shadow_out.to(device))}
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "seed": args.seed, "model": "shadow",
+    write_cell({"paradigm": layout.STANDALONE, "dataset": args.dataset, "seed": args.seed, "model": "shadow",
                 "n_members": len(ds.shadow), "n_nonmembers": len(ds.shadow_out),
                 "train_acc": final["train_acc"], "test_acc": final["test_acc"], "seconds": run.seconds,
                 "epochs": recipe.epochs, "device": device.type}, layout.shadow_metrics(args.dataset, args.seed))

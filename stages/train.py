@@ -40,7 +40,7 @@ def main() -> None:
     final = evaluate(run.model, test, attack, target)
     models.save(run.model, spec, layout.model(args.dataset, args.attack, args.seed))
     write_curve(run.curve, layout.train_curve(args.dataset, args.attack, args.seed))
-    write_cell({"paradigm": layout.PARADIGM, "dataset": args.dataset, "attack": args.attack, "defense": "none",
+    write_cell({"paradigm": layout.STANDALONE, "dataset": args.dataset, "attack": args.attack, "defense": "none",
                 "seed": args.seed, "ca": final["ca"], "asr": final["asr"], "ra": final["ra"],
                 "seconds": run.seconds, "epochs": recipe.epochs, "device": device.type},
                layout.backdoored_metrics(args.dataset, args.attack, args.seed))
