@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,10 @@ from sequela import data, models
 from sequela.attacks import Attack
 from sequela.config import Recipe
 from sequela.data import Dataset, Split
+from sequela.defenses import DEFENSES, DefenseContext
 from sequela.engine import SGD, Augment, BatchStream, fit, seed_everything
 from sequela.metrics import evaluate
-from sequela.records import CurveRecorder
+from sequela.records import CurveRecorder, write_curve
 from sequela.schedules import cosine
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" conversion uses
@@ -158,8 +160,6 @@ def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
 def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
     """FT or SFT of the whole model (backbone + head) from the baseline's model, on the downstream
     data, with the standalone defenses' code and settings."""
-    from sequela.defenses import DEFENSES, DefenseContext
-
     seed_everything(cell.seed)
     recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
     empty = torch.empty(0, dtype=torch.long)
@@ -177,12 +177,8 @@ def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
                   recorder.rows)
 
 
-def save(results: dict[str, Result], models_dir, curves_dir) -> None:
+def save(results: dict[str, Result], models_dir: Path, curves_dir: Path) -> None:
     """Each model under models_dir/<name>/ (weights + spec) and its curve as curves_dir/<name>.tsv."""
-    from pathlib import Path
-
-    from sequela.records import write_curve
-
     for name, result in results.items():
         models.save(result.model, result.spec, Path(models_dir) / name)
         write_curve(result.curve, Path(curves_dir) / f"{name}.tsv")
