@@ -169,3 +169,22 @@ def test_a_stage_imports_the_code_of_the_checkout_it_runs_in(tmp_path):
     env = with_code_of({"PYTHONPATH": "/elsewhere"}, tmp_path)
     assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "src"), "/elsewhere"]
     assert with_code_of({}, tmp_path)["PYTHONPATH"] == str(tmp_path / "src")
+
+
+def test_clone_mode_leaves_git_tracked_outputs_to_the_coordinator(dag, tmp_path_factory):
+    # A stage with an uncached output (the report's git-tracked summary) has no run-cache entry:
+    # a worker's result could not come back, so the coordinator's closing repro builds it, and
+    # only it, from the restored stages.
+    with open(dag / "dvc.yaml", "a") as f:
+        f.write("  r:\n    cmd: python step.py r out/c.txt\n    deps:\n      - step.py\n      - out/c.txt\n"
+                "    outs:\n      - out/r.txt:\n          cache: false\n")
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "r"]):
+        assert run(cmd, dag).returncode == 0
+    result = fanout(dag, "--clone", str(dag), "--remote", str(tmp_path_factory.mktemp("remote")))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "left to this workspace's closing dvc repro --pull" in result.stdout
+    ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'r':"], ran
+    assert sorted(p.name for p in (dag / "times").iterdir()) == ["r.end", "r.start"]  # only r ran here
+    assert "warning" not in result.stderr
+    assert_complete(dag)

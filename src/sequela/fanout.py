@@ -126,6 +126,18 @@ def stages_to_run(repo, targets: list[str]) -> list[tuple[str, list[str]]]:
     return [(s.addressing, sorted(u.addressing for u in graph.successors(s) if u in pending)) for s in order]
 
 
+def kept_in_git(repo) -> set[str]:
+    """Stages with an output DVC does not cache (`cache: false`, the report's git-tracked summary,
+    tables and figures), and every stage downstream of one. DVC keeps no run-cache entry for them,
+    so a worker's result could not come back to the coordinator: in clone mode the coordinator
+    builds them itself, from the restored cells, in its closing `dvc repro --pull`."""
+    import networkx as nx
+
+    graph = repo.index.graph
+    uncached = [s for s in graph.nodes if any(not out.use_cache for out in s.outs)]
+    return {s.addressing for s in set(uncached).union(*(nx.ancestors(graph, s) for s in uncached))}
+
+
 def default_remote_url(repo) -> str | None:
     """The workspace's default DVC remote, as an absolute path or URL that a clone elsewhere can use."""
     name = repo.config["core"].get("remote")
@@ -174,8 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                              f"{commit[:8]} to the clone URL first:\n{dirty}")
     remote = args.remote or (default_remote_url(repo) if args.clone else None)
     plan = stages_to_run(repo, args.targets)
+    local = kept_in_git(repo) & {stage for stage, _ in plan} if args.clone else set()
     repo.close()
-    if not plan:
+    if local:
+        plan = [(stage, [u for u in upstream if u not in local]) for stage, upstream in plan if stage not in local]
+        print(f"left to this workspace's closing dvc repro --pull (outputs kept in git, not in the run-cache): "
+              f"{', '.join(sorted(local))}", flush=True)
+    if not plan and not local:
         print("every stage is up to date")
         return 0
 
@@ -225,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         result = subprocess.run(dvc_command("repro", "--pull"), cwd=workspace, env=with_code_of(slot_env(os.cpu_count() or 1), workspace),
                                 capture_output=True, text=True)
         print(result.stdout, result.stderr, sep="\n", flush=True)
-        if "Running stage" in result.stdout:
+        ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
+        if any(stage not in local for stage in ran):
             print("warning: the coordinator recomputed a stage (above): its run-cache entry was not found",
                   file=sys.stderr)
         return result.returncode
