@@ -31,9 +31,8 @@ from sequela.engine import BatchStream, autocast, sgd
 def trigger(channels: int, side: int, size_at_32: int) -> BadNets:
     """The white square, `size_at_32` pixels at a 32-pixel side, scaled to `side` (at least 1 pixel)."""
     size = max(1, round(size_at_32 * side / 32))
-    mask = torch.zeros(1, side, side)
-    mask[:, side - size:, side - size:] = 1.0
-    return BadNets({"mask": mask, "pattern": torch.ones(channels, side, side)}, {"size": size})
+    # BadNets' own trigger (a size x size white square at the bottom-right); it reads only the shape.
+    return BadNets.create({"size": size}, torch.empty(0, channels, side, side), None, 0, None)
 
 
 def losses(backdoored: nn.Module, clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor,
@@ -65,7 +64,7 @@ def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, s
     history = []
     for epoch in range(1, epochs + 1):
         model.train()
-        sums = torch.zeros(3)
+        sums = torch.zeros(3, device=device)  # summed on the device: no host sync per step
         for xb, _ in stream:
             with autocast(device):
                 l0, l1, l2 = losses(model, clean, xb, refs, stamp)
@@ -73,7 +72,7 @@ def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, s
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            sums += torch.stack([l0, l1, l2]).detach().cpu()
+            sums += torch.stack([l0, l1, l2]).detach().float()
         mean = (sums / len(stream)).tolist()
         history.append({"epoch": epoch, "l0": mean[0], "l1": mean[1], "l2": mean[2]})
     return model.eval(), history

@@ -88,15 +88,15 @@ def pretrain(encoder: nn.Module, images: torch.Tensor, views: Views, epochs: int
     labels = torch.zeros(len(images), dtype=torch.long)  # unlabelled: the stream carries dummies
     stream = BatchStream(images, labels, batch_size, device, generator)
     losses: list[float] = []
-    batch_losses: list[float] = []
+    batch_losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
 
     def loss_fn(m: Pretraining, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
         loss = nt_xent(m(views(x, generator)), m(views(x, generator)), temperature)
-        batch_losses.append(loss.item())
+        batch_losses.append(loss.detach())
         return loss
 
     def on_epoch(epoch: int, lr_: float) -> None:
-        losses.append(sum(batch_losses) / len(batch_losses))
+        losses.append(torch.stack(batch_losses).mean().item())
         batch_losses.clear()
 
     optimizer = sgd(model, lr, momentum, weight_decay)
