@@ -1,8 +1,8 @@
 """badencoder@<pretrain>-<downstream>-<seed>: BadEncoder backdoors the clean SimCLR encoder of
 <pretrain> for the downstream task <downstream> (src/sequela/badencoder.py).
 
-The attacker's shadow dataset is `encoder.badencoder.shadow_fraction` of the pre-training images
-(unlabelled); its reference inputs are `n_reference` downstream training images of the target class
+The attacker's shadow dataset is `encoder.badencoder.shadow_fraction` of the images the encoder was
+pre-trained on (unlabelled); its reference inputs are `n_reference` downstream training images of the target class
 `encoder.target`, drawn with the seed. Writes data/encoder/<pre>-to-<down>/seed<k>/badencoder/
 (the encoder, and its trigger as a poison artefact whose indices are the reference rows) and the
 attack's own figures: per-epoch losses and embedding similarities on the downstream test split."""
@@ -13,7 +13,7 @@ import time
 import torch
 
 import layout
-from sequela import badencoder, data, downstream, models
+from sequela import badencoder, data, downstream, models, simclr
 from sequela.attacks import save_artefact
 from sequela.config import load_params, run_stage
 from sequela.engine import pick_device, seed_everything
@@ -36,7 +36,8 @@ def main() -> None:
     channels = spec["in_channels"]
     pre = data.load(args.pretrain, d["root"], d["split_seed"], d["test_fraction"])
     side = pre.image_shape[-1]
-    _, shadow = data.carve(pre.train, b["shadow_fraction"], args.seed)
+    pretrained_on = simclr.pretraining_set(pre.train, settings["simclr"]["max_images"], args.seed)
+    _, shadow = data.carve(pretrained_on, b["shadow_fraction"], args.seed)
     down = downstream.load_downstream(args.downstream, d["root"], d["split_seed"], d["test_fraction"], channels,
                                       side, settings["max_train"])
     target = settings["target"]

@@ -47,6 +47,7 @@ def test_shipped_params_are_valid():
     ("encoder.target", 10, "[0, 9]"),
     ("encoder.simclr.batch_size", 1, ">= 2"),
     ("encoder.simclr.temperature", 0, "(0.0, inf)"),
+    ("encoder.simclr.max_images", 64, ">= encoder.simclr.batch_size (128)"),
     ("encoder.badencoder.size_at_32", 40, "[1, 32]"),
     ("encoder.head.hidden", 0, "positive integer"),
     ("grid.seeds", [1, 1], "distinct"),

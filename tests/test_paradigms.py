@@ -13,7 +13,7 @@ import torch
 from sequela import badencoder, downstream, models
 from sequela.config import Recipe
 from sequela.data import Dataset, Split, load_digits
-from sequela.simclr import Views, embed, nt_xent, pretrain
+from sequela.simclr import Views, embed, nt_xent, pretrain, pretraining_set
 
 DEFENSE = {"epochs": 2, "batch_size": None, "momentum": 0.9, "weight_decay": 5e-4, "ft": {"lr": 0.01},
            "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 4}}
@@ -111,6 +111,16 @@ def test_simclr_loss_falls_and_two_views_of_an_image_embed_closer_than_different
     # Closer than different images, and more so than before pre-training (the encoder's ReLU
     # features are non-negative, so every pair's cosine is high; the gap is what SimCLR widens).
     assert trained > 0 and trained > untrained, (untrained, trained)
+
+
+def test_the_pretraining_subset_is_seeded_and_the_whole_split_when_unlimited():
+    train = digits(n_train=160).train
+    assert pretraining_set(train, None, 0) is train
+    a, b, c = (pretraining_set(train, 50, seed) for seed in (0, 0, 1))
+    assert len(a) == 50 and torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
+    # rows of the split, not new images
+    rows = {bytes(r.numpy()) for r in train.x}
+    assert all(bytes(r.numpy()) in rows for r in a.x)
 
 
 def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_embeddings():

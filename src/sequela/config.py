@@ -335,6 +335,10 @@ def _paradigms(c: Checker) -> None:
         c.integer(f"{s}.{key}")
     if c.get(f"{s}.batch_size") < 2:
         fail(f"{s}.batch_size", c.get(f"{s}.batch_size"), "an integer >= 2 (NT-Xent contrasts a batch's images)")
+    max_images = c.get(f"{s}.max_images")
+    if max_images is not None and (not is_int(max_images) or max_images < c.get(f"{s}.batch_size")):
+        fail(f"{s}.max_images", max_images, f"null (every training image) or an integer >= {s}.batch_size "
+                                            f"({c.get(f'{s}.batch_size')})")
     c.number(f"{s}.lr", 0.0, INF)
     c.number(f"{s}.temperature", 0.0, INF)
     c.number(f"{s}.crop_min", 0.0, 1.0, high_open=False)

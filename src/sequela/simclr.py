@@ -20,8 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sequela.data import Split
 from sequela.engine import BatchStream, fit, sgd
 from sequela.schedules import cosine
+
+
+def pretraining_set(train: Split, max_images: int | None, seed: int) -> Split:
+    """The images SimCLR trains on: the whole training split, or a seeded `max_images` of it. The
+    BadEncoder attacker draws its shadow set from the same images."""
+    return train if max_images is None else train.sample(max_images, seed)
 
 
 @dataclass
