@@ -3,7 +3,8 @@
 The user trains a classifier (an MLP head, `encoder.head`) on the frozen backdoored encoder with
 its clean downstream data ("none"), and may fine-tune encoder + head on the same data (FT, SFT);
 "clean" is the same head on the clean SimCLR encoder. ASR counts triggered non-target downstream
-test images classified as `encoder.target` (src/sequela/downstream.py).
+test images classified as `encoder.target` (src/sequela/downstream.py). Each model's sequela is
+measured here as in the transfer cell (src/sequela/sequela/reused.py).
 
 Writes data/encoder/<pre>-to-<down>/seed<k>/downstream/<model>/, the cell's figures and curves."""
 
@@ -15,6 +16,7 @@ from sequela.attacks import load_artefact
 from sequela.config import Recipe, load_params, run_stage
 from sequela.engine import pick_device
 from sequela.records import write_cell
+from sequela.sequela import reused
 
 
 def main() -> None:
@@ -38,6 +40,7 @@ def main() -> None:
     cell = downstream.Cell(ds, trigger, meta["target"], Recipe.from_params(params, args.pretrain), settings["head"],
                            params["defense"], device, seed, params["curves"]["eval_n"])
     results = downstream.run(cell, shipped, clean)
+    reused.measure_all(results, cell, params["sequela"])
 
     downstream.save(results, layout.encoder_models(pair, seed), layout.encoder_curves(pair, seed))
     write_cell({"paradigm": layout.ENCODER, "dataset": pair, "attack": "badencoder", "seed": seed,
@@ -46,7 +49,8 @@ def main() -> None:
                layout.encoder_metrics(pair, seed))
     for name, r in results.items():
         print(f"encoder {pair} seed {seed} {name}: CA {r.figures['ca']:.3f} ASR {r.figures['asr']:.3f} "
-              f"in {r.figures['seconds']:.1f} s")
+              f"in {r.figures['seconds']:.1f} s; re-injection ASR {r.figures['reinject_asr']:.3f}, "
+              f"MIA loss AUC {r.figures['mia_loss_auc']:.3f}, PGD acc {r.figures['pgd_acc']:.3f}")
 
 
 if __name__ == "__main__":

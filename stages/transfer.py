@@ -6,7 +6,9 @@ a new head on the frozen backbone ("none"), and may fine-tune the whole model on
 SFT); "clean" is the same head trained on the upstream clean reference model, the trigger's floor
 without a backdoor (src/sequela/downstream.py). ASR counts triggered non-target downstream test
 images classified as the downstream target: the class of the upstream target's name where the two
-label spaces share it, else `transfer.target`.
+label spaces share it, else `transfer.target`. Each model's sequela (membership, re-injection, PGD
+accuracy on the downstream task; src/sequela/sequela/reused.py) is measured here, while the models
+are in memory, rather than in a stage of its own.
 
 Writes data/transfer/<up>-to-<down>/seed<k>/<attack>/<model>/, the cell's figures and curves."""
 
@@ -19,6 +21,7 @@ from sequela.config import Recipe, load_params, run_stage
 from sequela.engine import pick_device
 from sequela.io import read_json
 from sequela.records import write_cell
+from sequela.sequela import reused
 
 
 def main() -> None:
@@ -43,6 +46,7 @@ def main() -> None:
                            device, seed, params["curves"]["eval_n"])
     results = downstream.run(cell, models.load(layout.model(up, args.attack, seed), device),
                              models.load(layout.clean_model(up, seed), device))
+    reused.measure_all(results, cell, params["sequela"])
 
     pair = layout.pair(up, args.downstream)
     downstream.save(results, layout.transfer_models(pair, args.attack, seed),
@@ -53,7 +57,8 @@ def main() -> None:
                layout.transfer_metrics(pair, args.attack, seed))
     for name, r in results.items():
         print(f"transfer {pair}-{args.attack} seed {seed} {name}: CA {r.figures['ca']:.3f} "
-              f"ASR {r.figures['asr']:.3f} in {r.figures['seconds']:.1f} s")
+              f"ASR {r.figures['asr']:.3f} in {r.figures['seconds']:.1f} s; re-injection ASR {r.figures['reinject_asr']:.3f}, "
+              f"MIA loss AUC {r.figures['mia_loss_auc']:.3f}, PGD acc {r.figures['pgd_acc']:.3f}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@
   different images.
 - BadEncoder: triggered inputs move towards the reference inputs in embedding space, while clean
   inputs keep their clean-encoder embedding.
+- Their sequela: members are seeded training rows, as many as the test images; measuring leaves the
+  model untouched; re-injection plants the trigger in a model that never had it.
 """
 
 import torch
 
 from sequela import badencoder, downstream, models
+from sequela.sequela import reused
 from sequela.config import Recipe
 from sequela.data import Dataset, Split, load_digits
 from sequela.simclr import Views, embed, nt_xent, pretrain, pretraining_set
@@ -143,3 +146,29 @@ def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_emb
     assert history[-1]["l0"] < history[0]["l0"]
     # the clean encoder itself is untouched
     assert badencoder.similarities(clean, clean, victims, references, stamp) == before
+
+
+SEQUELA = {"reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
+           "pgd": {"eps": 0.05, "step": 0.0125, "steps": 3, "n": 30, "random_start": True}}
+
+
+def test_downstream_members_are_seeded_training_rows_as_many_as_the_test_images():
+    a, b, c = reused.members(160, 60, 0), reused.members(160, 60, 0), reused.members(160, 60, 1)
+    assert len(a) == 60 and len(a.unique()) == 60 and torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a, a.sort().values) and int(a.max()) < 160
+    assert len(reused.members(40, 60, 0)) == 40  # a small training split: all of it
+
+
+def test_downstream_sequela_leaves_the_model_untouched_and_reinjection_plants_the_trigger():
+    c = cell(digits())
+    clean, spec = small_model()
+    result = downstream.baseline(c, clean, spec)
+    before = {k: v.clone() for k, v in result.model.state_dict().items()}
+    figures = reused.measure(result.model, c, SEQUELA)
+    assert all(torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+    for key in ("mia_loss_auc", "mia_tpr_at_1fpr", "reinject_asr", "pgd_acc"):
+        assert 0.0 <= figures[key] <= 1.0, (key, figures[key])
+    assert figures["mia_n"] == len(c.ds.test) and len(figures["reinject_curve"]) == SEQUELA["reinject"]["epochs"]
+    # A model that never saw the trigger takes it from 20 poisoned images: re-injection is measured
+    # against the downstream target, with the shipped trigger.
+    assert figures["reinject_last_asr"] > figures["reinject_asr_before"] + 0.2, figures

@@ -91,9 +91,12 @@ def test_repro_builds_every_output(repo):
                                    ("encoder", "digits-to-digits", "badencoder")):
         cell = summary[paradigm][pair][attack]
         assert set(cell) == {"clean", "none", "ft", "sft"} and all(cell[m]["asr"]["n"] == 2 for m in cell)
-        for suffix in (".md", ".csv", ".tex"):
-            assert (repo / "reports/tables" / f"{paradigm}{suffix}").is_file()
-        assert (repo / "reports/figures" / f"curves-{paradigm}-{pair}.png").is_file()
+        assert all(0.0 <= cell[m][k]["mean"] <= 1.0 for m in cell for k in ("reinject_asr", "mia_loss_auc", "pgd_acc"))
+        for name in (paradigm, f"{paradigm}-sequela"):
+            for suffix in (".md", ".csv", ".tex"):
+                assert (repo / "reports/tables" / f"{name}{suffix}").is_file()
+        for name in (f"curves-{paradigm}-{pair}", f"sequela-{paradigm}-{pair}"):
+            assert (repo / "reports/figures" / f"{name}.png").is_file()
     # The transfer baseline ships the upstream backbone bit for bit; FT moves it.
     from safetensors.torch import load_file
     shipped = load_file(repo / "data/standalone/digits/seed0/badnets/none/model.safetensors")

@@ -55,10 +55,12 @@ def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:
 
 def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
     """One row per (paradigm, dataset, claim, scope): scope "all attacks" pools every (attack, seed)
-    pair. A claim whose figure a paradigm does not measure (sequela outside standalone) is left out."""
+    pair. A claim whose figure a cell group does not measure is left out."""
     rows = []
     for (paradigm, dataset), mine in df.groupby(["paradigm", "dataset"], sort=False):
-        for claim in claims(mia):
+        # A downstream user fine-tunes on all of its data: no unseen members, so all of them answer.
+        measured = mia in mine and mine[mia].notna().any()
+        for claim in claims(mia if measured else "mia_loss_auc"):
             if claim.figure not in mine:
                 continue
             diffs = differences(mine, claim)

@@ -3,7 +3,8 @@
 Rows have the standalone report's shape, (paradigm, dataset, attack, defense, seed) and figures,
 with the pair `<upstream>-to-<downstream>` as the dataset and, in the encoder paradigm, the attack
 "badencoder". Models: "clean" (a head on the clean upstream model or clean encoder: the trigger's
-floor without a backdoor), "none" (a head on the shipped backdoored model), "ft" and "sft".
+floor without a backdoor), "none" (a head on the shipped backdoored model), "ft" and "sft". Their
+sequela (src/sequela/sequela/reused.py) gets the standalone paradigm's table and figure, per paradigm.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.report import figures, tables
+from sequela.report import figures, sequela, tables
 
 MODELS = ("clean", "none", "ft", "sft")
-FIGURES = ("ca", "asr", "ra", "seconds", "epochs")
+FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_tpr_at_1fpr", "reinject_asr",
+           "reinject_asr_before", "pgd_acc", "sequela_seconds")
 
 
 def rows_of(paradigm: str, pair: str, attack: str, seed: int, cell: dict) -> list[dict]:
@@ -42,6 +44,15 @@ def write(df: pd.DataFrame, curves: pd.DataFrame, tables_dir: Path, figures_dir:
     for paradigm, mine in df.groupby("paradigm", sort=False):
         rows = tables.spread_rows(mine, ["dataset", "attack"], "defense", list(MODELS))
         tables.write_rows(rows, tables_dir / paradigm, captions[paradigm].format(n=n))
+        if "reinject_asr" in mine and mine["reinject_asr"].notna().any():
+            tables.write_rows(sequela.sequela_rows(mine, list(MODELS)), tables_dir / f"{paradigm}-sequela",
+                              f"{paradigm} paradigm: sequela on the downstream task (mean ± sd over {n} seeds), each "
+                              "measure and its per-seed change from the head on the frozen backdoored model "
+                              "(Δ = after - none); membership by the metric attacks only.")
+            for pair, cell in mine.groupby("dataset", sort=False):
+                sequela.sequela_figure(cell, figures_dir / f"sequela-{paradigm}-{pair}.png",
+                                       f"{paradigm} {pair}: sequela, after FT / SFT - head on the frozen "
+                                       f"backdoored model (per seed; sd bars)")
     for (paradigm, pair), runs in curves.groupby(["paradigm", "dataset"], sort=False):
         figures.defense_curves(runs, figures_dir / f"curves-{paradigm}-{pair}.png",
                                f"{paradigm} {pair}: ASR and CA during FT and SFT of the whole model "

@@ -1,0 +1,62 @@
+"""The sequela of a reused model: the transfer and encoder paradigms' downstream models
+(src/sequela/downstream.py), measured on the downstream task with the standalone measures.
+
+- Membership: the metric attacks (loss, confidence, entropy, modified entropy). Members are a
+  seeded draw of the downstream training images, which the user trained every model on (the head,
+  and FT / SFT of the whole model); non-members are the downstream test images, which no model
+  trains on; as many members as non-members where the training split allows. The standalone
+  paradigm's shadow-model attack is not run here: it needs a shadow model of each downstream task.
+- Re-injection: the attacker fine-tunes the downstream model on `n_clean` clean downstream images
+  plus `k` non-target ones stamped with the shipped trigger and relabelled to the downstream target,
+  with `sequela.reinject`'s settings; the headline is the mean ASR over epochs and draws.
+- PGD accuracy on a seeded subset of the downstream test images, with `sequela.pgd`'s settings.
+
+"clean" (the head on the clean upstream model or encoder) is the reference: a defended model that
+re-injects faster than it has kept something of the backdoor.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from sequela.engine import Augment, predict_logits, seed_everything
+from sequela.sequela.membership import MEMBER_STREAM, attacks_on_logits
+from sequela.sequela.reinject import Reinjection, repeated
+from sequela.sequela.robustness import pgd_accuracy
+
+
+def members(n_train: int, n_test: int, seed: int) -> torch.Tensor:
+    """Sorted training rows scored as members: a seeded draw of min(n_train, n_test)."""
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(MEMBER_STREAM + seed))
+    return order[:min(n_train, n_test)].sort().values
+
+
+def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
+    """Every sequela measure of one downstream model. `cell` is a `downstream.Cell` (its data, trigger,
+    target, recipe and seed); `settings` is params.yaml's `sequela` section."""
+    start = time.perf_counter()
+    seed_everything(cell.seed)
+    ds, r, p = cell.ds, settings["reinject"], settings["pgd"]
+    rows = members(len(ds.train), len(ds.test), cell.seed)
+    mia = attacks_on_logits(predict_logits(model, ds.train.x[rows], float32=True), ds.train.y[rows],
+                            predict_logits(model, ds.test.x, float32=True), ds.test.y)
+    reinjection = Reinjection(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"], cell.recipe.momentum,
+                              cell.recipe.weight_decay, cell.seed, r["eval_n"])
+    reinjected = repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target,
+                          Augment(cell.recipe.crop_padding, cell.recipe.flip))
+    return {"mia_loss_auc": mia["loss_auc"], "mia_conf_auc": mia["conf_auc"], "mia_entropy_auc": mia["entropy_auc"],
+            "mia_mentropy_auc": mia["mentropy_auc"], "mia_tpr_at_1fpr": mia["loss_tpr"], "mia_n": len(rows),
+            "reinject_asr_before": reinjected["asr_before"], "reinject_asr": reinjected["mean_asr"],
+            "reinject_asr_sd_draws": reinjected["sd_draws"], "reinject_last_asr": reinjected["last_asr"],
+            "reinject_curve": [round(a, 3) for a in reinjected["curve"]],
+            "pgd_acc": pgd_accuracy(model, ds.test, p["eps"], p["step"], p["steps"], p["n"], cell.seed,
+                                    p["random_start"]),
+            "sequela_seconds": time.perf_counter() - start}
+
+
+def measure_all(results: dict, cell, settings: dict) -> None:
+    """Add each model's sequela figures to its figures (`results`: name -> downstream.Result)."""
+    for name, result in results.items():
+        result.figures.update(measure(result.model, cell, settings))
