@@ -31,8 +31,8 @@ from sequela.engine import Augment, pick_device, predict_logits, seed_everything
 from sequela.io import load_tensors
 from sequela.metrics import backdoor_metrics
 from sequela.records import write_cell
-from sequela.sequela.membership import attacks_on_logits, member_groups
-from sequela.sequela.reinject import Reinjection, repeated
+from sequela.sequela import reinject
+from sequela.sequela.membership import attacks_on_logits, member_groups, metric_figures
 from sequela.sequela.robustness import pgd_accuracy
 from sequela.sequela.shadow import ShadowAttack
 from sequela.workers import run_units
@@ -66,16 +66,11 @@ def measure(label: str) -> dict:
         logits = union_logits[torch.searchsorted(union, rows).to(union_logits.device)]
         mia = attacks_on_logits(logits, c.ds.train.y[rows], holdout_logits, c.ds.holdout.y)
         shadow = c.shadow_attack.evaluate_logits(c.mlp, logits, holdout_logits)
-        cell.update({f"mia_loss_auc{suffix}": mia["loss_auc"], f"mia_conf_auc{suffix}": mia["conf_auc"],
-                     f"mia_entropy_auc{suffix}": mia["entropy_auc"],
-                     f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
-                     f"mia_tpr_at_1fpr{suffix}": mia["loss_tpr"], f"mia_shadow_auc{suffix}": shadow["auc"],
+        cell.update({**metric_figures(mia, suffix), f"mia_shadow_auc{suffix}": shadow["auc"],
                      f"mia_shadow_acc{suffix}": shadow["acc"], f"mia_n{suffix}": len(rows)})
     r, p = c.settings["reinject"], c.settings["pgd"]
-    reinjected = repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
-    cell.update({"reinject_asr_before": reinjected["asr_before"], "reinject_asr": reinjected["mean_asr"],
-                 "reinject_asr_sd_draws": reinjected["sd_draws"], "reinject_last_asr": reinjected["last_asr"],
-                 "reinject_curve": [round(a, 3) for a in reinjected["curve"]],
+    reinjected = reinject.repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
+    cell.update({**reinject.figures(reinjected),
                  "pgd_acc": pgd_accuracy(model, c.ds.test, p["eps"], p["step"], p["steps"], p["n"], c.seed,
                                          p["random_start"]),
                  "seconds": time.perf_counter() - start})
@@ -104,14 +99,13 @@ def main() -> None:
     shadow_model, _ = models.load(layout.shadow_model(args.dataset, seed), device)
     m = settings["membership"]
     shadow_attack = ShadowAttack(m["top_k"], m["mlp"]["hidden"], m["mlp"]["epochs"], m["mlp"]["lr"], seed)
-    r = settings["reinject"]
     CELL.__dict__.update(
         dataset=args.dataset, attack_name=args.attack, seed=seed, settings=settings, device=device, ds=ds,
         attack=attack, poisoned=poisoned, target=poison_meta["target"], test=ds.test.to(device),
         defender=data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed),
         shadow_attack=shadow_attack, mlp=shadow_attack.fit(shadow_model, ds.shadow, ds.shadow_out),
-        reinjection=Reinjection(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"], recipe.momentum,
-                                recipe.weight_decay, seed, r["eval_n"]),
+        reinjection=reinject.Reinjection.from_settings(settings["reinject"], recipe.momentum, recipe.weight_decay,
+                                                       seed),
         augment=Augment(recipe.crop_padding, recipe.flip))
 
     labels = ["clean", "none", *params["grid"]["defenses"]]

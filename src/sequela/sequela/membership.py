@@ -101,6 +101,14 @@ def metric_attacks(model: torch.nn.Module, members: Split, nonmembers: Split,
                              predict_logits(model, nonmembers.x, float32=True), nonmembers.y, max_fpr)
 
 
+def metric_figures(mia: dict[str, float], suffix: str = "") -> dict[str, float]:
+    """The metric attacks' figures a sequela cell reports (`attacks_on_logits`' result), keys ending
+    in `suffix` (a member group)."""
+    return {f"mia_loss_auc{suffix}": mia["loss_auc"], f"mia_conf_auc{suffix}": mia["conf_auc"],
+            f"mia_entropy_auc{suffix}": mia["entropy_auc"], f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
+            f"mia_tpr_at_1fpr{suffix}": mia["loss_tpr"]}
+
+
 def attacks_on_logits(member_logits: torch.Tensor, member_y: torch.Tensor, nonmember_logits: torch.Tensor,
                       nonmember_y: torch.Tensor, max_fpr: float = 0.01) -> dict[str, float]:
     """`metric_attacks` on logits already computed (a stage scoring several member groups of one

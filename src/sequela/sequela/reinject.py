@@ -46,6 +46,12 @@ class Reinjection:
     seed: int = 0
     eval_n: int = 1000
 
+    @classmethod
+    def from_settings(cls, r: dict, momentum: float, weight_decay: float, seed: int) -> Reinjection:
+        """From params.yaml's `sequela.reinject` and the measured model's recipe (momentum, weight decay)."""
+        return cls(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"], momentum, weight_decay, seed,
+                   r["eval_n"])
+
     def run(self, model: torch.nn.Module, train: Split, test: Split, attack: Attack, target: int,
             augment: Augment | None = None, measure_before: bool = True) -> dict:
         """Fine-tune a copy of `model` (the original is left untouched). Returns `asr_before`
@@ -85,3 +91,10 @@ def repeated(reinjection: Reinjection, draws: int, model: torch.nn.Module, train
     return {"asr_before": runs[0]["asr_before"], "mean_asr": means.mean().item(),
             "sd_draws": means.std().item() if draws > 1 else 0.0, "curve": curve.tolist(),
             "last_asr": curve[-1].item()}
+
+
+def figures(reinjected: dict) -> dict:
+    """The re-injection figures a sequela cell reports, from `repeated`'s result."""
+    return {"reinject_asr_before": reinjected["asr_before"], "reinject_asr": reinjected["mean_asr"],
+            "reinject_asr_sd_draws": reinjected["sd_draws"], "reinject_last_asr": reinjected["last_asr"],
+            "reinject_curve": [round(a, 3) for a in reinjected["curve"]]}

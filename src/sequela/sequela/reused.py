@@ -22,8 +22,8 @@ import time
 import torch
 
 from sequela.engine import Augment, predict_logits, seed_everything
-from sequela.sequela.membership import MEMBER_STREAM, attacks_on_logits
-from sequela.sequela.reinject import Reinjection, repeated
+from sequela.sequela import reinject
+from sequela.sequela.membership import MEMBER_STREAM, attacks_on_logits, metric_figures
 from sequela.sequela.robustness import pgd_accuracy
 
 
@@ -42,15 +42,10 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
     rows = members(len(ds.train), len(ds.test), cell.seed)
     mia = attacks_on_logits(predict_logits(model, ds.train.x[rows], float32=True), ds.train.y[rows],
                             predict_logits(model, ds.test.x, float32=True), ds.test.y)
-    reinjection = Reinjection(r["n_clean"], r["k"], r["epochs"], r["lr"], r["batch_size"], cell.recipe.momentum,
-                              cell.recipe.weight_decay, cell.seed, r["eval_n"])
-    reinjected = repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target,
+    reinjection = reinject.Reinjection.from_settings(r, cell.recipe.momentum, cell.recipe.weight_decay, cell.seed)
+    reinjected = reinject.repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target,
                           Augment(cell.recipe.crop_padding, cell.recipe.flip))
-    return {"mia_loss_auc": mia["loss_auc"], "mia_conf_auc": mia["conf_auc"], "mia_entropy_auc": mia["entropy_auc"],
-            "mia_mentropy_auc": mia["mentropy_auc"], "mia_tpr_at_1fpr": mia["loss_tpr"], "mia_n": len(rows),
-            "reinject_asr_before": reinjected["asr_before"], "reinject_asr": reinjected["mean_asr"],
-            "reinject_asr_sd_draws": reinjected["sd_draws"], "reinject_last_asr": reinjected["last_asr"],
-            "reinject_curve": [round(a, 3) for a in reinjected["curve"]],
+    return {**metric_figures(mia), "mia_n": len(rows), **reinject.figures(reinjected),
             "pgd_acc": pgd_accuracy(model, ds.test, p["eps"], p["step"], p["steps"], p["n"], cell.seed,
                                     p["random_start"]),
             "sequela_seconds": time.perf_counter() - start}
@@ -58,5 +53,5 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
 
 def measure_all(results: dict, cell, settings: dict) -> None:
     """Add each model's sequela figures to its figures (`results`: name -> downstream.Result)."""
-    for name, result in results.items():
+    for result in results.values():
         result.figures.update(measure(result.model, cell, settings))
