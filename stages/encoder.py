@@ -38,7 +38,7 @@ def main() -> None:
     ds = downstream.load_downstream(args.downstream, d["root"], d["split_seed"], d["test_fraction"], channels, side,
                                     settings["max_train"])
     cell = downstream.Cell(ds, trigger, meta["target"], Recipe.from_params(params, args.pretrain), settings["head"],
-                           params["defense"], device, seed, params["curves"]["eval_n"])
+                           params["defense"], device, seed, params["curves"]["eval_n"], on_features=True)
     results = downstream.run(cell, shipped, clean)
     reused.measure_all(results, cell, params["sequela"])
 

@@ -62,12 +62,37 @@ def test_transfer_baseline_leaves_the_backbone_bit_identical_and_ft_changes_it()
 
 def test_the_mlp_head_is_saved_and_rebuilt(tmp_path):
     shipped, spec = small_model()
-    model, head_spec = downstream.with_new_head(shipped, spec, 3, 8, seed=0)
+    model, head_spec = downstream.with_new_head(shipped, spec, 3, 8, seed=0, standardize=True)
+    model.fc[0].fit(torch.randn(50, model.width) * 3 + 2)  # statistics that differ from the initial 0 / 1
     models.save(model, head_spec, tmp_path)
     again, _ = models.load(tmp_path)
     x = torch.rand(4, 1, 16, 16)
     model.eval(), again.eval()
     assert torch.equal(model(x), again(x)) and again(x).shape == (4, 3)
+
+
+def test_the_encoder_head_trains_on_standardised_features_and_leaves_the_encoder_bit_identical():
+    shipped, spec = small_model()
+    before = backbone(shipped)
+    head = {"hidden": 16, "standardize": True, "epochs": 40, "batch_size": 32, "lr": 3e-3}
+    c = downstream.Cell(digits(), badencoder.trigger(1, 16, 10), 0, RECIPE, head, DEFENSE, torch.device("cpu"),
+                        seed=0, curve_n=50, on_features=True)
+    none = downstream.baseline(c, shipped, spec)
+    after = backbone(none.model)
+    assert all(torch.equal(before[k], after[k]) for k in before), "the frozen encoder moved (weights or BN stats)"
+    features = downstream.encoder_features(none.model, c.ds.train.x, torch.device("cpu"))
+    standardised = none.model.fc[0](features)
+    assert standardised.mean(0).abs().max() < 1e-4 and (standardised.std(0, unbiased=False) - 1).abs().max() < 0.01
+    # The classifier learns its training set from a random encoder's features: well above chance (0.1).
+    accuracy = (none.model.fc(features).argmax(1) == c.ds.train.y).float().mean().item()
+    assert accuracy > 0.5, accuracy
+    assert [row["epoch"] for row in none.curve] == sorted(downstream.curve_epochs(40)) and len(none.curve) == 10
+
+
+def test_a_long_head_run_is_evaluated_at_ten_evenly_spaced_epochs():
+    assert downstream.curve_epochs(500) == {50, 100, 150, 200, 250, 300, 350, 400, 450, 500}
+    assert downstream.curve_epochs(7) == set(range(1, 8))
+    assert max(downstream.curve_epochs(33)) == 33 and len(downstream.curve_epochs(33)) == 10
 
 
 def test_the_downstream_target_is_the_shared_class_else_the_fallback():

@@ -330,6 +330,8 @@ def _paradigms(c: Checker) -> None:
     _downstream_section(c, "transfer", down)
     _downstream_section(c, "encoder", c.names("encoder.downstream", DATASETS, empty_ok=True))
     c.integer("encoder.head.hidden")
+    c.integer("encoder.head.batch_size")
+    c.boolean("encoder.head.standardize")
     s = "encoder.simclr"
     for key in ("epochs", "batch_size", "proj_dim"):
         c.integer(f"{s}.{key}")

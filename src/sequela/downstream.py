@@ -7,7 +7,9 @@ upstream classifier (transfer paradigm) or a backdoored self-supervised encoder 
    trigger, defined at the upstream resolution, is stamped where the model sees it.
 2. The baseline ("none"): a fresh head trained on the frozen backbone, the usual practice. The
    backbone is left bit for bit as shipped: no gradient reaches it and its batch-norm statistics
-   stay frozen (the backbone runs in eval mode).
+   stay frozen (the backbone runs in eval mode). The transfer paradigm trains a linear head with
+   SGD on augmented batches (`train_head`); the encoder paradigm trains its MLP classifier on the
+   encoder's features as BadEncoder's reference does (`train_head_on_features`).
 3. The defenses: FT and SFT of the whole model, backbone and new head, on the same downstream data,
    with the standalone paradigm's schedules and settings (`defense.*`), from the baseline's model.
 
@@ -30,7 +32,7 @@ from sequela.attacks import Attack
 from sequela.config import Recipe
 from sequela.data import Dataset, Split
 from sequela.defenses import DEFENSES, DefenseContext
-from sequela.engine import SGD, Augment, BatchStream, fit, seed_everything
+from sequela.engine import SGD, Adam, Augment, BatchStream, fit, seed_everything
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_curve
 from sequela.schedules import cosine
@@ -100,6 +102,46 @@ def train_head(model: models.Classifier, stream: BatchStream, epochs: int, lr: f
                loss_fn=head_loss, desc="head")
 
 
+def curve_epochs(epochs: int, points: int = 10) -> set[int]:
+    """At most `points` evenly spaced epochs (the last included) at which a long run is evaluated."""
+    return {round(epochs * k / points) for k in range(1, points + 1)} if epochs > points else set(range(1, epochs + 1))
+
+
+@torch.no_grad()
+def encoder_features(model: models.Classifier, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """The frozen backbone's features of uint8 images `x`, in float32, batch by batch (eval mode)."""
+    model.eval()
+    return torch.cat([model.features(x[i:i + batch_size].to(device).float().div_(255.0))
+                      for i in range(0, len(x), batch_size)])
+
+
+def train_head_on_features(model: models.Classifier, train: Split, head: dict, device: torch.device,
+                           generator: torch.Generator, on_epoch=None) -> float:
+    """The encoder paradigm's downstream classifier, trained as BadEncoder's reference trains it:
+    the frozen encoder embeds the training images once (no augmentation), and the head (MLP,
+    optionally led by a Standardize layer fitted to those features) is trained on the embeddings
+    with Adam at a constant rate, `head.epochs` passes of `head.batch_size`. The encoder is never
+    touched. `on_epoch(epoch, lr)` runs at the epochs of `curve_epochs`. Returns wall seconds."""
+    start = time.perf_counter()
+    features, labels = encoder_features(model, train.x, device), train.y.to(device)
+    if isinstance(model.fc, torch.nn.Sequential) and isinstance(model.fc[0], models.Standardize):
+        model.fc[0].fit(features)
+    optimizer = Adam(model.fc.parameters(), lr=head["lr"])
+    record_at = curve_epochs(head["epochs"])
+    for epoch in range(1, head["epochs"] + 1):
+        model.fc.train()
+        order = torch.randperm(len(features), generator=generator).to(device)
+        for i in range(0, len(order), head["batch_size"]):
+            rows = order[i:i + head["batch_size"]]
+            loss = F.cross_entropy(model.fc(features[rows]), labels[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if on_epoch is not None and epoch in record_at:
+            on_epoch(epoch, head["lr"])
+    return time.perf_counter() - start
+
+
 @dataclass
 class Result:
     model: models.Classifier
@@ -116,11 +158,12 @@ class Cell:
     trigger: Attack
     target: int
     recipe: Recipe          # the reused model's recipe: defender batch and augmentation
-    head: dict              # <paradigm>.head: epochs, lr (and hidden for an MLP head)
+    head: dict              # <paradigm>.head: epochs, lr (encoder: hidden, standardize, batch_size)
     defense: dict           # params.yaml `defense`: epochs, momentum, weight_decay, ft, sft
     device: torch.device
     seed: int
     curve_n: int            # test images per curve point
+    on_features: bool = False  # the head trains on precomputed features (train_head_on_features)
 
     def evaluate(self, model: torch.nn.Module) -> dict:
         return evaluate(model, self.test, self.trigger, self.target)
@@ -135,23 +178,27 @@ class Cell:
 
 
 def with_new_head(shipped: models.Classifier, spec: dict, num_classes: int, hidden: int | None,
-                  seed: int) -> tuple[models.Classifier, dict]:
+                  seed: int, standardize: bool = False) -> tuple[models.Classifier, dict]:
     """A copy of the shipped model with a fresh, seeded head for `num_classes` downstream classes."""
     model = copy.deepcopy(shipped)
     torch.manual_seed(seed)
-    model.replace_head(num_classes, hidden)
-    return model, {**spec, "num_classes": num_classes, "head_hidden": hidden}
+    model.replace_head(num_classes, hidden, standardize)
+    return model, {**spec, "num_classes": num_classes, "head_hidden": hidden, "head_standardize": standardize}
 
 
 def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
     """The usual practice: a new head on the frozen shipped backbone (the paradigm's "none")."""
     seed_everything(cell.seed)
-    model, spec = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed)
+    model, spec = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed,
+                                cell.head.get("standardize", False))
     recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
     generator = torch.Generator().manual_seed(cell.seed)
-    seconds = train_head(model, cell.stream(cell.recipe.batch_size, generator), cell.head["epochs"], cell.head["lr"],
-                         cell.defense["momentum"], cell.defense["weight_decay"],
-                         on_epoch=lambda epoch, lr: recorder.record(model, epoch, lr))
+    on_epoch = lambda epoch, lr: recorder.record(model, epoch, lr)  # noqa: E731
+    if cell.on_features:
+        seconds = train_head_on_features(model, cell.ds.train, cell.head, cell.device, generator, on_epoch)
+    else:
+        seconds = train_head(model, cell.stream(cell.recipe.batch_size, generator), cell.head["epochs"],
+                             cell.head["lr"], cell.defense["momentum"], cell.defense["weight_decay"], on_epoch)
     final = cell.evaluate(model)
     return Result(model, spec, {**final, "seconds": seconds - recorder.eval_seconds, "epochs": cell.head["epochs"],
                           "n_train": len(cell.ds.train)}, recorder.rows)
