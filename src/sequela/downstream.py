@@ -119,13 +119,11 @@ def train_head_on_features(model: models.Classifier, train: Split, head: dict, d
                            generator: torch.Generator, on_epoch=None) -> float:
     """The encoder paradigm's downstream classifier, trained as BadEncoder's reference trains it:
     the frozen encoder embeds the training images once (no augmentation), and the head (MLP,
-    optionally led by a Standardize layer fitted to those features) is trained on the embeddings
-    with Adam at a constant rate, `head.epochs` passes of `head.batch_size`. The encoder is never
-    touched. `on_epoch(epoch, lr)` runs at the epochs of `curve_epochs`. Returns wall seconds."""
+    optionally led by a FeatureNorm layer) is trained on the embeddings with Adam at a constant
+    rate, `head.epochs` passes of `head.batch_size`. The encoder is never touched. `on_epoch(epoch,
+    lr)` runs at the epochs of `curve_epochs`. Returns wall seconds."""
     start = time.perf_counter()
     features, labels = encoder_features(model, train.x, device), train.y.to(device)
-    if isinstance(model.fc, torch.nn.Sequential) and isinstance(model.fc[0], models.Standardize):
-        model.fc[0].fit(features)
     optimizer = Adam(model.fc.parameters(), lr=head["lr"])
     record_at = curve_epochs(head["epochs"])
     for epoch in range(1, head["epochs"] + 1):
