@@ -16,6 +16,7 @@ from sequela import badencoder, downstream, models
 from sequela.sequela import reused
 from sequela.config import Recipe
 from sequela.data import Dataset, Split, load_digits
+from sequela.engine import predict_logits
 from sequela.simclr import Views, embed, nt_xent, pretrain, pretraining_set
 
 DEFENSE = {"epochs": 2, "batch_size": None, "momentum": 0.9, "weight_decay": 5e-4, "ft": {"lr": 0.01},
@@ -81,7 +82,7 @@ def test_the_encoder_head_trains_on_standardised_features_and_leaves_the_encoder
     none = downstream.baseline(c, shipped, spec)
     after = backbone(none.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the frozen encoder moved (weights or BN stats)"
-    features = downstream.encoder_features(none.model, c.ds.train.x, torch.device("cpu"))
+    features = predict_logits(none.model, c.ds.train.x, float32=True, features=True)
     # In eval mode the head standardises with running statistics close to the training features'
     # (a feature whose variance is near the norm's eps, 1e-6, keeps a spread below 1).
     spread = none.model.fc[0](features).std(0)

@@ -32,7 +32,7 @@ from sequela.attacks import Attack
 from sequela.config import Recipe
 from sequela.data import Dataset, Split
 from sequela.defenses import DEFENSES, DefenseContext
-from sequela.engine import SGD, Adam, Augment, BatchStream, fit, seed_everything
+from sequela.engine import SGD, Adam, Augment, BatchStream, fit, predict_logits, seed_everything
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_curve
 from sequela.schedules import cosine
@@ -107,28 +107,21 @@ def curve_epochs(epochs: int, points: int = 10) -> set[int]:
     return {round(epochs * k / points) for k in range(1, points + 1)} if epochs > points else set(range(1, epochs + 1))
 
 
-@torch.no_grad()
-def encoder_features(model: models.Classifier, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """The frozen backbone's features of uint8 images `x`, in float32, batch by batch (eval mode)."""
-    model.eval()
-    return torch.cat([model.features(x[i:i + batch_size].to(device).float().div_(255.0))
-                      for i in range(0, len(x), batch_size)])
-
-
-def train_head_on_features(model: models.Classifier, train: Split, head: dict, device: torch.device,
-                           generator: torch.Generator, on_epoch=None) -> float:
+def train_head_on_features(model: models.Classifier, train: Split, head: dict, generator: torch.Generator,
+                           on_epoch=None) -> float:
     """The encoder paradigm's downstream classifier, trained as BadEncoder's reference trains it:
     the frozen encoder embeds the training images once (no augmentation), and the head (MLP,
     optionally led by a FeatureNorm layer) is trained on the embeddings with Adam at a constant
     rate, `head.epochs` passes of `head.batch_size`. The encoder is never touched. `on_epoch(epoch,
     lr)` runs at the epochs of `curve_epochs`. Returns wall seconds."""
     start = time.perf_counter()
-    features, labels = encoder_features(model, train.x, device), train.y.to(device)
+    features = predict_logits(model, train.x, float32=True, features=True)
+    labels = train.y.to(features.device)
     optimizer = Adam(model.fc.parameters(), lr=head["lr"])
     record_at = curve_epochs(head["epochs"])
     for epoch in range(1, head["epochs"] + 1):
         model.fc.train()
-        order = torch.randperm(len(features), generator=generator).to(device)
+        order = torch.randperm(len(features), generator=generator).to(features.device)
         for i in range(0, len(order), head["batch_size"]):
             rows = order[i:i + head["batch_size"]]
             loss = F.cross_entropy(model.fc(features[rows]), labels[rows])
@@ -193,7 +186,7 @@ def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
     generator = torch.Generator().manual_seed(cell.seed)
     on_epoch = lambda epoch, lr: recorder.record(model, epoch, lr)  # noqa: E731
     if cell.on_features:
-        seconds = train_head_on_features(model, cell.ds.train, cell.head, cell.device, generator, on_epoch)
+        seconds = train_head_on_features(model, cell.ds.train, cell.head, generator, on_epoch)
     else:
         seconds = train_head(model, cell.stream(cell.recipe.batch_size, generator), cell.head["epochs"],
                              cell.head["lr"], cell.defense["momentum"], cell.defense["weight_decay"], on_epoch)

@@ -234,12 +234,14 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                   float32: bool = False) -> torch.Tensor:
+                   float32: bool = False, features: bool = False) -> torch.Tensor:
     """Logits for uint8 images `x`. `float32=True` runs the whole forward pass in float32 even on
-    CUDA: membership scores live in the last bits of a confident softmax, which bf16 rounds away."""
+    CUDA: membership scores live in the last bits of a confident softmax, which bf16 rounds away.
+    `features=True`: the penultimate features (`model.features`) instead of the logits."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    forward = model.features if features else model
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device).float().div_(255.0)
@@ -248,6 +250,6 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 51
         if device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
         with nullcontext() if float32 else autocast(device):
-            out.append(model(xb).float())
+            out.append(forward(xb).float())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, device=device)
