@@ -50,12 +50,13 @@ def compute(args, params: dict, recipe: Recipe, names: list[str]) -> dict:
     """The figures of `names` (defenses, and "none" for an attacker sweep) at the point."""
     from sequela import data, models
     from sequela.attacks import load_artefact, plant
-    from sequela.engine import pick_device, seed_everything
+    from sequela.engine import pick_device, seed_everything, use_cpu_bf16
     from sequela.metrics import evaluate
     from sequela.training import model_spec, train_classifier
     from sequela.workers import run_units
 
     device = pick_device(params["device"])
+    use_cpu_bf16(recipe.cpu_bf16)
     settings, seed = params["defense"], args.seed
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
     test = ds.test.to(device)

@@ -24,7 +24,7 @@ from sequela import data, models
 from sequela.attacks import load_artefact
 from sequela.config import Recipe, load_params, run_stage
 from sequela.defenses import DEFENSES, DefenseContext
-from sequela.engine import pick_device, seed_everything
+from sequela.engine import pick_device, seed_everything, use_cpu_bf16
 from sequela.io import save_tensors
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder, write_cell, write_curve
@@ -72,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
+    use_cpu_bf16(recipe.cpu_bf16)
     device = pick_device(params["device"])
     settings, seed = params["defense"], args.seed
 

@@ -27,7 +27,7 @@ import layout
 from sequela import data, models
 from sequela.attacks import load_artefact
 from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import Augment, pick_device, predict_logits, seed_everything
+from sequela.engine import Augment, pick_device, predict_logits, seed_everything, use_cpu_bf16
 from sequela.io import load_tensors
 from sequela.metrics import backdoor_metrics
 from sequela.records import write_cell
@@ -88,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
+    use_cpu_bf16(recipe.cpu_bf16)
     device = pick_device(params["device"])
     seed, settings = args.seed, params["sequela"]
 

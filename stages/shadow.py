@@ -10,7 +10,7 @@ import argparse
 import layout
 from sequela import data, models
 from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import pick_device, seed_everything
+from sequela.engine import pick_device, seed_everything, use_cpu_bf16
 from sequela.metrics import clean_accuracy
 from sequela.records import write_cell
 from sequela.sequela.shadow import train_shadow
@@ -24,6 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
+    use_cpu_bf16(recipe.cpu_bf16)
     device = pick_device(params["device"])
     seed_everything(args.seed)
 

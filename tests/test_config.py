@@ -37,6 +37,7 @@ def test_shipped_params_are_valid():
     ("recipe.digits.epochs", -3, "positive integer"),
     ("defense.clean_fraction", 1.2, "(0.0, 1.0]"),
     ("recipe.digits.model", "vgg", "small_cnn"),
+    ("recipe.digits.cpu_bf16", "yes", "true or false"),
     ("grid.seeds", [0, -1], "non-negative integers"),
     ("transfer.upstream", ["mnist"], "digits"),          # must be a grid dataset: its models are shipped
     ("transfer.downstream", ["digits"], "other than the upstream"),

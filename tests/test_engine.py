@@ -72,3 +72,37 @@ def test_adam_matches_torch_adam_bit_for_bit():
             opt.step()
     assert not torch.equal(a, torch.zeros_like(a))
     assert torch.equal(a, b)
+
+
+def test_cpu_bf16_runs_cpu_forward_passes_in_bf16_only_while_enabled():
+    import torch.nn.functional as F
+
+    from sequela.engine import autocast, sgd, use_cpu_bf16
+    from sequela.models import build
+
+    torch.manual_seed(0)
+    model = build("compact_cnn", 3, 5, [0.5] * 3, [0.25] * 3, width=8)
+    x, y = torch.rand(32, 3, 32, 32), torch.randint(0, 5, (32,))
+    cpu = torch.device("cpu")
+    with autocast(cpu):
+        assert model(x).dtype == torch.float32  # the default: float32 on a CPU
+    try:
+        use_cpu_bf16(True)
+        with autocast(cpu):
+            assert model(x).dtype == torch.bfloat16
+        # the weights and their updates stay float32, and a few steps fit a fixed batch
+        optimizer = sgd(model, lr=0.05)
+        first = None
+        for _ in range(30):
+            with autocast(cpu):
+                loss = F.cross_entropy(model(x).float(), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            first = loss.item() if first is None else first
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert loss.item() < 0.5 * first
+    finally:
+        use_cpu_bf16(False)
+    with autocast(cpu):
+        assert model(x).dtype == torch.float32

@@ -124,6 +124,8 @@ def _recipe(c: Checker, key: str) -> None:
         c.integer(f"{key}.crop_padding", low=0)
     if c.get(f"{key}.flip", None) is not None:
         c.boolean(f"{key}.flip")
+    if c.get(f"{key}.cpu_bf16", None) is not None:
+        c.boolean(f"{key}.cpu_bf16")
     width = c.get(f"{key}.width", None)
     if width is not None and (not is_int(width) or width < 1):
         fail(f"{key}.width", width, "a positive integer, or absent for the model's default")
@@ -411,6 +413,7 @@ class Recipe:
     crop_padding: int = 0
     flip: bool = False
     width: int | None = None
+    cpu_bf16: bool = False  # bf16 autocast on a CPU as well (engine.use_cpu_bf16); CUDA always uses it
 
     @classmethod
     def from_params(cls, params: dict, dataset: str) -> "Recipe":

@@ -3,7 +3,8 @@
 Datasets in this field fit in memory, so there is no per-sample DataLoader: the uint8 images sit on
 the device, a batch is one index gather, and the poison trigger, random crop and flip are batched
 tensor ops on that device. On CUDA the model runs channels_last under bf16 autocast; on a CPU the
-same code runs in float32 and, for a given seed and thread count, gives identical results.
+same code runs in float32, or under bf16 autocast where the recipe asks for it (`cpu_bf16`), and, for
+a given seed and thread count, gives identical results.
 """
 
 from __future__ import annotations
@@ -34,10 +35,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Set once per stage from the recipe (`use_cpu_bf16`), before any forked worker starts, so that every
+# forward pass of the stage (training, defenses, evaluation) runs at the same precision.
+_CPU_BF16 = False
+
+
+def use_cpu_bf16(enabled: bool) -> None:
+    """Run CPU forward passes under bf16 autocast too. Worth it only on CPUs with AMX (Sapphire Rapids
+    and later: 2.1-2.7x per training step of compact_cnn, benchmarks/compact_cnn.py); without AMX
+    bf16 is slower than float32. The weights, the optimiser and the loss stay float32."""
+    global _CPU_BF16
+    _CPU_BF16 = bool(enabled)
+
+
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA; nothing elsewhere (CPU bf16 is slow and changes results)."""
+    """bf16 autocast on CUDA, and on a CPU where the recipe asks for it; float32 otherwise."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if _CPU_BF16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
 
