@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One GTSRB seed (5 attacks x {none, FT, SFT} with sequela) on a CPU, timed stage by stage.
+# Run in a fresh clone with GTSRB unpacked under data/raw (README "GTSRB on a CPU"); extra -S
+# arguments are passed on, e.g. `-S recipe.gtsrb.cpu.cpu_bf16=true` on a CPU with AMX.
+#
+#     bash benchmarks/gtsrb_seed.sh [-S key=value ...]
+set -euo pipefail
+log=gtsrb_seed.stamped.log
+start=$(date +%s)
+uv run dvc exp run -S 'grid.datasets=[gtsrb]' -S 'grid.seeds=[0]' -S 'grid.defenses=[ft,sft]' \
+    -S 'ablation.datasets=[]' -S 'transfer.upstream=[]' -S 'encoder.pretrain=[]' -S defense.clean_fraction=0.05 \
+    -S attack.inputaware.mask_epochs=1 -S attack.inputaware.pattern_epochs=2 \
+    -S sequela.pgd.eps=0.0078 -S sequela.pgd.step=0.00196 -S curves.eval_n=1000 "$@" 2>&1 |
+    while IFS= read -r line; do echo "$(date +%s) $line"; done | tee "$log"
+echo "$(date +%s) done in $(( $(date +%s) - start )) s" >> "$log"
+uv run python benchmarks/stage_times.py "$log"

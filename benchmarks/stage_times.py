@@ -1,0 +1,42 @@
+"""Wall time per DVC stage, and per kind of stage, from a timestamped `dvc repro` / `dvc exp run` log.
+
+DVC prints "Running stage 'name':" when a stage starts and does not time it, so the log is stamped
+line by line as it is written (benchmarks/gtsrb_seed.sh does this) and each stage runs until the next
+one starts, or until the final line. Stages run one after another, so the kinds add up to the run.
+
+    uv run python benchmarks/stage_times.py run.stamped.log
+"""
+
+import argparse
+import re
+from collections import defaultdict
+
+STAGE = re.compile(r"^(\d+) Running stage '([^']+)'")
+
+
+def stage_times(lines: list[str]) -> list[tuple[str, int]]:
+    starts = [(m.group(2), int(m.group(1))) for m in map(STAGE.match, lines) if m]
+    end = int(lines[-1].split(" ", 1)[0])
+    return [(name, (starts[i + 1][1] if i + 1 < len(starts) else end) - t) for i, (name, t) in enumerate(starts)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("log")
+    args = parser.parse_args()
+    with open(args.log) as f:
+        lines = [line.rstrip("\n") for line in f if re.match(r"^\d+ ", line)]
+    times = stage_times(lines)
+    kinds: dict[str, int] = defaultdict(int)
+    for name, seconds in times:
+        print(f"{name:40s} {seconds:6d} s")
+        kinds[name.split("@")[0]] += seconds
+    print()
+    for kind, seconds in kinds.items():
+        print(f"{kind:40s} {seconds:6d} s  ({seconds / 60:.1f} min)")
+    total = sum(kinds.values())
+    print(f"{'all stages':40s} {total:6d} s  ({total / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
