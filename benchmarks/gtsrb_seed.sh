@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # One GTSRB seed (5 attacks x {none, FT, SFT} with sequela) on a CPU, timed stage by stage.
-# Run in a fresh clone with GTSRB unpacked under data/raw (README "GTSRB on a CPU"); extra -S
+# Run in a fresh clone with GTSRB unpacked under data/raw (README "GTSRB on a CPU"). Extra -S
 # arguments are passed on, e.g. `-S recipe.gtsrb.cpu.cpu_bf16=true` on a CPU with AMX.
 #
-#     bash benchmarks/gtsrb_seed.sh [-S key=value ...]
+#     bash benchmarks/gtsrb_seed.sh [--fanout] [-S key=value ...]
+#
+# Without --fanout: `dvc exp run`, one stage at a time, torch on every core. With --fanout:
+# `python -m sequela.fanout` with one 1-CPU slot per core, stages side by side (needs the cluster extra).
 set -euo pipefail
+runner=(uv run dvc exp run)
+if [[ "${1:-}" == "--fanout" ]]; then
+    shift
+    runner=(uv run --extra cluster python -m sequela.fanout)
+fi
 log=gtsrb_seed.stamped.log
 start=$(date +%s)
-uv run dvc exp run -S 'grid.datasets=[gtsrb]' -S 'grid.seeds=[0]' -S 'grid.defenses=[ft,sft]' \
+"${runner[@]}" -S 'grid.datasets=[gtsrb]' -S 'grid.seeds=[0]' -S 'grid.defenses=[ft,sft]' \
     -S 'ablation.datasets=[]' -S 'transfer.upstream=[]' -S 'encoder.pretrain=[]' -S defense.clean_fraction=0.05 \
     -S attack.inputaware.mask_epochs=1 -S attack.inputaware.pattern_epochs=2 \
     -S sequela.pgd.eps=0.0078 -S sequela.pgd.step=0.00196 -S curves.eval_n=1000 "$@" 2>&1 |

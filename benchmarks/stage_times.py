@@ -1,8 +1,11 @@
-"""Wall time per DVC stage, and per kind of stage, from a timestamped `dvc repro` / `dvc exp run` log.
+"""Wall time per DVC stage, and per kind of stage, from a timestamped `dvc repro` / `dvc exp run` log,
+or from a `python -m sequela.fanout` log.
 
 DVC prints "Running stage 'name':" when a stage starts and does not time it, so the log is stamped
 line by line as it is written (benchmarks/gtsrb_seed.sh does this) and each stage runs until the next
 one starts, or until the final line. Stages run one after another, so the kinds add up to the run.
+The fanout prints "<stage>: done in N s" itself; its stages overlap, so there the kinds add up to
+slot time, and the run's wall time is the span of the stamped log.
 
     uv run python benchmarks/stage_times.py run.stamped.log
 """
@@ -12,6 +15,7 @@ import re
 from collections import defaultdict
 
 STAGE = re.compile(r"^(\d+) Running stage '([^']+)'")
+FANOUT = re.compile(r"^\d+ \[[^]]*\] (\S+): done in (\d+) s")
 
 
 def stage_times(lines: list[str]) -> list[tuple[str, int]]:
@@ -26,7 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.log) as f:
         lines = [line.rstrip("\n") for line in f if re.match(r"^\d+ ", line)]
-    times = stage_times(lines)
+    fanned = [(m.group(1), int(m.group(2))) for m in map(FANOUT.match, lines) if m]
+    times = fanned or stage_times(lines)
     kinds: dict[str, int] = defaultdict(int)
     for name, seconds in times:
         print(f"{name:40s} {seconds:6d} s")
@@ -36,6 +41,9 @@ def main() -> None:
         print(f"{kind:40s} {seconds:6d} s  ({seconds / 60:.1f} min)")
     total = sum(kinds.values())
     print(f"{'all stages':40s} {total:6d} s  ({total / 60:.1f} min)")
+    if fanned:
+        wall = int(lines[-1].split(" ", 1)[0]) - int(lines[0].split(" ", 1)[0])
+        print(f"{'wall (fanout, stages overlap)':40s} {wall:6d} s  ({wall / 60:.1f} min)")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ DVC_YAML = """stages:
     cmd: python step.py a
     deps:
       - step.py
+    params:
+      - note
     outs:
       - out/a.txt
   b:
@@ -80,6 +82,7 @@ def fanout(cwd, *args, **kwargs):
 def dag(tmp_path) -> Path:
     (tmp_path / "step.py").write_text(STEP)
     (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    (tmp_path / "params.yaml").write_text("note: one\n")
     (tmp_path / ".gitignore").write_text("/times/\n/fail-*\n")
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
                 [sys.executable, "-m", "dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
@@ -187,4 +190,16 @@ def test_clone_mode_leaves_git_tracked_outputs_to_the_coordinator(dag, tmp_path_
     assert ran == ["Running stage 'r':"], ran
     assert sorted(p.name for p in (dag / "times").iterdir()) == ["r.end", "r.start"]  # only r ran here
     assert "warning" not in result.stderr
+    assert_complete(dag)
+
+
+def test_set_param_writes_params_yaml_before_the_stages_run_and_a_bad_key_gets_one_line(dag):
+    result = fanout(dag, "-S", "nope=2")
+    assert result.returncode != 0 and "-S nope=2 is not allowed" in result.stderr and "nope" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (dag / "params.yaml").read_text() == "note: one\n" and not (dag / "times").exists()
+
+    result = fanout(dag, "-S", "note=two")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: two" in (dag / "params.yaml").read_text() and "note: two" in (dag / "dvc.lock").read_text()
     assert_complete(dag)

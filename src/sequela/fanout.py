@@ -19,6 +19,7 @@ last lines of its log.
 
     uv sync --extra cluster
     uv run python -m sequela.fanout --slots 2                       # two 1-CPU slots on this machine
+    uv run python -m sequela.fanout --slots 2 -S 'grid.seeds=[0]'   # after setting params as dvc exp run -S does
     uv run python -m sequela.fanout --slots 8 --gpus-per-slot 1     # one GPU per stage
     uv run python -m sequela.fanout --address auto --clone git@host:me/sequela.git   # a Ray cluster
 """
@@ -151,6 +152,23 @@ def progress(done: int, running: int, left: int, spent: list[float], slots: int)
     return f"[{done} done, {running} running, {left} to start{eta}]"
 
 
+def set_params(path: Path, overrides: list[str]) -> None:
+    """Write `overrides` (DVC's `-S` syntax, through DVC's own parser) into params.yaml; a bad one gets
+    one line and leaves the file as it was."""
+    from dvc.exceptions import DvcException
+    from dvc.utils.hydra import apply_overrides
+
+    before = path.read_text() if path.exists() else None
+    try:
+        apply_overrides(path, overrides)
+    except DvcException as err:
+        if before is not None:
+            path.write_text(before)
+        cause = str(err.__cause__ or err).strip().splitlines()[0]  # hydra's reason names the key
+        raise SystemExit(f"error: -S {' -S '.join(overrides)} is not allowed: {cause}; allowed: keys that "
+                         "params.yaml has, with values of their kind") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slots", type=int, default=None,
@@ -163,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="DVC remote URL the workers push to and pull from (default: this workspace's "
                              "default remote); it becomes this workspace's default (.dvc/config.local)")
     parser.add_argument("--targets", nargs="*", default=[], help="only these stages and what they need")
+    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a value in params.yaml first, as `dvc exp run -S` does (workspace mode only)")
     args = parser.parse_args(argv)
     for key in ("slots", "cpus_per_slot"):
         value = getattr(args, key)
@@ -170,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: --{key.replace('_', '-')} = {value} is not allowed; allowed: an integer >= 1")
     if args.gpus_per_slot < 0:
         raise SystemExit(f"error: --gpus-per-slot = {args.gpus_per_slot} is not allowed; allowed: a number >= 0")
+
+    if args.set_param:
+        if args.clone:  # the workers clone the commit, which does not hold the edit
+            raise SystemExit("error: -S is not allowed with --clone; commit the params to the clone URL instead")
+        set_params(Path("params.yaml"), args.set_param)
 
     import ray
     from dvc.repo import Repo
