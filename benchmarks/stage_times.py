@@ -18,9 +18,13 @@ STAGE = re.compile(r"^(\d+) Running stage '([^']+)'")
 FANOUT = re.compile(r"^\d+ \[[^]]*\] (\S+): done in (\d+) s")
 
 
+def stamp(line: str) -> int:
+    return int(line.split(" ", 1)[0])
+
+
 def stage_times(lines: list[str]) -> list[tuple[str, int]]:
     starts = [(m.group(2), int(m.group(1))) for m in map(STAGE.match, lines) if m]
-    end = int(lines[-1].split(" ", 1)[0])
+    end = stamp(lines[-1])
     return [(name, (starts[i + 1][1] if i + 1 < len(starts) else end) - t) for i, (name, t) in enumerate(starts)]
 
 
@@ -42,7 +46,7 @@ def main() -> None:
     total = sum(kinds.values())
     print(f"{'all stages':40s} {total:6d} s  ({total / 60:.1f} min)")
     if fanned:
-        wall = int(lines[-1].split(" ", 1)[0]) - int(lines[0].split(" ", 1)[0])
+        wall = stamp(lines[-1]) - stamp(lines[0])
         print(f"{'wall (fanout, stages overlap)':40s} {wall:6d} s  ({wall / 60:.1f} min)")
 
 
