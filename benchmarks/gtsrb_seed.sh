@@ -6,12 +6,12 @@
 #     bash benchmarks/gtsrb_seed.sh [--fanout] [-S key=value ...]
 #
 # Without --fanout: `dvc exp run`, one stage at a time, torch on every core. With --fanout:
-# `python -m sequela.fanout` with one 1-CPU slot per core, stages side by side (needs the cluster extra).
+# `sequela fanout` with one 1-CPU slot per core, stages side by side (needs the cluster extra).
 set -euo pipefail
 runner=(uv run dvc exp run)
 if [[ "${1:-}" == "--fanout" ]]; then
     shift
-    runner=(uv run --extra cluster python -m sequela.fanout)
+    runner=(uv run --extra cluster sequela fanout)
 fi
 log=gtsrb_seed.stamped.log
 start=$(date +%s)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sequela import data
-from sequela.attacks import ATTACKS, choose_poison_indices
+from sequela import sources
+from sequela.attacks.registry import ATTACKS, choose_poison_indices
 from sequela.engine import Augment, BatchStream
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    ds = data.load(args.dataset, args.root)
+    ds = sources.load(args.dataset, args.root)
     g = torch.Generator().manual_seed(0)
     attack = ATTACKS["badnets"].create({"size": 3}, ds.train.x, ds.train.y, 0, g)
     poisoned = choose_poison_indices(ds.train.y, 0, 0.1, g)

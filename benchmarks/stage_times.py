@@ -1,5 +1,5 @@
 """Wall time per DVC stage, and per kind of stage, from a timestamped `dvc repro` / `dvc exp run` log,
-or from a `python -m sequela.fanout` log.
+or from a `sequela fanout` log.
 
 DVC prints "Running stage 'name':" when a stage starts and does not time it, so the log is stamped
 line by line as it is written (benchmarks/gtsrb_seed.sh does this) and each stage runs until the next

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from sequela import models
-from sequela.attacks import BadNets, choose_poison_indices
+from sequela.attacks.blend import BadNets
+from sequela.attacks.base import choose_poison_indices
 from sequela.engine import Augment, BatchStream, autocast, pick_device, prepare_model, sgd
 
 MEAN, STD = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]

@@ -17,8 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 import layout  # noqa: E402
 from sequela import data  # noqa: E402
-from sequela.attacks import ATTACKS, choose_poison_indices  # noqa: E402
-from sequela.config import Recipe, load_params  # noqa: E402
+from sequela.attacks.registry import ATTACKS, choose_poison_indices  # noqa: E402
+from sequela.config import load_params  # noqa: E402
+from sequela.recipe import Recipe  # noqa: E402
 from sequela.metrics import evaluate  # noqa: E402
 from sequela.training import model_spec, train_classifier  # noqa: E402
 

@@ -7,34 +7,27 @@ pre-trained on (unlabelled); its reference inputs are `n_reference` downstream t
 (the encoder, and its trigger as a poison artefact whose indices are the reference rows) and the
 attack's own figures: per-epoch losses and embedding similarities on the downstream test split."""
 
-import argparse
 import time
 
-import torch
-
 import layout
-from sequela import badencoder, data, downstream, models, simclr
-from sequela.attacks import save_artefact
-from sequela.config import load_params, run_stage
-from sequela.engine import pick_device, seed_everything
+import torch
+from opening import open_stage, run_main
+
+from sequela import badencoder, data, downstream, models, simclr, sources
+from sequela.attacks.registry import save_artefact
 from sequela.records import write_cell
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pretrain", required=True)
-    parser.add_argument("--downstream", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
+    stage = open_stage(__doc__, "pretrain", "downstream", "seed")
+    args, params, device = stage.args, stage.params, stage.device
+    badencoder.check(stage.checker)
     settings, d = params["encoder"], params["data"]
     b = settings["badencoder"]
-    device = pick_device(params["device"])
-    seed_everything(args.seed)
 
     clean, spec = models.load(layout.clean_encoder(args.pretrain, args.seed), device)
     channels = spec["in_channels"]
-    pre = data.load(args.pretrain, d["root"], d["split_seed"], d["test_fraction"])
+    pre = sources.load(args.pretrain, d["root"], d["split_seed"], d["test_fraction"])
     side = pre.image_shape[-1]
     pretrained_on = simclr.pretraining_set(pre.train, settings["simclr"]["max_images"], args.seed)
     _, shadow = data.carve(pretrained_on, b["shadow_fraction"], args.seed)
@@ -70,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

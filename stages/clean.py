@@ -3,27 +3,19 @@
 LF optimises its trigger against it; the sequela measures compare against it. Writes
 data/standalone/<dataset>/seed<k>/clean/ and its cell (CA) and training curve."""
 
-import argparse
-
 import layout
+from opening import open_stage, run_main
+
 from sequela import data, models
-from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import pick_device, seed_everything, use_cpu_bf16
 from sequela.metrics import clean_accuracy
 from sequela.records import write_cell, write_curve
 from sequela.training import model_spec, train_classifier
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
-    recipe = Recipe.from_params(params, args.dataset)
-    use_cpu_bf16(recipe.cpu_bf16)
-    device = pick_device(params["device"])
-    seed_everything(args.seed)
+    stage = open_stage(__doc__, "dataset", "seed", recipe_of="dataset")
+    args, params = stage.args, stage.params
+    recipe, device = stage.recipe, stage.device
 
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
     test = ds.test.to(device)
@@ -42,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -4,30 +4,25 @@ The user trains a classifier (an MLP head, `encoder.head`) on the frozen backdoo
 its clean downstream data ("none"), and may fine-tune encoder + head on the same data (FT, SFT);
 "clean" is the same head on the clean SimCLR encoder. ASR counts triggered non-target downstream
 test images classified as `encoder.target` (src/sequela/downstream.py). Each model's sequela is
-measured here as in the transfer cell (src/sequela/sequela/reused.py).
+measured here as in the transfer cell (src/sequela/measures/reused.py).
 
 Writes data/encoder/<pre>-to-<down>/seed<k>/downstream/<model>/, the cell's figures and curves."""
 
-import argparse
-
 import layout
+from opening import open_stage, run_main
+
 from sequela import downstream, models
-from sequela.attacks import load_artefact
-from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import pick_device
+from sequela.attacks.registry import load_artefact
+from sequela.measures import reused
 from sequela.records import write_cell
-from sequela.sequela import reused
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pretrain", required=True)
-    parser.add_argument("--downstream", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
+    stage = open_stage(__doc__, "pretrain", "downstream", "seed", recipe_of="pretrain", bf16=False, seed=False)
+    args, params, device = stage.args, stage.params, stage.device
+    downstream.check_encoder(stage.checker)
+    reused.check(stage.checker)
     settings, d = params["encoder"], params["data"]
-    device = pick_device(params["device"])
     pair, seed = layout.pair(args.pretrain, args.downstream), args.seed
 
     shipped = models.load(layout.backdoored_encoder(pair, seed), device)
@@ -37,7 +32,7 @@ def main() -> None:
     side = trigger.tensors["mask"].shape[-1]
     ds = downstream.load_downstream(args.downstream, d["root"], d["split_seed"], d["test_fraction"], channels, side,
                                     settings["max_train"])
-    cell = downstream.Cell(ds, trigger, meta["target"], Recipe.from_params(params, args.pretrain), settings["head"],
+    cell = downstream.Cell(ds, trigger, meta["target"], stage.recipe, settings["head"],
                            params["defense"], device, seed, params["curves"]["eval_n"], on_features=True)
     results = downstream.run(cell, shipped, clean)
     reused.measure_all(results, cell, params["sequela"])
@@ -54,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -10,7 +10,7 @@ adds files beside the others and never overwrites them:
     data/<paradigm>/<dataset>/seed<k>/<attack>/defenses/<d>    each defended model
     metrics/cells/<paradigm>/<dataset>/seed<k>/...json         per-cell figures (DVC outputs, cached)
     metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
-    metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<attack>/<sweep>-<value>.json
+    metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<attack>/<point>.json
                                                                one ablation sweep point
 
 The transfer and encoder paradigms key their cells by the pair `<upstream>-to-<downstream>` where
@@ -93,9 +93,9 @@ def sequela_metrics(dataset: str, attack: str, seed: int) -> Path:
     return cells_dir(dataset, seed) / f"{attack}-sequela.json"
 
 
-def ablation_metrics(dataset: str, attack: str, seed: int, sweep: str, value: str) -> Path:
-    """One sweep point; `value` as DVC writes it into the stage's command and output path."""
-    return cells_dir(dataset, seed) / "ablation" / attack / f"{sweep}-{value}.json"
+def ablation_metrics(dataset: str, attack: str, seed: int, point: str) -> Path:
+    """One sweep point, `<sweep>-<value>` as params.yaml's ablation.points spells it."""
+    return cells_dir(dataset, seed) / "ablation" / attack / f"{point}.json"
 
 
 def train_curve(dataset: str, attack: str, seed: int) -> Path:

@@ -2,25 +2,20 @@
 
 Only the trigger and the indices are stored; the poisoned images are made on the fly per batch."""
 
-import argparse
-
 import layout
+from opening import open_stage, run_main
+
 from sequela import data, models
-from sequela.attacks import plant, save_artefact
-from sequela.config import load_params, run_stage
-from sequela.engine import pick_device
+from sequela.attacks.registry import check_attack, plant, save_artefact
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--attack", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
+    stage = open_stage(__doc__, "dataset", "attack", "seed")
+    args, params = stage.args, stage.params
+    check_attack(stage.checker, args.attack)
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
-    device = pick_device(params["device"])
+    device = stage.device
     attack, indices = plant(args.attack, params["attack"][args.attack], ds.train.x, ds.train.y, target, rate,
                             args.seed, device,
                             lambda: models.load(layout.clean_model(args.dataset, args.seed), device)[0])
@@ -32,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -1,20 +1,17 @@
 """prepare@<dataset>: raw data -> data/prepared/<dataset>/{data.safetensors, meta.json}."""
 
-import argparse
-
 import layout
-from sequela import data
-from sequela.config import load_params, run_stage
+from opening import open_stage, run_main
+
+from sequela import data, sources
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    args = parser.parse_args()
-    params = load_params()
+    stage = open_stage(__doc__, "dataset", device=False)
+    args, params = stage.args, stage.params
     settings = params["data"]
     seed = settings["split_seed"]
-    ds = data.load(args.dataset, settings["root"], seed=seed, test_fraction=settings["test_fraction"])
+    ds = sources.load(args.dataset, settings["root"], seed=seed, test_fraction=settings["test_fraction"])
     ds = data.reserve_sequela_splits(ds, settings["shadow_fraction"], settings["holdout_fraction"], seed)
     data.save_prepared(ds, layout.prepared(args.dataset))
     print(f"prepared {ds.name}: {len(ds.train)} train, {len(ds.test)} test, {len(ds.shadow)} shadow, "
@@ -22,4 +19,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

@@ -4,32 +4,27 @@ The encoder is the dataset's recipe model (its `features`); its classification h
 
 Writes data/encoder/<dataset>/seed<k>/clean-encoder/ and the pre-training loss per epoch."""
 
-import argparse
-
 import layout
-from sequela import data, models
-from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import pick_device, prepare_model, seed_everything
+from opening import open_stage, run_main
+
+from sequela import models, sources
+from sequela.engine import prepare_model
 from sequela.records import write_cell
-from sequela.simclr import Views, pretrain, pretraining_set
+from sequela.simclr import Views, check, pretrain, pretraining_set
 from sequela.training import model_spec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
+    stage = open_stage(__doc__, "dataset", "seed", recipe_of="dataset", bf16=False)
+    args, params, device = stage.args, stage.params, stage.device
+    check(stage.checker)
     s, d = params["encoder"]["simclr"], params["data"]
-    device = pick_device(params["device"])
-    seed_everything(args.seed)
 
-    ds = data.load(args.dataset, d["root"], d["split_seed"], d["test_fraction"])
+    ds = sources.load(args.dataset, d["root"], d["split_seed"], d["test_fraction"])
     mean, std = ds.channel_stats()  # of the whole training split: the encoder's fixed input normalisation
     # a seeded subset keeps CPU pre-training within minutes (MNIST has 60,000 images)
     images = pretraining_set(ds.train, s["max_images"], args.seed).x
-    spec = model_spec(Recipe.from_params(params, args.dataset), ds.image_shape, ds.num_classes, mean, std)
+    spec = model_spec(stage.recipe, ds.image_shape, ds.num_classes, mean, std)
     encoder = prepare_model(models.build(**spec), device)  # initialised from the seed set above
     views = Views(s["crop_min"], s["flip"], s["jitter"])
     losses, seconds = pretrain(encoder, images, views, s["epochs"], s["batch_size"], s["lr"], s["temperature"],
@@ -42,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

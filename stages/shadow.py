@@ -5,28 +5,20 @@ the target's training split); the `shadow_out` split is its non-members. Writes
 data/standalone/<dataset>/seed<k>/shadow/ and its cell: accuracy on its members and non-members,
 the generalisation gap the attack MLP learns from."""
 
-import argparse
-
 import layout
+from opening import open_stage, run_main
+
 from sequela import data, models
-from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import pick_device, seed_everything, use_cpu_bf16
+from sequela.measures.shadow import train_shadow
 from sequela.metrics import clean_accuracy
 from sequela.records import write_cell
-from sequela.sequela.shadow import train_shadow
 from sequela.training import model_spec
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
-    recipe = Recipe.from_params(params, args.dataset)
-    use_cpu_bf16(recipe.cpu_bf16)
-    device = pick_device(params["device"])
-    seed_everything(args.seed)
+    stage = open_stage(__doc__, "dataset", "seed", recipe_of="dataset")
+    args, params = stage.args, stage.params
+    recipe, device = stage.recipe, stage.device
 
     ds, meta = data.load_prepared(layout.prepared(args.dataset))
     if ds.shadow is None or len(ds.shadow) < 2 or ds.shadow_out is None or len(ds.shadow_out) < 2:
@@ -46,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

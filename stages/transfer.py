@@ -7,32 +7,28 @@ SFT); "clean" is the same head trained on the upstream clean reference model, th
 without a backdoor (src/sequela/downstream.py). ASR counts triggered non-target downstream test
 images classified as the downstream target: the class of the upstream target's name where the two
 label spaces share it, else `transfer.target`. Each model's sequela (membership, re-injection, PGD
-accuracy on the downstream task; src/sequela/sequela/reused.py) is measured here, while the models
+accuracy on the downstream task; src/sequela/measures/reused.py) is measured here, while the models
 are in memory, rather than in a stage of its own.
 
 Writes data/transfer/<up>-to-<down>/seed<k>/<attack>/<model>/, the cell's figures and curves."""
 
-import argparse
-
 import layout
+from opening import open_stage, run_main
+
 from sequela import downstream, models
-from sequela.attacks import load_artefact
-from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import pick_device
+from sequela.attacks.registry import load_artefact
 from sequela.io import read_json
+from sequela.measures import reused
 from sequela.records import write_cell
-from sequela.sequela import reused
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("--upstream", "--downstream", "--attack"):
-        parser.add_argument(name, required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
+    stage = open_stage(__doc__, "upstream", "downstream", "attack", "seed", recipe_of="upstream", bf16=False,
+                       seed=False)
+    args, params, device = stage.args, stage.params, stage.device
+    downstream.check_transfer(stage.checker)
+    reused.check(stage.checker)
     settings, data_settings = params["transfer"], params["data"]
-    device = pick_device(params["device"])
     up, seed = args.upstream, args.seed
 
     upstream_meta = read_json(layout.prepared(up) / "meta.json")
@@ -42,7 +38,7 @@ def main() -> None:
                                     data_settings["test_fraction"], channels, side, settings["max_train"])
     target, rule = downstream.downstream_target(upstream_meta["classes"], poison_meta["target"], ds.classes,
                                                 settings["target"])
-    cell = downstream.Cell(ds, trigger, target, Recipe.from_params(params, up), settings["head"], params["defense"],
+    cell = downstream.Cell(ds, trigger, target, stage.recipe, settings["head"], params["defense"],
                            device, seed, params["curves"]["eval_n"])
     results = downstream.run(cell, models.load(layout.model(up, args.attack, seed), device),
                              models.load(layout.clean_model(up, seed), device))
@@ -62,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

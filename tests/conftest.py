@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import pytest
 
-from sequela import models
-from sequela.attacks import ATTACKS, choose_poison_indices
+from sequela import models, sources
+from sequela.attacks.registry import ATTACKS, choose_poison_indices
 from sequela.data import Split
 from sequela.engine import Augment, BatchStream, fit, seed_everything, sgd
 from sequela.schedules import cosine
@@ -43,10 +43,9 @@ def planted_digits():
     """Like `planted`, on scikit-learn's digits (10 classes, 16x16, no network): real enough for
     the defenses whose statistics need many classes (NC's MAD test) or a clean task that is not
     learned faster than the trigger (ABL), and still trained in seconds."""
-    from sequela import data
 
     seed_everything(0)
-    ds = data.load_digits(seed=0, test_fraction=0.25)
+    ds = sources.load_digits(seed=0, test_fraction=0.25)
     g = torch.Generator().manual_seed(0)
     attack = ATTACKS["badnets"].create({"size": 3}, ds.train.x, ds.train.y, 0, g)
     poisoned = choose_poison_indices(ds.train.y, 0, 0.1, g)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from sequela import ablation
-from sequela.config import ConfigError, validate
+from sequela.errors import ConfigError
+from sequela.validate import validate
 
 PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 

@@ -1,7 +1,7 @@
 import torch
 
-from sequela.attacks import ATTACKS, choose_poison_indices, load_artefact, save_artefact
-from sequela.config import ConfigError
+from sequela.attacks.registry import ATTACKS, choose_poison_indices, load_artefact, save_artefact
+from sequela.errors import ConfigError
 import pytest
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sequela import models
-from sequela.attacks import ATTACKS, choose_poison_indices, load_artefact, save_artefact
+from sequela.attacks.registry import ATTACKS, choose_poison_indices, load_artefact, save_artefact
 from sequela.attacks.inputaware import stamp
 from sequela.attacks.lf import lowpass_mask
 from sequela.attacks.wanet import identity_grid

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from sequela.ablation import with_key
-from sequela.config import ConfigError, validate
+from sequela.errors import ConfigError
+from sequela.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -56,10 +57,12 @@ def test_shipped_params_are_valid():
     ("defense.sft.cycle_steps", 1, "integer >= 2"),
     ("defense.spectral.budget", "all", "one of backdoorbench, tran"),
     ("ablation.attacks", ["wanet2"], "badnets"),
-    ("ablation.clean_fraction", [0.0, 1.0], "(0, 1]"),
-    ("ablation.sft_cycle_steps", [1, 6], "integers >= 2"),
-    ("ablation.batch_size", [2.5, 8], "integers >= 1"),
-    ("ablation.poison_rate", [0.95, 0.05], "non-target share"),
+    ("ablation.points", ["clean_fraction-0.0", "clean_fraction-1.0"], "(0, 1]"),
+    ("ablation.points", ["sft_cycle_steps-1", "sft_cycle_steps-6"], "integers >= 2"),
+    ("ablation.points", ["batch_size-2.5", "batch_size-8"], "an integer"),
+    ("ablation.points", ["poison_rate-0.95", "poison_rate-0.05"], "non-target share"),
+    ("ablation.points", ["learning_rate-0.1"], "sweep is one of"),
+    ("ablation.points", ["clean_fraction-0.2", "clean_fraction-0.2"], "without repeats"),
     ("data.holdout_fraction", 0.5, "(0.0, 0.5)"),
 ])
 def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
@@ -71,7 +74,7 @@ def test_bad_value_names_key_value_and_what_is_allowed(key, value, allowed):
 
 
 def test_a_32x32_set_trains_with_the_recipe_its_use_names():
-    from sequela.config import Recipe
+    from sequela.recipe import Recipe
 
     assert Recipe.from_params(PARAMS, "gtsrb").model == "compact_cnn"  # the CPU recipe by default
     assert Recipe.from_params(with_value("recipe.gtsrb.use", "gpu"), "gtsrb").model == "resnet18"

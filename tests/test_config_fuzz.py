@@ -14,7 +14,9 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sequela.config import ConfigError, load_params, validate
+from sequela.config import load_params
+from sequela.errors import ConfigError
+from sequela.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

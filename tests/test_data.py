@@ -1,10 +1,10 @@
 import torch
 
-from sequela import catalog, data
+from sequela import catalog, data, sources
 
 
 def test_digits_are_16x16_uint8_with_a_stratified_seeded_split():
-    ds = data.load("digits", "unused", seed=0, test_fraction=0.25)
+    ds = sources.load("digits", "unused", seed=0, test_fraction=0.25)
     assert ds.train.x.dtype == torch.uint8 and ds.train.x.shape[1:] == (1, 16, 16)
     assert len(ds.train) + len(ds.test) == 1797 and ds.num_classes == 10
     assert int(ds.train.x.max()) == 255 and int(ds.train.x.min()) == 0
@@ -13,14 +13,14 @@ def test_digits_are_16x16_uint8_with_a_stratified_seeded_split():
     assert torch.equal(x[:, ::2, ::2], x[:, 1::2, 1::2])
     share = torch.bincount(ds.test.y, minlength=10) / torch.bincount(torch.cat([ds.train.y, ds.test.y]))
     assert (share - 0.25).abs().max() < 0.02  # stratified
-    again = data.load("digits", "unused", seed=0, test_fraction=0.25)
+    again = sources.load("digits", "unused", seed=0, test_fraction=0.25)
     assert torch.equal(again.test.x, ds.test.x)
-    other = data.load("digits", "unused", seed=1, test_fraction=0.25)
+    other = sources.load("digits", "unused", seed=1, test_fraction=0.25)
     assert not torch.equal(other.test.y, ds.test.y)
 
 
 def test_sequela_splits_are_disjoint_carvings(tmp_path):
-    ds = data.load("digits", "unused", seed=0, test_fraction=0.25)
+    ds = sources.load("digits", "unused", seed=0, test_fraction=0.25)
     out = data.reserve_sequela_splits(ds, shadow_fraction=0.5, holdout_fraction=0.2, seed=0)
     assert len(out.train) + len(out.shadow) == len(ds.train)
     assert abs(len(out.train) - len(out.shadow)) <= 1  # the shadow model trains on as many as the target
@@ -54,4 +54,4 @@ def test_unknown_dataset_is_refused():
     import pytest
 
     with pytest.raises(ValueError, match="dataset: 'imagenet'"):
-        data.load("imagenet", "unused")
+        sources.load("imagenet", "unused")

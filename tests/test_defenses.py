@@ -11,9 +11,11 @@ from conftest import make_blobs
 import pytest
 import torch
 
-from sequela.config import Recipe
+from sequela.recipe import Recipe
 from sequela.data import Split
-from sequela.defenses import DEFENSES, DefenseContext, fp, spectral
+from sequela.defenses import fp, spectral
+from sequela.defenses.base import DefenseContext
+from sequela.defenses.registry import DEFENSES
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder
 
@@ -56,7 +58,7 @@ def nc_run(planted_digits):
     # NC's median-absolute-deviation test needs many classes: the 4-class blobs give it 4 norms,
     # too few for any outlier to stand 2 MADs out, so NC is tested on the 10-class digits.
     ctx = context(planted_digits, "nc")
-    return ctx, DEFENSES["nc"](ctx)
+    return ctx, DEFENSES["nc"].run(ctx)
 
 
 @pytest.mark.parametrize("name", ["fp", "nad", "nc"])
@@ -66,7 +68,7 @@ def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_di
         ctx, _ = nc_run
     else:
         ctx = context(planted, name)
-        DEFENSES[name](ctx)
+        DEFENSES[name].run(ctx)
     before, after = metrics(fixture["model"], fixture), metrics(ctx.model, fixture)
     assert before["asr"] > 0.9 and after["asr"] < before["asr"] - 0.5
     assert after["ca"] > before["ca"] - 0.1
@@ -86,7 +88,7 @@ def test_nc_flags_the_target_class_with_the_smallest_mask(nc_run):
 def test_fp_prunes_up_to_its_accuracy_bound_and_no_further(planted):
     ctx = context(planted, "fp", epochs=0)  # no fine-tuning: look at the pruned model itself
     original = copy.deepcopy(ctx.model)
-    extra = DEFENSES["fp"](ctx)
+    extra = DEFENSES["fp"].run(ctx)
     k, acc_drop = extra["pruned"], PARAMS["fp"]["acc_drop"]
     assert k > 0 and int((ctx.model.channel_mask == 0).sum()) == k
 
@@ -110,7 +112,7 @@ def test_ac_removes_a_minority_poison_cluster_and_retrains_clean(planted):
     # classes 2-means splits the poison by source class instead: see test_filtering_precision.
     ctx = context(planted, "ac")
     ctx.poisoned = planted["poisoned"][planted["train"].y[planted["poisoned"]] == 1]
-    extra = DEFENSES["ac"](ctx)
+    extra = DEFENSES["ac"].run(ctx)
     assert extra["flagged_labels"] == [0] and extra["precision"] > 0.9 and extra["recall"] > 0.9
     assert [row["epoch"] for row in ctx.recorder.rows] == list(range(1, ctx.recipe.epochs + 1))
     assert metrics(ctx.model, planted)["asr"] < 0.1
@@ -119,7 +121,7 @@ def test_ac_removes_a_minority_poison_cluster_and_retrains_clean(planted):
 @pytest.mark.parametrize("name", ["ac", "spectral"])
 def test_filtering_precision(planted, name):
     ctx = context(planted, name)
-    extra = DEFENSES[name](ctx)
+    extra = DEFENSES[name].run(ctx)
     target_rows = int((planted["train"].y == 0).sum()) + len(planted["poisoned"])
     if name == "ac":
         assert extra["flagged_labels"] == [0] and extra["precision"] > 0.9 and extra["recall"] > 0.3
@@ -137,7 +139,7 @@ def test_abl_isolates_mostly_poison_and_unlearns(planted_digits):
     # partly cuts the corner trigger off and slows its learning on 16x16 images.
     recipe = Recipe(model="small_cnn", epochs=6, batch_size=16, lr=0.01, width=8)
     ctx = context(planted_digits, "abl", recipe=recipe)
-    extra = DEFENSES["abl"](ctx)
+    extra = DEFENSES["abl"].run(ctx)
     assert extra["isolated"] == math.ceil(0.02 * len(planted_digits["train"])) and extra["precision"] > 0.8
     rows = ctx.recorder.rows
     assert [row["epoch"] for row in rows] == list(range(1, recipe.epochs + PARAMS["abl"]["unlearning_epochs"] + 1))
@@ -150,14 +152,14 @@ def same_weights(a, b) -> bool:
 
 def test_nc_that_flags_nothing_returns_the_model_unchanged(planted_digits):
     ctx = context(planted_digits, "nc", steps=60, anomaly_threshold=1e9)  # no class can be that far out
-    extra = DEFENSES["nc"](ctx)
+    extra = DEFENSES["nc"].run(ctx)
     assert extra["flagged"] == [] and not extra["unlearned"] and extra["epochs_trained"] == 0
     assert same_weights(ctx.model, planted_digits["model"]) and ctx.recorder.rows == []
 
 
 def test_ac_that_flags_nothing_returns_the_model_unchanged(planted):
     ctx = context(planted, "ac", size_threshold=0.0)  # no cluster is that small
-    extra = DEFENSES["ac"](ctx)
+    extra = DEFENSES["ac"].run(ctx)
     assert extra["flagged_labels"] == [] and extra["removed"] == 0 and extra["epochs_trained"] == 0
     assert same_weights(ctx.model, planted["model"]) and ctx.recorder.rows == []
 
@@ -179,7 +181,7 @@ def test_no_defense_depends_on_the_test_split(planted, name):
     defended = []
     for test in (planted["test"], make_blobs(150, seed=9)):
         ctx = context({**planted, "test": test}, name, epochs=1, recipe=recipe, **quick.get(name, {}))
-        DEFENSES[name](ctx)
+        DEFENSES[name].run(ctx)
         assert ctx.recorder.rows or name in ("nc", "ac")  # the curve was evaluated on this test split
         defended.append(ctx.model)
     assert same_weights(*defended)
@@ -201,7 +203,7 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
             "width": 4}
     train, test = colour_blobs(96, seed=0), colour_blobs(40, seed=1)
     g = torch.Generator().manual_seed(0)
-    from sequela.attacks import ATTACKS, choose_poison_indices
+    from sequela.attacks.registry import ATTACKS, choose_poison_indices
 
     attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
     poisoned = choose_poison_indices(train.y, 0, 0.1, g)
@@ -210,6 +212,6 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
     fixture = {"model": models.build(**spec), "train": train, "test": test, "attack": attack, "poisoned": poisoned,
                "target": 0, "spec": spec}
     ctx = context(fixture, name, epochs=1, recipe=recipe, **quick.get(name, {}))
-    DEFENSES[name](ctx)
+    DEFENSES[name].run(ctx)
     assert isinstance(ctx.model, models.Classifier) and ctx.model.fc.in_features == 16
     assert ctx.model(torch.rand(2, 3, 32, 32)).shape == (2, 4)

@@ -1,6 +1,6 @@
 import torch
 
-from sequela.attacks import ATTACKS
+from sequela.attacks.registry import ATTACKS
 from sequela.engine import Augment, BatchStream
 
 

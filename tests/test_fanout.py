@@ -1,4 +1,4 @@
-"""The parallel runner (sequela.fanout) on a small DAG of real DVC stages, with Ray on 2 CPU slots.
+"""The parallel runner (sequela.cli.fanout) on a small DAG of real DVC stages, with Ray on 2 CPU slots.
 
 The DAG: `a` -> `b@1`, `b@2`, `b@3` -> `c`. Each stage notes when it started and finished (outside
 its outputs), checks that every input is complete, and writes its output slowly, line by line, so a
@@ -75,7 +75,7 @@ def run(cmd, cwd, **kwargs):
 
 
 def fanout(cwd, *args, **kwargs):
-    return run([sys.executable, "-m", "sequela.fanout", "--slots", "2", *args], cwd, **kwargs)
+    return run([sys.executable, "-m", "sequela.cli.fanout", "--slots", "2", *args], cwd, **kwargs)
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_stages_wait_for_their_inputs_and_independent_ones_run_side_by_side(dag)
 
 
 def test_a_killed_run_is_finished_by_rerunning_it(dag):
-    runner = psutil.Popen([sys.executable, "-m", "sequela.fanout", "--slots", "2"], cwd=dag,
+    runner = psutil.Popen([sys.executable, "-m", "sequela.cli.fanout", "--slots", "2"], cwd=dag,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           env={**os.environ, "STEP_SECONDS": "1.0",
                                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
@@ -151,7 +151,7 @@ def test_a_failing_stage_is_named_and_nothing_after_it_starts(dag):
 
 @pytest.mark.parametrize("flag, value", [("--slots", "0"), ("--cpus-per-slot", "-1")])
 def test_bad_slot_settings_get_one_line(dag, flag, value):
-    result = run([sys.executable, "-m", "sequela.fanout", flag, value], dag)
+    result = run([sys.executable, "-m", "sequela.cli.fanout", flag, value], dag)
     assert result.returncode != 0 and f"{flag} = {value} is not allowed" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -167,7 +167,7 @@ def test_clone_mode_workers_push_and_the_coordinator_restores_without_recomputin
 
 def test_a_stage_imports_the_code_of_the_checkout_it_runs_in(tmp_path):
     # A clone's stage must run the clone's commit, not the editable install's checkout.
-    from sequela.fanout import with_code_of
+    from sequela.cli.fanout import with_code_of
 
     env = with_code_of({"PYTHONPATH": "/elsewhere"}, tmp_path)
     assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "src"), "/elsewhere"]

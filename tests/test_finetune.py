@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from sequela.config import Recipe
-from sequela.defenses import DEFENSES, DefenseContext
+from sequela.recipe import Recipe
+from sequela.defenses.base import DefenseContext
+from sequela.defenses.registry import DEFENSES
 from sequela.metrics import evaluate
 from sequela.records import CurveRecorder
 
@@ -34,7 +35,7 @@ def test_planted_backdoor_is_there(planted):
 @pytest.mark.parametrize("name, params", [("ft", {"lr": 0.01}), ("sft", SFT)])
 def test_fine_tuning_lowers_asr_and_keeps_accuracy(planted, name, params):
     ctx = context(planted, params)
-    extra = DEFENSES[name](ctx)
+    extra = DEFENSES[name].run(ctx)
     after = evaluate(ctx.model, planted["test"], planted["attack"], planted["target"])
     assert after["asr"] < 0.5 and after["ca"] > 0.85
     assert [row["epoch"] for row in ctx.recorder.rows] == [1, 2, 3, 4, 5, 6]

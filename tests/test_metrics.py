@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from sequela.attacks import ATTACKS
+from sequela.attacks.registry import ATTACKS
 from sequela.data import Split
 from sequela.metrics import evaluate
 

@@ -13,9 +13,10 @@
 import torch
 
 from sequela import badencoder, downstream, models
-from sequela.sequela import reused
-from sequela.config import Recipe
-from sequela.data import Dataset, Split, load_digits
+from sequela.measures import reused
+from sequela.recipe import Recipe
+from sequela.data import Dataset
+from sequela.sources import load_digits
 from sequela.engine import predict_logits
 from sequela.simclr import Views, embed, nt_xent, pretrain, pretraining_set
 

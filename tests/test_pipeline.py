@@ -51,8 +51,7 @@ def repo(tmp_path_factory) -> Path:
     params["defense"]["epochs"] = 1
     # Two ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
     # attacker's poison rate, which plants and trains its own model.
-    params["ablation"].update({sweep: [] for sweep in params["ablation"] if sweep not in ("datasets", "attacks")})
-    params["ablation"].update(attacks=["badnets"], clean_fraction=[1.0, 0.5], poison_rate=[0.05])
+    params["ablation"].update(attacks=["badnets"], points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05"])
     params["sequela"]["reinject"].update(draws=2, epochs=2)
     # The transfer and encoder paradigms' smoke cells, one epoch of each training.
     params["transfer"].update(attacks=["badnets"], head={"epochs": 1, "lr": 0.01})
@@ -166,20 +165,38 @@ def main_n_clean(repo, seed) -> int:
 def test_changing_one_sweep_value_leaves_every_other_point_up_to_date(repo):
     original = (repo / "params.yaml").read_text()
     params = yaml.safe_load(original)
-    params["ablation"]["clean_fraction"] = [0.2, 0.5]  # 1.0 -> 0.2
+    params["ablation"]["points"][0] = "clean_fraction-0.2"  # 1.0 -> 0.2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
     finally:
         (repo / "params.yaml").write_text(original)
-    assert stale == {"ablate_clean_fraction@digits-badnets-0-0.2", "ablate_clean_fraction@digits-badnets-1-0.2",
-                     "report"}, stale
+    # `check` reads every param, and its output never changes: nothing downstream of it reruns for it.
+    assert stale == {"ablate@digits-badnets-0-clean_fraction-0.2", "ablate@digits-badnets-1-clean_fraction-0.2",
+                     "report", "check"}, stale
 
 
 def test_second_repro_skips_every_stage(repo):
     out = dvc("repro", cwd=repo)
     assert "Running stage" not in out
     assert "up to date" in out
+
+
+def test_a_bad_value_stops_the_grid_in_the_check_stage_before_any_other(repo):
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["defense"]["nc"]["steps"] = 0  # a defense's own section: checked by its own module
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        result = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force"], cwd=repo, capture_output=True,
+                                text=True, env=env)
+    finally:
+        (repo / "params.yaml").write_text(original)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "defense.nc.steps = 0 is not allowed" in out
+    assert [line for line in out.splitlines() if line.startswith("Running stage")] == ["Running stage 'check':"]
+    dvc("repro", "check", cwd=repo)  # the module's later tests expect an up-to-date grid
 
 
 def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp_path):
@@ -194,6 +211,12 @@ def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp
     # pulled from the remote, can give it the results without computing them.
     assert not (clone / "dvc.lock").exists() and not (clone / "data").exists()
     dvc("remote", "add", "--local", "-d", "scratch", str(remote), cwd=clone)
+    # A worker's single cell first, as a coordinator collects it: `dvc repro --pull <stage>` restores
+    # the stage and everything upstream of it and computes nothing.
+    out = dvc("repro", "--pull", "train@digits-badnets-0", cwd=clone)
+    assert not [line for line in out.splitlines() if line.startswith("Running stage")], out
+    model = "data/standalone/digits/seed0/badnets/none/model.safetensors"
+    assert (clone / model).read_bytes() == (repo / model).read_bytes()
     out = dvc("repro", "--pull", cwd=clone)
     computing = [line for line in out.splitlines() if line.startswith("Running stage")]
     # The report (outputs kept in git, not in the cache) is the one stage that may be recomputed.
@@ -223,11 +246,11 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.startswith(("defend@", "report", "sequela@", "ablate_", "transfer@", "encoder@"))
+    assert stale and all(name.startswith(("check", "defend@", "report", "sequela@", "ablate@", "transfer@", "encoder@"))
                          for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
     # seed 2's cells (the seed closes a stage name, or precedes an ablation point's value)
-    assert stale and all(name.endswith("-2") or "-2-" in name or name == "report" for name in stale), stale
+    assert stale and all(name.endswith("-2") or "-2-" in name or name in ("report", "check") for name in stale), stale

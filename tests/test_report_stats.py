@@ -49,12 +49,14 @@ def frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_claims_pair_models_of_the_same_seed():
+def test_claims_pair_models_of_the_same_seed_and_pool_attacks_within_a_seed():
     rows = claims.claims_rows(frame(), mia="mia_loss_auc_unseen")
     first = [r for r in rows if r["claim"] == "SFT leaves a lower ASR than FT"]
     pooled = first[0]
-    assert pooled["scope"] == "all attacks" and pooled["n"] == 6
+    # the seed is the unit: two attacks x three seeds are three per-seed means, not six pairs
+    assert pooled["scope"].startswith("all attacks") and pooled["n"] == 3
     assert pooled["mean diff"] == pytest.approx(-0.3) and pooled["verdict"] == "supported"
+    assert pooled["excluded (not planted)"] == ""
     assert [r["scope"] for r in first[1:]] == ["badnets", "blended"] and all(r["n"] == 3 for r in first[1:])
     # No membership figure in the frame: that claim is left out, not judged on nothing.
     assert not any("Membership" in r["claim"] for r in rows)
@@ -65,3 +67,28 @@ def test_summary_keeps_each_seed_beside_mean_sd_and_n():
     asr = nested["standalone"]["digits"]["badnets"]["ft"]["asr"]
     assert asr["seeds"] == {"0": 0.6, "1": 0.61, "2": 0.59} and asr["n"] == 3
     assert asr["mean"] == pytest.approx(0.6) and asr["sd"] == pytest.approx(0.01)
+
+
+def test_pooling_is_over_seed_means_so_attacks_do_not_add_replicates():
+    # Per seed, the two attacks disagree in sign; their mean is what the seed says. With the cells
+    # counted as independent pairs the interval would be narrower than the seeds warrant.
+    rows = []
+    for seed, (a, b) in enumerate([(-0.4, 0.2), (-0.5, 0.3), (-0.3, 0.25)]):
+        for attack, d in (("badnets", a), ("blended", b)):
+            for model, asr in (("none", 1.0), ("clean", 0.0), ("ft", 0.6), ("sft", 0.6 + d)):
+                rows.append({"paradigm": "standalone", "dataset": "digits", "attack": attack, "defense": model,
+                             "seed": seed, "asr": asr, "ca": 0.9})
+    pooled = claims.claims_rows(pd.DataFrame(rows), mia="x")[0]
+    per_seed = [(-0.4 + 0.2) / 2, (-0.5 + 0.3) / 2, (-0.3 + 0.25) / 2]
+    assert pooled["n"] == 3 and pooled["mean diff"] == pytest.approx(sum(per_seed) / 3, abs=1e-3)
+
+
+def test_a_cell_whose_backdoor_was_never_planted_is_left_out_of_the_pooled_row_and_named():
+    df = frame()
+    # blended, seed 1: the backdoored model's ASR only 0.3 above the clean model's floor
+    df.loc[(df["attack"] == "blended") & (df["seed"] == 1) & (df["defense"] == "none"), "asr"] = 0.3
+    pooled = claims.claims_rows(df, mia="x")[0]
+    assert pooled["excluded (not planted)"] == "blended/1" and pooled["n"] == 3
+    per_attack = [r for r in claims.claims_rows(df, mia="x") if r["scope"] == "blended"][0]
+    assert per_attack["n"] == 3  # the per-attack rows keep every cell
+

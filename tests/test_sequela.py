@@ -10,17 +10,19 @@ from conftest import make_blobs
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from sequela import models
-from sequela.attacks import ATTACKS
-from sequela.config import ConfigError, Recipe, validate
+from sequela.attacks.registry import ATTACKS
+from sequela.errors import ConfigError
+from sequela.recipe import Recipe
+from sequela.validate import validate
 from sequela.data import Split
-from sequela.engine import BatchStream, fit, predict_logits, seed_everything, sgd
+from sequela.engine import BatchStream, fit, seed_everything, sgd
 from sequela.metrics import backdoor_metrics, clean_accuracy
 from sequela.schedules import cosine
-from sequela.sequela.membership import SCORES, member_groups, metric_attacks, scores, stable_log_probs
-from sequela.sequela.reinject import Reinjection, reinjection_set, repeated
-from sequela.sequela.robustness import pgd, pgd_accuracy
-from sequela.sequela.roc import auc, tpr_at_fpr
-from sequela.sequela.shadow import ShadowAttack, train_shadow
+from sequela.measures.membership import SCORES, member_groups, metric_attacks, scores, stable_log_probs
+from sequela.measures.reinject import Reinjection, reinjection_set, repeated
+from sequela.measures.robustness import pgd, pgd_accuracy
+from sequela.measures.roc import auc, tpr_at_fpr
+from sequela.measures.shadow import ShadowAttack, train_shadow
 
 # A recipe small enough to memorise 48 images in ~1 s on one CPU thread.
 TINY = Recipe(model="small_cnn", width=8, epochs=60, batch_size=16, lr=0.05)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from sequela.config import run_stage
+from sequela.errors import exit_on_error as run_stage
 from sequela.errors import StageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +63,9 @@ def test_a_warning_for_an_unread_key_is_one_line_and_the_stage_still_runs(tmp_pa
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["defence"] = {"epochs": 3}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = stage(tmp_path, "prepare.py", "--dataset", "digits")
-    assert result.returncode == 0
-    assert one_line(result) == ("warning: params.yaml: defence is not a key the pipeline reads; it is ignored "
+    result = stage(tmp_path, "check.py")
+    assert result.returncode == 0 and (tmp_path / "data/params-checked").is_file()
+    assert result.stdout.strip() == ("warning: params.yaml: defence is not a key the pipeline reads; it is ignored "
                                 "(a typo?)")
 
 

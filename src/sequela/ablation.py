@@ -1,8 +1,9 @@
 """The ablation sweeps: each varies one setting of the main grid and reruns what depends on it.
 
 A sweep point is (sweep, value): params.yaml with that one setting changed, every other setting as
-the main grid has it. `ablation.<sweep>` lists the values (stages `ablate_<sweep>` in dvc.yaml, one
-DVC cell per dataset x attack x seed x value). The main grid is itself a point of every sweep: the
+the main grid has it. `ablation.points` lists the points as `<sweep>-<value>` strings (the stage
+`ablate` in dvc.yaml builds one DVC cell per dataset x attack x seed x point, so editing one point
+recomputes only its cells). The main grid is itself a point of every sweep: the
 report adds it from the main grid's cells, and a listed value equal to the main grid's is not
 computed a second time (its cell only records that it is the main grid's point).
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+
+from sequela.checker import INF, Checker, fail
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,73 @@ SWEEPS: dict[str, Sweep] = {
                                  "SFT phase-1 share of the steps"),
     "sft_cycle_steps": Sweep("defense.sft.cycle_steps", ("sft",), True, True, "SFT cycle length (steps)"),
 }
+
+
+# Each sweep's values: (lowest, highest, lowest allowed, highest allowed, what they are).
+SWEEP_RANGES = {
+    "clean_fraction": (0.0, 1.0, False, True, "shares of the clean training split in (0, 1]"),
+    # a batch larger than the clean subset is allowed: it shows what one batch per epoch gives
+    "batch_size": (1, INF, True, False, "defender batch sizes, integers >= 1"),
+    "epochs": (1, INF, True, False, "defense epochs, integers >= 1"),
+    "ft_lr": (0.0, INF, False, False, "learning rates > 0"),
+    "sft_max_lr1": (0.0, INF, False, False, "learning rates > 0"),
+    "sft_max_lr2": (0.0, INF, False, False, "learning rates > 0"),
+    "sft_phase1_fraction": (0.0, 1.0, True, True, "shares of the steps in [0, 1]"),
+    "sft_cycle_steps": (2, INF, True, False, "cycle lengths in steps, integers >= 2"),
+    "poison_rate": (0.0, 1.0, False, False, "poison rates in (0, 1)"),
+}
+
+
+def parse_point(point: str) -> tuple[str, object]:
+    """`<sweep>-<value>` -> (sweep, value); ValueError names what is wrong. Sweep names hold no '-'."""
+    if not isinstance(point, str) or "-" not in point:
+        raise ValueError("a string <sweep>-<value>, e.g. clean_fraction-0.2")
+    sweep, _, text = point.partition("-")
+    if sweep not in SWEEPS:
+        raise ValueError(f"a point whose sweep is one of {', '.join(SWEEPS)}")
+    try:
+        value = parse_value(sweep, text)
+    except ValueError:
+        raise ValueError(f"a point whose value is {'an integer' if SWEEPS[sweep].integer else 'a number'}") from None
+    low, high, low_closed, high_closed, what = SWEEP_RANGES[sweep]
+    v = value
+    if not (v >= low if low_closed else v > low) or not (v <= high if high_closed else v < high):
+        raise ValueError(f"{sweep} values that are {what}")
+    return sweep, value
+
+
+def points_by_sweep(points: list[str]) -> dict[str, list]:
+    """{sweep: [values in the order listed]} of `ablation.points`."""
+    out: dict[str, list] = {}
+    for point in points:
+        sweep, value = parse_point(point)
+        out.setdefault(sweep, []).append(value)
+    return out
+
+
+def check(c: Checker) -> None:
+    """`ablation.*`: the points, and each clean share or poison rate against the datasets it runs on."""
+    from sequela.config import check_clean_share, check_poison_rate
+
+    for key in ("datasets", "attacks"):  # the sweeps run on the main grid's prepared data and models
+        c.names(f"ablation.{key}", c.get(f"grid.{key}"), empty_ok=True)
+    points = c.get("ablation.points")
+    if not isinstance(points, list):
+        fail("ablation.points", points, "a list (possibly empty) of <sweep>-<value> strings")
+    for point in points:
+        try:
+            parse_point(point)
+        except ValueError as err:
+            fail("ablation.points", point, str(err))
+    if len(set(points)) != len(points):
+        fail("ablation.points", points, "a list without repeats")
+    for ds in c.get("ablation.datasets"):
+        for point in points:
+            sweep, value = parse_point(point)
+            if sweep == "clean_fraction":
+                check_clean_share(c, "ablation.points", value, ds, shown=point)
+            elif sweep == "poison_rate":
+                check_poison_rate(c, "ablation.points", value, ds, shown=point)
 
 
 def lookup(params: dict, key: str):

@@ -25,7 +25,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from sequela.attacks.blend import BadNets
+from sequela.checker import INF, Checker, fail
 from sequela.engine import BatchStream, autocast, sgd
+
+
+def check(c: Checker, key: str = "encoder.badencoder") -> None:
+    """BadEncoder's section: the attacker's training and its trigger."""
+    for name in ("epochs", "batch_size", "n_reference", "size_at_32"):
+        c.integer(f"{key}.{name}")
+    c.number(f"{key}.lr", 0.0, INF)
+    c.number(f"{key}.lambda1", 0.0, INF, low_open=False)
+    c.number(f"{key}.lambda2", 0.0, INF, low_open=False)
+    c.number(f"{key}.shadow_fraction", 0.0, 1.0)
+    if c.get(f"{key}.size_at_32") > 32:
+        fail(f"{key}.size_at_32", c.get(f"{key}.size_at_32"), "an integer in [1, 32] (the trigger's side at 32x32)")
 
 
 def trigger(channels: int, side: int, size_at_32: int) -> BadNets:

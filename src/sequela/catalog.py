@@ -3,7 +3,7 @@
 params.yaml is checked against these before any work starts (a target label out of range, a trigger
 larger than the image, a defender's share too small for one batch), so a bad value fails in the
 first second of a grid instead of after its first stage. The sizes are the official splits that
-torchvision's classes load (STL-10: its labelled splits only); `data.load` produces exactly these.
+torchvision's classes load (STL-10: its labelled splits only); `sources.load` produces exactly these.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
-"""Dataset registry: every dataset becomes uint8 images (N, C, H, W), int64 labels and class names.
+"""Datasets as the pipeline holds them: uint8 images (N, C, H, W), int64 labels and class names.
 
 Images stay uint8 until a batch is drawn (see `engine.TensorLoader`), so a whole 32x32 dataset sits
 in memory, or on the GPU, at one byte per pixel. Normalisation lives inside the model
 (`models.Normalize`), which keeps attacks, defenses and sequela measures in plain [0, 1] pixel space.
 
-`digits` needs no network: scikit-learn ships it. The others go through torchvision's dataset
-classes, which download where a network exists; offline, `MissingDatasetError` says which files were
-looked for where and how to supply them.
+Where each dataset comes from is `sources.py`; this module splits, saves and loads prepared ones.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sequela.catalog import DATASETS, NUM_CLASSES
 from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
 
 
@@ -80,51 +77,6 @@ class Dataset:
 
 
 # The registry: names, class counts and sizes known before any file is read (sequela/catalog.py).
-
-
-def load(name: str, root: str | Path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """Load a registered dataset. `seed` and `test_fraction` only matter for `digits`,
-    the one dataset without an official test split."""
-    if name not in NUM_CLASSES:
-        raise ValueError(f"dataset: {name!r} is not one of {', '.join(DATASETS)}")
-    if name == "digits":
-        return load_digits(seed, test_fraction)
-    if name == "digits-rot90":
-        return rotated(load_digits(seed, test_fraction), "digits-rot90")
-    from sequela import torchvision_sets  # imported lazily: torchvision is slow to import
-
-    return torchvision_sets.load(name, Path(root))
-
-
-def load_digits(seed: int, test_fraction: float) -> Dataset:
-    """scikit-learn's 8x8 handwritten digits (1,797 images, values 0..16), scaled to 0..255 and
-    enlarged to 16x16 by nearest-neighbour repetition; stratified, seeded train/test split."""
-    from sklearn.datasets import load_digits as sk_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = sk_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8)
-    x = torch.from_numpy(images)[:, None].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
-    y = torch.from_numpy(bunch.target.astype(np.int64))
-    train_idx, test_idx = train_test_split(
-        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=bunch.target
-    )
-    train_idx, test_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
-    return Dataset(
-        name="digits",
-        classes=[str(i) for i in range(10)],
-        train=Split(x[train_idx].contiguous(), y[train_idx]),
-        test=Split(x[test_idx].contiguous(), y[test_idx]),
-        source="sklearn.datasets.load_digits (UCI optical digits, 8x8 -> 16x16 nearest)",
-    )
-
-
-def rotated(ds: Dataset, name: str) -> Dataset:
-    """Every image turned a quarter turn anticlockwise, same labels and splits: a domain shift that
-    needs no download (the transfer paradigm's smoke cell). The images are digits' own, so a model
-    trained on digits has seen them upright: a smoke test of the plumbing, not an independent domain."""
-    turn = lambda s: Split(torch.rot90(s.x, 1, dims=(2, 3)).contiguous(), s.y)  # noqa: E731
-    return Dataset(name, ds.classes, turn(ds.train), turn(ds.test), ds.source + ", turned 90 degrees")
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -27,17 +27,71 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sequela import data, models
-from sequela.attacks import Attack
-from sequela.config import Recipe
+from sequela import data, models, sources
+from sequela.attacks.base import Attack
+from sequela.checker import INF, Checker, fail, is_int
 from sequela.data import Dataset, Split
-from sequela.defenses import DEFENSES, DefenseContext
-from sequela.engine import SGD, Adam, Augment, BatchStream, fit, predict_logits, seed_everything
+from sequela.defenses.base import DefenseContext
+from sequela.defenses.finetune import FINE_TUNING
+from sequela.engine import (
+    SGD,
+    Adam,
+    Augment,
+    BatchStream,
+    fit,
+    predict_logits,
+    seed_everything,
+)
 from sequela.metrics import evaluate
+from sequela.recipe import Recipe
 from sequela.records import CurveRecorder, write_curve
 from sequela.schedules import cosine
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" conversion uses
+
+
+def check_transfer(c: Checker) -> None:
+    """`transfer`: the pairs (the upstream's train@ models are what is shipped), target and head."""
+    from sequela.catalog import DATASETS
+
+    up = c.get("transfer.upstream")
+    for name in up if isinstance(up, list) else []:
+        if name not in c.get("grid.datasets"):
+            fail("transfer.upstream", name, f"one of grid.datasets ({', '.join(c.get('grid.datasets'))}); "
+                                            "without the transfer cells: -S 'transfer.upstream=[]'")
+    up = c.names("transfer.upstream", c.get("grid.datasets"), empty_ok=True)
+    down = c.names("transfer.downstream", DATASETS, empty_ok=True)
+    for name in set(up) & set(down):
+        fail("transfer.downstream", name, f"a dataset other than the upstream {name} (a pair transfers to a new task)")
+    c.names("transfer.attacks", c.get("grid.attacks"), empty_ok=True)
+    _check_downstream(c, "transfer", down)
+
+
+def check_encoder(c: Checker) -> None:
+    """`encoder`: the pairs, target, the user's classifier (SimCLR and BadEncoder check their own)."""
+    from sequela.catalog import DATASETS
+
+    c.names("encoder.pretrain", [d for d in DATASETS if d in c.get("recipe")], empty_ok=True)
+    _check_downstream(c, "encoder", c.names("encoder.downstream", DATASETS, empty_ok=True))
+    c.integer("encoder.head.hidden")
+    c.integer("encoder.head.batch_size")
+    c.boolean("encoder.head.standardize")
+
+
+def _check_downstream(c: Checker, section: str, downstream: list[str]) -> None:
+    """`<section>.target`, `.max_train` and `.head` against each downstream dataset of the section."""
+    from sequela.catalog import NUM_CLASSES
+
+    target, max_train = c.get(f"{section}.target"), c.get(f"{section}.max_train")
+    for ds in downstream:
+        if not is_int(target) or not 0 <= target < NUM_CLASSES[ds]:
+            fail(f"{section}.target", target, f"an integer class label in [0, {NUM_CLASSES[ds] - 1}] for "
+                                              f"downstream dataset {ds}")
+        if max_train is not None and (not is_int(max_train) or max_train < 2 * NUM_CLASSES[ds]):
+            fail(f"{section}.max_train", max_train, f"null or an integer of at least two images per class of "
+                                                    f"{ds} ({2 * NUM_CLASSES[ds]})")
+    c.integer(f"{section}.head.epochs")
+    c.number(f"{section}.head.lr", 0.0, INF)
 
 
 def fit_images(x: torch.Tensor, channels: int, side: int) -> torch.Tensor:
@@ -59,7 +113,7 @@ def load_downstream(name: str, root: str, split_seed: int, test_fraction: float,
     """The downstream dataset's official splits, fitted to the reused model's input. `max_train`
     keeps a stratified draw of at most that many training images (fixed by `split_seed`, as every
     data split is), so a large downstream set fits a CPU budget."""
-    ds = data.load(name, root, split_seed, test_fraction)
+    ds = sources.load(name, root, split_seed, test_fraction)
     train = ds.train
     if max_train is not None and max_train < len(train):
         _, train = data.carve(train, max_train / len(train), split_seed)
@@ -207,7 +261,7 @@ def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
         recorder=recorder)
     ctx.record(0, 0.0)
     start_time, eval_before = time.perf_counter(), recorder.eval_seconds
-    extra = DEFENSES[name](ctx)
+    extra = FINE_TUNING[name](ctx)
     seconds = time.perf_counter() - start_time - (recorder.eval_seconds - eval_before)
     final = cell.evaluate(ctx.model)
     return Result(ctx.model, start.spec, {**final, "seconds": seconds, "epochs": cell.defense["epochs"],

@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from sequela.attacks import Attack
+from sequela.attacks.base import Attack
 from sequela.data import Split
 from sequela.engine import predict
 

@@ -20,9 +20,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sequela.checker import INF, Checker, fail, is_int
 from sequela.data import Split
 from sequela.engine import BatchStream, fit, sgd
 from sequela.schedules import cosine
+
+
+def check(c: Checker, key: str = "encoder.simclr") -> None:
+    """The SimCLR pre-training section."""
+    for name in ("epochs", "batch_size", "proj_dim"):
+        c.integer(f"{key}.{name}")
+    if c.get(f"{key}.batch_size") < 2:
+        fail(f"{key}.batch_size", c.get(f"{key}.batch_size"), "an integer >= 2 (NT-Xent contrasts a batch's images)")
+    max_images = c.get(f"{key}.max_images")
+    if max_images is not None and (not is_int(max_images) or max_images < c.get(f"{key}.batch_size")):
+        fail(f"{key}.max_images", max_images, f"null (every training image) or an integer >= {key}.batch_size "
+                                              f"({c.get(f'{key}.batch_size')})")
+    c.number(f"{key}.lr", 0.0, INF)
+    c.number(f"{key}.temperature", 0.0, INF)
+    c.number(f"{key}.crop_min", 0.0, 1.0, high_open=False)
+    c.boolean(f"{key}.flip")
+    c.number(f"{key}.jitter", 0.0, 1.0, low_open=False, high_open=True)
 
 
 def pretraining_set(train: Split, max_images: int | None, seed: int) -> Split:

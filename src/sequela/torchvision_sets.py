@@ -1,4 +1,4 @@
-"""The datasets that come through torchvision's dataset classes, as uint8 tensors (see `data.load`).
+"""The datasets that come through torchvision's dataset classes, as uint8 tensors (see `sources.load`).
 
 Each dataset lives under `root` exactly as torchvision lays it out (`root/MNIST/raw/...`,
 `root/cifar-10-batches-py/...`, `root/train_32x32.mat`, `root/gtsrb/...`, `root/stl10_binary/...`),

@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 
 from sequela import models
-from sequela.config import Recipe
 from sequela.data import Split
 from sequela.engine import Augment, BatchStream, fit, prepare_model, sgd
+from sequela.recipe import Recipe
 from sequela.records import CurveRecorder
 from sequela.schedules import cosine
 

@@ -13,8 +13,9 @@ from typing import ClassVar
 
 import torch
 
+from sequela.checker import Checker
 from sequela.errors import ConfigError
-from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
+from sequela.io import atomic_write_json, save_tensors
 
 
 class Attack:
@@ -27,6 +28,12 @@ class Attack:
     def __init__(self, tensors: dict[str, torch.Tensor], params: dict):
         self.tensors = dict(tensors)
         self.params = dict(params)
+
+    @classmethod
+    def check_params(cls, c: Checker, key: str, side: int, smallest: str) -> None:
+        """Check this attack's section `key` of params.yaml; `side` is the smallest image side of the
+        grid's datasets (`smallest`), which every trigger must fit."""
+        raise NotImplementedError
 
     @classmethod
     def create(cls, params: dict, train_x: torch.Tensor, train_y: torch.Tensor, target: int,
@@ -73,14 +80,3 @@ def save_artefact(attack: Attack, indices: torch.Tensor, meta: dict, out_dir: st
     tensors["indices"] = indices
     save_tensors(tensors, out_dir / "poison.safetensors")
     atomic_write_json({**meta, "attack": attack.name, "params": attack.params}, out_dir / "meta.json")
-
-
-def load_artefact(path: str | Path, device: torch.device | str = "cpu") -> tuple[Attack, torch.Tensor, dict]:
-    from sequela.attacks import ATTACKS
-
-    path = Path(path)
-    meta = read_json(path / "meta.json")
-    tensors = load_tensors(path / "poison.safetensors", device=device)
-    indices = tensors.pop("indices")
-    trigger = {k.removeprefix("trigger."): v for k, v in tensors.items()}
-    return ATTACKS[meta["attack"]](trigger, meta["params"]), indices, meta

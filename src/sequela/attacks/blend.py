@@ -6,11 +6,13 @@ everywhere (the pattern is mixed into the whole image).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from sequela.attacks.base import Attack
+from sequela.checker import fail
 from sequela.errors import ConfigError
 
 
@@ -24,6 +26,12 @@ class BadNets(MaskedPattern):
     """A size x size white square at the bottom-right corner."""
 
     name = "badnets"
+
+    @classmethod
+    def check_params(cls, c, key, side, smallest):
+        size = c.integer(f"{key}.size")
+        if size > side:
+            fail(f"{key}.size", size, f"at most {side}, the image side of {smallest}")
 
     @classmethod
     def create(cls, params, train_x, train_y, target, generator, **context):
@@ -42,6 +50,13 @@ class Blended(MaskedPattern):
     name = "blended"
 
     @classmethod
+    def check_params(cls, c, key, side, smallest):
+        c.number(f"{key}.alpha", 0.0, 1.0, high_open=False)
+        pattern = c.get(f"{key}.pattern_file")
+        if pattern is not None:
+            check_pattern_file(f"{key}.pattern_file", pattern)
+
+    @classmethod
     def create(cls, params, train_x, train_y, target, generator, **context):
         c, h, w = train_x.shape[1:]
         if params.get("pattern_file"):
@@ -50,6 +65,20 @@ class Blended(MaskedPattern):
             pattern = torch.rand(c, h, w, generator=generator)
         mask = torch.full((1, h, w), float(params["alpha"]))
         return cls({"mask": mask, "pattern": pattern}, params)
+
+
+def check_pattern_file(key: str, pattern) -> None:
+    if not isinstance(pattern, str) or not pattern:
+        fail(key, pattern, "null (a seeded random pattern) or the path of an image file")
+    if not os.path.isfile(pattern):  # unlike Path.is_file, never raises (a name too long, no access)
+        fail(key, pattern, "null or the path of an existing image file (relative to the project root)")
+    from PIL import Image
+
+    try:
+        with Image.open(pattern) as image:
+            image.verify()
+    except Exception:  # noqa: BLE001 - PIL raises many types (OSError, SyntaxError, DecompressionBombError)
+        fail(key, pattern, "null or an image file that PIL can read (PNG, JPEG, ...)")
 
 
 def read_pattern(path: Path, channels: int, height: int, width: int) -> torch.Tensor:

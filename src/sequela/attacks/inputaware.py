@@ -37,6 +37,7 @@ from torch import nn
 from sequela import models
 from sequela.attacks.base import Attack
 from sequela.attacks.wanet import extra_rows
+from sequela.checker import INF, fail, is_int
 from sequela.engine import Adam
 
 MASK_SHARPNESS = 40.0  # the steep threshold on the mask generator's output (see the docstring)
@@ -86,6 +87,20 @@ def train_steps(loss_fn, params, epochs: int, batches, lr: float) -> None:
 
 class InputAware(Attack):
     name = "inputaware"
+
+    @classmethod
+    def check_params(cls, c, key, side, smallest):
+        for name in ("width", "mask_epochs", "surrogate_width"):
+            c.integer(f"{key}.{name}")
+        c.integer(f"{key}.pattern_epochs", low=0)
+        batch = c.get(f"{key}.batch_size")
+        if not is_int(batch) or batch < 2:
+            fail(f"{key}.batch_size", batch, "an integer >= 2 (the diversity loss pairs images)")
+        c.number(f"{key}.mask_density", 0.0, 1.0)
+        c.number(f"{key}.surrogate_poison_rate", 0.0, 0.5, high_open=False)
+        for name in ("lambda_div", "lambda_norm", "cross_ratio"):
+            c.number(f"{key}.{name}", 0.0, INF, low_open=False)
+        c.number(f"{key}.lr", 0.0, INF)
 
     def __init__(self, tensors, params):
         super().__init__(tensors, params)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela.attacks.base import Attack
+from sequela.checker import INF
 
 
 def lowpass_mask(h: int, w: int, cutoff: float) -> torch.Tensor:
@@ -50,6 +51,14 @@ def bounded(v: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
 class LowFrequency(Attack):
     name = "lf"
     needs_clean_model = True
+
+    @classmethod
+    def check_params(cls, c, key, side, smallest):
+        c.number(f"{key}.eps", 0.0, 1.0, high_open=False)
+        c.number(f"{key}.cutoff", 0.0, 1.0, high_open=False)
+        c.integer(f"{key}.steps")
+        c.number(f"{key}.lr", 0.0, INF)
+        c.integer(f"{key}.batch_size")
 
     @classmethod
     def create(cls, params, train_x, train_y, target, generator, **context):

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela.attacks.base import Attack
+from sequela.checker import INF, fail
 
 
 def identity_grid(h: int, w: int) -> torch.Tensor:
@@ -45,6 +46,15 @@ def extra_rows(poisoned: torch.Tensor, ratio: float, generator: torch.Generator)
 
 class WaNet(Attack):
     name = "wanet"
+
+    @classmethod
+    def check_params(cls, c, key, side, smallest):
+        k = c.integer(f"{key}.k", low=2)
+        if k > side:
+            fail(f"{key}.k", k, f"an integer in [2, {side}] (the warp's control grid within {smallest}'s image side)")
+        c.number(f"{key}.s", 0.0, INF)
+        c.number(f"{key}.grid_rescale", 0.0, INF)
+        c.number(f"{key}.cross_ratio", 0.0, INF, low_open=False)
 
     @classmethod
     def create(cls, params, train_x, train_y, target, generator, **context):

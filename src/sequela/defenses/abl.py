@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela import models
+from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.trainset import detection, per_sample_loss, poison_flags, without
 from sequela.engine import BatchStream, fit, prepare_model, sgd
@@ -40,6 +41,15 @@ def ascent(model, x, y):
     # BatchNorm stays in train mode, as published: part of the unlearning's effect (and of its
     # clean-accuracy cost) comes from re-estimating the statistics on the isolated images.
     return -F.cross_entropy(model(x), y)
+
+
+
+def check(c: Checker, key: str) -> None:
+    c.integer(f"{key}.isolation_epochs")
+    c.integer(f"{key}.unlearning_epochs")
+    c.number(f"{key}.gamma", 0.0, INF, low_open=False)
+    c.number(f"{key}.isolation_ratio", 0.0, 1.0)
+    c.number(f"{key}.unlearning_lr", 0.0, INF)
 
 
 def run(ctx: DefenseContext) -> dict:

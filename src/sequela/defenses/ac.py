@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import torch
 
+from sequela.checker import Checker
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.trainset import detection, features_and_labels, retrain_without
 
@@ -36,6 +37,12 @@ def smaller_cluster(feats: np.ndarray, components: int, seed: int) -> tuple[np.n
     small = int(np.bincount(assign, minlength=2).argmin())
     rows = np.flatnonzero(assign == small)
     return rows, len(rows) / len(feats)
+
+
+
+def check(c: Checker, key: str) -> None:
+    c.integer(f"{key}.components")
+    c.number(f"{key}.size_threshold", 0.0, 1.0, high_open=False)
 
 
 def run(ctx: DefenseContext) -> dict:

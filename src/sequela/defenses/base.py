@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sequela.attacks import Attack
-from sequela.config import Recipe
+from sequela.attacks.base import Attack
 from sequela.data import Split
 from sequela.engine import Augment, BatchStream
+from sequela.recipe import Recipe
 from sequela.records import CurveRecorder
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from sequela.checker import INF, Checker
 from sequela.data import Split
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.finetune import fine_tune
@@ -74,6 +75,13 @@ def prune_count(accs: list[float], acc_drop: float) -> int:
         if acc < accs[0] - acc_drop:
             return k - 1
     return len(accs) - 2
+
+
+
+def check(c: Checker, key: str) -> None:
+    c.number(f"{key}.acc_drop", 0.0, 1.0, low_open=False)
+    c.number(f"{key}.holdout_fraction", 0.0, 1.0)
+    c.number(f"{key}.lr", 0.0, INF)
 
 
 def run(ctx: DefenseContext) -> dict:

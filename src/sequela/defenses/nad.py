@@ -16,6 +16,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from sequela.checker import INF, Checker, fail, is_number
 from sequela.defenses.base import DefenseContext
 from sequela.engine import fit, sgd
 from sequela.schedules import constant
@@ -47,6 +48,16 @@ def distillation_loss(teacher: torch.nn.Module, betas: list[float], p: float):
             loss = loss + beta * attention_distance(attention(s.float(), p), attention(t.float(), p))
         return loss
     return loss_fn
+
+
+
+def check(c: Checker, key: str) -> None:
+    c.integer(f"{key}.te_epochs")
+    c.number(f"{key}.lr", 0.0, INF)
+    c.number(f"{key}.p", 0.0, INF)
+    betas = c.get(f"{key}.betas")
+    if not isinstance(betas, list) or not betas or not all(is_number(b) and 0 <= b < INF for b in betas):
+        fail(f"{key}.betas", betas, "a non-empty list of non-negative numbers (one per distilled stage)")
 
 
 def run(ctx: DefenseContext) -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.engine import Adam, autocast, fit, sgd
 from sequela.schedules import constant
@@ -101,6 +102,17 @@ def stamping_loss(masks: torch.Tensor, patterns: torch.Tensor, share: float, gen
         x = torch.where(stamp[:, None, None, None], (1 - m) * x + m * pat, x)
         return F.cross_entropy(model(x), y)
     return loss_fn
+
+
+
+def check(c: Checker, key: str) -> None:
+    for name in ("steps", "batch_size", "check_every", "patience"):
+        c.integer(f"{key}.{name}")
+    for name in ("lr", "init_cost", "anomaly_threshold", "lr_unlearn"):
+        c.number(f"{key}.{name}", 0.0, INF)
+    c.number(f"{key}.cost_multiplier", 1.0, INF)
+    c.number(f"{key}.asr_threshold", 0.0, 1.0, high_open=False)
+    c.number(f"{key}.unlearn_share", 0.0, 1.0, low_open=False, high_open=False)
 
 
 def run(ctx: DefenseContext) -> dict:

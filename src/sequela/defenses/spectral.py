@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.trainset import detection, features_and_labels, retrain_without
 
@@ -34,6 +35,12 @@ def removal_share(budget: str, factor: float, poison_rate: float, n_poisoned: in
     """The share of each label to remove under the named convention (see the module docstring)."""
     eps = poison_rate if budget == "backdoorbench" else n_poisoned / max(1, n_target_label)
     return min(1.0, factor * eps)
+
+
+
+def check(c: Checker, key: str) -> None:
+    c.number(f"{key}.removal_factor", 0.0, INF)
+    c.choice(f"{key}.budget", ("backdoorbench", "tran"))
 
 
 def run(ctx: DefenseContext) -> dict:

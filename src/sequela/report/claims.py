@@ -1,11 +1,19 @@
 """The paper's claims, each judged by a paired comparison over seeds.
 
-For every claim the unit is one (attack, seed) cell: both models of the comparison come from the
-same seed's backdoored model, so the per-cell difference removes what the seed shares. The table
-gives the number of pairs, the mean difference and its 95% t-interval, pooled over the attacks and
-for each attack alone, and a verdict fixed by the rule in `stats.verdict`: supported when the whole
-interval lies on the claimed side, contradicted when it lies wholly on the other, else inconclusive.
-The bounds (0, or the CA margin) were written down before any result was seen.
+The seed is the unit of replication: the cells of one seed share the defender's clean data, the
+clean reference model and the initialisation, so they are not independent of each other. For one
+attack, the per-seed difference (model a - model b, both from that seed's backdoored model) is the
+unit. Pooled over attacks ("all attacks"), the differences are first averaged over the attacks
+within each seed, and the t-interval is taken over those per-seed means: n is the number of seeds.
+
+A pooled row leaves out every (attack, seed) cell whose backdoor was never planted, by a rule fixed
+before any result was seen: planted means the backdoored model's ASR is at least PLANTED_MARGIN
+above the clean reference's ASR with the same trigger (the trigger's floor) in that seed. Excluded
+cells are named in the row. Per-attack rows keep every cell.
+
+Each row gives n, the mean difference and its 95% t-interval, and a verdict fixed by `stats.verdict`:
+supported when the whole interval lies on the claimed side, contradicted when it lies wholly on the
+other, else inconclusive. The bounds (0, or the CA margin) were written down before any result.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import pandas as pd
 from sequela.report.stats import paired, verdict
 
 CA_MARGIN = 0.02  # "keeps utility": SFT's clean accuracy at most 0.02 below the backdoored model's
+PLANTED_MARGIN = 0.5  # a backdoor is planted in a cell when ASR(none) - ASR(clean) >= this
 
 
 @dataclass
@@ -53,24 +62,43 @@ def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:
     return pd.Series(dtype=float) if b is None else (wide[claim.a] - b).dropna()
 
 
+def unplanted(df: pd.DataFrame) -> set[tuple[str, int]]:
+    """(attack, seed) cells whose backdoored model's ASR is less than PLANTED_MARGIN above the clean
+    reference's with the same trigger."""
+    wide = df.pivot_table(index=["attack", "seed"], columns="defense", values="asr", sort=False)
+    if "none" not in wide or "clean" not in wide:
+        return set()
+    lift = wide["none"] - wide["clean"]
+    return {cell for cell, value in lift.items() if not value >= PLANTED_MARGIN}
+
+
+def pooled_over_attacks(diffs: pd.Series, excluded: set) -> pd.Series:
+    """The per-seed mean of the differences of the planted cells: one value per seed."""
+    kept = diffs[[cell not in excluded for cell in diffs.index]]
+    return kept.groupby(level="seed", sort=False).mean()
+
+
 def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
-    """One row per (paradigm, dataset, claim, scope): scope "all attacks" pools every (attack, seed)
-    pair. A claim whose figure a cell group does not measure is left out."""
+    """One row per (paradigm, dataset, claim, scope): scope "all attacks" pools the planted cells,
+    seed by seed. A claim whose figure a cell group does not measure is left out."""
     rows = []
     for (paradigm, dataset), mine in df.groupby(["paradigm", "dataset"], sort=False):
         # A downstream user fine-tunes on all of its data: no unseen members, so all of them answer.
         measured = mia in mine and mine[mia].notna().any()
+        excluded = unplanted(mine)
         for claim in claims(mia if measured else "mia_loss_auc"):
             if claim.figure not in mine:
                 continue
             diffs = differences(mine, claim)
             if diffs.empty:
                 continue
-            scopes = [("all attacks", diffs)] + [(a, d) for a, d in diffs.groupby(level="attack", sort=False)]
-            for scope, d in scopes:
+            left_out = sorted(f"{a}/{s}" for a, s in excluded if (a, s) in diffs.index)
+            scopes = [("all attacks (seed means)", pooled_over_attacks(diffs, excluded), ", ".join(left_out))]
+            scopes += [(a, d, "") for a, d in diffs.groupby(level="attack", sort=False)]
+            for scope, d, out in scopes:
                 p = paired(d.to_numpy())
                 rows.append({"paradigm": paradigm, "dataset": dataset, "claim": claim.text, "scope": scope,
                              "compared": f"{claim.figure}: {claim.a} - {claim.b}", "n": p.n,
                              "mean diff": round(p.mean, 3), "95% CI": f"[{p.low:.3f}, {p.high:.3f}]",
-                             "verdict": verdict(p, claim.below, claim.above)})
+                             "verdict": verdict(p, claim.below, claim.above), "excluded (not planted)": out})
     return rows

@@ -67,3 +67,16 @@ def trigger_preview(clean: torch.Tensor, triggered: dict[str, torch.Tensor], pat
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(title)
     save(fig, path)
+
+
+def sft_schedule_figure(df: pd.DataFrame, sft_settings: dict, out: Path) -> None:
+    """SFT's learning rate against step, as the first SFT cell of `df` ran it (none: no figure)."""
+    from sequela.schedules import sft_from_params
+
+    sft = df[df["defense"] == "sft"]
+    if sft.empty:
+        return
+    cell = sft.iloc[0]
+    steps, epochs = int(cell["steps_per_epoch"]), int(cell["epochs"])
+    schedule_plot(sft_from_params(sft_settings, epochs, steps), epochs * steps, steps, out,
+                  f"SFT learning rate ({cell['dataset']}, {steps} steps per epoch)")

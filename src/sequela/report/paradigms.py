@@ -4,7 +4,7 @@ Rows have the standalone report's shape, (paradigm, dataset, attack, defense, se
 with the pair `<upstream>-to-<downstream>` as the dataset and, in the encoder paradigm, the attack
 "badencoder". Models: "clean" (a head on the clean upstream model or clean encoder: the trigger's
 floor without a backdoor), "none" (a head on the shipped backdoored model), "ft" and "sft". Their
-sequela (src/sequela/sequela/reused.py) gets the standalone paradigm's table and figure, per paradigm.
+sequela (src/sequela/measures/reused.py) gets the standalone paradigm's table and figure, per paradigm.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.report import figures, sequela, tables
+from sequela.report import figures, sequela_tables, tables
 
 MODELS = ("clean", "none", "ft", "sft")
 FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_tpr_at_1fpr", "reinject_asr",
@@ -45,12 +45,12 @@ def write(df: pd.DataFrame, curves: pd.DataFrame, tables_dir: Path, figures_dir:
         rows = tables.spread_rows(mine, ["dataset", "attack"], "defense", list(MODELS))
         tables.write_rows(rows, tables_dir / paradigm, captions[paradigm].format(n=n))
         if "reinject_asr" in mine and mine["reinject_asr"].notna().any():
-            tables.write_rows(sequela.sequela_rows(mine, list(MODELS)), tables_dir / f"{paradigm}-sequela",
+            tables.write_rows(sequela_tables.sequela_rows(mine, list(MODELS)), tables_dir / f"{paradigm}-sequela",
                               f"{paradigm} paradigm: sequela on the downstream task (mean ± sd over {n} seeds), each "
                               "measure and its per-seed change from the head on the frozen backdoored model "
                               "(Δ = after - none); membership by the metric attacks only.")
             for pair, cell in mine.groupby("dataset", sort=False):
-                sequela.sequela_figure(cell, figures_dir / f"sequela-{paradigm}-{pair}.png",
+                sequela_tables.sequela_figure(cell, figures_dir / f"sequela-{paradigm}-{pair}.png",
                                        f"{paradigm} {pair}: sequela, after FT / SFT - head on the frozen "
                                        f"backdoored model (per seed; sd bars)")
     for (paradigm, pair), runs in curves.groupby(["paradigm", "dataset"], sort=False):

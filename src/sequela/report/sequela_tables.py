@@ -90,3 +90,10 @@ def reinjection_figure(curves: pd.DataFrame, path: Path, title: str) -> None:
     grid.set(ylim=(-0.02, 1.02), ylabel="ASR")
     grid.figure.suptitle(title, y=1.03)
     save(grid.figure, path)
+
+
+def reinjection_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (attack, model, seed, re-injection epoch) from the cells' curves; epoch 0 is before."""
+    return pd.DataFrame([{"attack": r["attack"], "model": r["defense"], "seed": r["seed"], "epoch": e, "asr": asr}
+                         for r in df.to_dict("records")
+                         for e, asr in enumerate([r["reinject_asr_before"], *r["reinject_curve"]])])

@@ -18,10 +18,10 @@ first failure no further stage starts; those running finish, and the failed stag
 last lines of its log.
 
     uv sync --extra cluster
-    uv run python -m sequela.fanout --slots 2                       # two 1-CPU slots on this machine
-    uv run python -m sequela.fanout --slots 2 -S 'grid.seeds=[0]'   # after setting params as dvc exp run -S does
-    uv run python -m sequela.fanout --slots 8 --gpus-per-slot 1     # one GPU per stage
-    uv run python -m sequela.fanout --address auto --clone git@host:me/sequela.git   # a Ray cluster
+    uv run sequela fanout --slots 2                       # two 1-CPU slots on this machine
+    uv run sequela fanout --slots 2 -S 'grid.seeds=[0]'   # after setting params as dvc exp run -S does
+    uv run sequela fanout --slots 8 --gpus-per-slot 1     # one GPU per stage
+    uv run sequela fanout --address auto --clone git@host:me/sequela.git   # a Ray cluster
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def run_logged(cmds: list[list[str]], cwd: Path, env: dict[str, str]) -> tuple[b
     return True, "\n".join(log)
 
 
-def run_stage(stage: str, workspace: str, clone: str | None, remote: str | None, commit: str, cpus: int) -> Outcome:
+def run_dvc_stage(stage: str, workspace: str, clone: str | None, remote: str | None, commit: str, cpus: int) -> Outcome:
     """One stage, in this workspace or in a fresh clone at `commit` (see the module docstring)."""
     start = time.perf_counter()
     env = slot_env(cpus)
@@ -170,7 +170,7 @@ def set_params(path: Path, overrides: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="sequela fanout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slots", type=int, default=None,
                         help="stages at once on this machine (default: one per --cpus-per-slot CPUs)")
     parser.add_argument("--cpus-per-slot", type=int, default=1)
@@ -283,7 +283,7 @@ def gated(gate, stage: str, workspace: str, clone: str | None, remote: str | Non
     if any(u.status != "done" for u in upstream) or not ray.get(gate.start.remote()):
         return Outcome(stage, "skipped")
     try:
-        return run_stage(stage, workspace, clone, remote, commit, cpus)
+        return run_dvc_stage(stage, workspace, clone, remote, commit, cpus)
     finally:
         ray.get(gate.finish.remote())
 

@@ -4,43 +4,38 @@ The models: the clean reference ("clean", measured with this attack's trigger, s
 floor a trigger gets without any backdoor and its re-injection is the baseline), the backdoored
 model ("none") and every defended one. For each: membership-inference AUCs (metric attacks and the
 shadow-model attack), re-injection ASR (mean over epochs and draws, and the mean curve), PGD
-accuracy. Writes metrics/cells/standalone/<dataset>/seed<k>/<attack>-sequela.json, one entry per
-model. The sequela itself (value after a defense - value before) is the report's subtraction.
+accuracy, one entry per model. The sequela (after a defense - before) is the report's subtraction.
 
 Members. All models are scored on the same seeded members: clean training rows (poisoned rows were
 seen triggered and relabelled), minus any rows a defense removed before retraining (they are not
 members of its model). When the defender held only part of the training split, members are also
 scored in two groups: rows the defender fine-tuned on ("seen") and rows it did not ("unseen").
 
-On a CPU the models are measured side by side, each single-threaded (sequela/workers.py).
+On a CPU the models are measured side by side, each single-threaded (sequela/workers.py). (Not
+stages/sequela.py: a script's folder comes first on sys.path, so it would shadow the package.)"""
 
-(Named sequela_cell.py, not sequela.py: Python puts a script's own folder first on sys.path, so a
-stages/sequela.py would shadow the `sequela` package for every stage script.)"""
-
-import argparse
 import time
 from types import SimpleNamespace
 
-import torch
-
 import layout
+import torch
+from opening import open_stage, run_main
+
 from sequela import data, models
-from sequela.attacks import load_artefact
-from sequela.config import Recipe, load_params, run_stage
-from sequela.engine import Augment, pick_device, predict_logits, seed_everything, use_cpu_bf16
+from sequela.attacks.registry import load_artefact
+from sequela.engine import Augment, seed_everything
 from sequela.io import load_tensors
+from sequela.measures import membership, reinject, robustness
+from sequela.measures.membership import member_groups, membership_figures
+from sequela.measures.robustness import pgd_accuracy
+from sequela.measures.shadow import ShadowAttack
 from sequela.metrics import backdoor_metrics
 from sequela.records import write_cell
-from sequela.sequela import reinject
-from sequela.sequela.membership import attacks_on_logits, member_groups, metric_figures
-from sequela.sequela.robustness import pgd_accuracy
-from sequela.sequela.shadow import ShadowAttack
 from sequela.workers import run_units
 
 
 def removed_rows(model_dir) -> torch.Tensor | None:
-    path = model_dir / "removed.safetensors"
-    return load_tensors(path)["removed"] if path.is_file() else None
+    return load_tensors(model_dir / "removed.safetensors")["removed"] if (model_dir / "removed.safetensors").is_file() else None
 
 
 # What every model of the cell is measured against, set once by main() before the workers fork.
@@ -57,17 +52,7 @@ def measure(label: str) -> dict:
     groups = member_groups(len(c.ds.train), len(c.ds.holdout), c.seed, c.poisoned, c.defender,
                            removed_rows(model_dir))
     cell = {"asr": backdoor_metrics(model, c.test, c.attack, c.target)["asr"]} if label == "clean" else {}
-    # One forward pass over the union of the groups and one over the holdout serve every attack.
-    union = torch.cat(list(groups.values())).unique()
-    union_logits = predict_logits(model, c.ds.train.x[union], float32=True)
-    holdout_logits = predict_logits(model, c.ds.holdout.x, float32=True)
-    for group, rows in groups.items():
-        suffix = "" if group == "all" else f"_{group}"
-        logits = union_logits[torch.searchsorted(union, rows).to(union_logits.device)]
-        mia = attacks_on_logits(logits, c.ds.train.y[rows], holdout_logits, c.ds.holdout.y)
-        shadow = c.shadow_attack.evaluate_logits(c.mlp, logits, holdout_logits)
-        cell.update({**metric_figures(mia, suffix), f"mia_shadow_auc{suffix}": shadow["auc"],
-                     f"mia_shadow_acc{suffix}": shadow["acc"], f"mia_n{suffix}": len(rows)})
+    cell.update(membership_figures(model, c.ds.train, c.ds.holdout, groups, c.shadow_attack, c.mlp))
     r, p = c.settings["reinject"], c.settings["pgd"]
     reinjected = reinject.repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
     cell.update({**reinject.figures(reinjected),
@@ -81,15 +66,11 @@ def measure(label: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--attack", required=True)
-    parser.add_argument("--seed", type=int, required=True)
-    args = parser.parse_args()
-    params = load_params()
-    recipe = Recipe.from_params(params, args.dataset)
-    use_cpu_bf16(recipe.cpu_bf16)
-    device = pick_device(params["device"])
+    stage = open_stage(__doc__, "dataset", "attack", "seed", recipe_of="dataset", seed=False)
+    args, params, recipe, device = stage.args, stage.params, stage.recipe, stage.device
+    membership.check(stage.checker)
+    reinject.check(stage.checker, [args.dataset])
+    robustness.check(stage.checker)
     seed, settings = args.seed, params["sequela"]
 
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
@@ -116,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_main(main)

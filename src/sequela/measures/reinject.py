@@ -13,12 +13,27 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from sequela.attacks import Attack
+from sequela.attacks.base import Attack
+from sequela.checker import INF, Checker, fail
 from sequela.data import Split
 from sequela.engine import Augment, BatchStream, fit, sgd
 from sequela.errors import ConfigError
 from sequela.metrics import backdoor_metrics
 from sequela.schedules import constant
+
+
+def check(c: Checker, datasets: list[str]) -> None:
+    """`sequela.reinject`, and its n_clean + k rows within each dataset's training split."""
+    from sequela.config import non_target_rows_needed, train_size
+
+    for key in ("n_clean", "k", "epochs", "batch_size", "draws", "eval_n"):
+        c.integer(f"sequela.reinject.{key}")
+    c.number("sequela.reinject.lr", 0.0, INF)
+    n_clean, k = c.get("sequela.reinject.n_clean"), c.get("sequela.reinject.k")
+    for ds in datasets:
+        if n_clean + non_target_rows_needed(k, ds) > train_size(c, ds):
+            fail("sequela.reinject.n_clean", n_clean, f"n_clean + k (k non-target images) within the "
+                                                       f"{train_size(c, ds)} images of {ds}'s training split")
 
 
 def reinjection_set(train: Split, n_clean: int, k: int, target: int, seed: int) -> tuple[Split, torch.Tensor]:

@@ -10,8 +10,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sequela.checker import Checker
 from sequela.data import Split
 from sequela.engine import autocast
+
+
+def check(c: Checker) -> None:
+    """`sequela.pgd`: the L-inf PGD attack's budget, in [0, 1] pixel units."""
+    c.number("sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
+    c.number("sequela.pgd.step", 0.0, 1.0, low_open=False, high_open=False)
+    c.integer("sequela.pgd.steps")
+    c.integer("sequela.pgd.n")
+    c.boolean("sequela.pgd.random_start")
 
 
 def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float, steps: int,

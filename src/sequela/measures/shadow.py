@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sequela.config import Recipe
 from sequela.data import Split
 from sequela.engine import predict_logits, sgd
+from sequela.measures.roc import auc
 from sequela.metrics import clean_accuracy
-from sequela.sequela.roc import auc
+from sequela.recipe import Recipe
 from sequela.training import Trained, train_classifier
 
 

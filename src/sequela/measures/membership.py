@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import torch
 
+from sequela.checker import INF, Checker
 from sequela.data import Split
 from sequela.engine import predict_logits
-from sequela.sequela.roc import auc, tpr_at_fpr
+from sequela.measures.roc import auc, tpr_at_fpr
 
 SCORES = ("loss", "conf", "entropy", "mentropy")
 MEMBER_STREAM = 1_000_003  # offset of the member draw's seed from the cell's seed
+
+
+def check(c: Checker) -> None:
+    """`sequela.membership`: the shadow-model attack's features and its MLP."""
+    c.integer("sequela.membership.top_k")
+    c.integer("sequela.membership.mlp.hidden")
+    c.integer("sequela.membership.mlp.epochs")
+    c.number("sequela.membership.mlp.lr", 0.0, INF)
 
 
 def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defender: torch.Tensor,
@@ -119,4 +128,24 @@ def attacks_on_logits(member_logits: torch.Tensor, member_y: torch.Tensor, nonme
     for name in SCORES:
         out[f"{name}_auc"] = auc(member_scores[name], nonmember_scores[name])
         out[f"{name}_tpr"] = tpr_at_fpr(member_scores[name], nonmember_scores[name], max_fpr)
+    return out
+
+
+def membership_figures(model, train: Split, holdout: Split, groups: dict[str, torch.Tensor], shadow_attack,
+                       mlp) -> dict:
+    """Every membership attack (the metric attacks and the shadow model's `shadow_attack` with its
+    fitted `mlp`) on each group of member rows of `train` against the `holdout` non-members. Keys of
+    a group other than "all" end in _<group>."""
+    # One forward pass over the union of the groups and one over the holdout serve every attack.
+    union = torch.cat(list(groups.values())).unique()
+    union_logits = predict_logits(model, train.x[union], float32=True)
+    holdout_logits = predict_logits(model, holdout.x, float32=True)
+    out = {}
+    for group, rows in groups.items():
+        suffix = "" if group == "all" else f"_{group}"
+        logits = union_logits[torch.searchsorted(union, rows).to(union_logits.device)]
+        mia = attacks_on_logits(logits, train.y[rows], holdout_logits, holdout.y)
+        shadow = shadow_attack.evaluate_logits(mlp, logits, holdout_logits)
+        out.update({**metric_figures(mia, suffix), f"mia_shadow_auc{suffix}": shadow["auc"],
+                    f"mia_shadow_acc{suffix}": shadow["acc"], f"mia_n{suffix}": len(rows)})
     return out

@@ -21,10 +21,17 @@ import time
 
 import torch
 
+from sequela.checker import Checker
 from sequela.engine import Augment, predict_logits, seed_everything
-from sequela.sequela import reinject
-from sequela.sequela.membership import MEMBER_STREAM, attacks_on_logits, metric_figures
-from sequela.sequela.robustness import pgd_accuracy
+from sequela.measures import reinject, robustness
+from sequela.measures.membership import MEMBER_STREAM, attacks_on_logits, metric_figures
+from sequela.measures.robustness import pgd_accuracy
+
+
+def check(c: Checker) -> None:
+    """The settings the paradigms' sequela read: re-injection and PGD (no shadow model downstream)."""
+    reinject.check(c, [])
+    robustness.check(c)
 
 
 def members(n_train: int, n_test: int, seed: int) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""The `sequela` command's subcommands, one module each (main.py dispatches)."""

@@ -1,0 +1,50 @@
+"""The defense registry: name -> (run, check of its params section `defense.<name>`).
+
+Post-training (the backdoored model + the defender's clean data): ft, sft, fp, nad, nc.
+Training-time (the poisoned training set, retraining from scratch): abl, ac, spectral.
+Adding a defense: its module with `run(ctx) -> dict` and `check(c, key)`, its line below, its
+params section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from sequela.checker import INF, Checker
+from sequela.defenses import abl, ac, finetune, fp, nad, nc, spectral
+from sequela.defenses.base import DefenseContext
+
+
+@dataclass(frozen=True)
+class Defense:
+    run: Callable[[DefenseContext], dict]    # changes ctx.model; returns extra figures
+    check: Callable[[Checker, str], None]    # checks its params section, given its key
+    training_time: bool = False              # retrains on the poisoned training set (needs no clean data)
+
+
+DEFENSES: dict[str, Defense] = {
+    "ft": Defense(finetune.run_ft, finetune.check_ft),
+    "sft": Defense(finetune.run_sft, finetune.check_sft),
+    "fp": Defense(fp.run, fp.check),
+    "nad": Defense(nad.run, nad.check),
+    "nc": Defense(nc.run, nc.check),
+    "abl": Defense(abl.run, abl.check, training_time=True),
+    "ac": Defense(ac.run, ac.check, training_time=True),
+    "spectral": Defense(spectral.run, spectral.check, training_time=True),
+}
+
+
+def check_defenses(c: Checker) -> None:
+    """grid.defenses against the registry, the shared settings, and each listed defense's section."""
+    c.names("grid.defenses", tuple(DEFENSES))
+    check_shared(c)
+    for name in c.get("grid.defenses"):
+        DEFENSES[name].check(c, f"defense.{name}")
+
+
+def check_shared(c: Checker) -> None:
+    """The settings every fine-tuning defense shares (`defense.epochs`, the clean share and the
+    batch are checked with the datasets they apply to, in sequela.config)."""
+    c.number("defense.momentum", 0.0, 1.0, low_open=False)
+    c.number("defense.weight_decay", 0.0, INF, low_open=False)

@@ -1,0 +1,100 @@
+"""What the report stage reads: every cell of the grid, as rows (one per model and seed), the
+paradigms' cells, the ablation points and the curves. Only stage scripts know where cells live
+(layout.py), so this reading lives beside them."""
+
+import layout
+import pandas as pd
+import torch
+
+from sequela import data
+from sequela.ablation import SWEEPS, main_value, parse_point, same_value
+from sequela.attacks.registry import load_artefact
+from sequela.recipe import Recipe
+from sequela.report import ablation, figures, paradigms, summary
+
+PREVIEW_IMAGES = 6
+
+
+def gather(grid: dict) -> list[dict]:
+    """One row per model and seed: the clean reference, the backdoored model ("none"), each defense."""
+    rows = []
+    for d in grid["datasets"]:
+        for seed in grid["seeds"]:
+            clean = summary.read_cell(layout.clean_metrics(d, seed))
+            for a in grid["attacks"]:
+                key = {"paradigm": layout.STANDALONE, "dataset": d, "attack": a, "seed": seed}
+                measured = summary.read_cell(layout.sequela_metrics(d, a, seed))["models"]
+                defended = summary.read_cell(layout.defense_metrics(d, a, seed))["defenses"]
+                cells = {"clean": {"ca": clean["ca"], "seconds": clean["seconds"]},
+                         "none": summary.read_cell(layout.backdoored_metrics(d, a, seed)), **defended}
+                for model in ["clean", "none", *grid["defenses"]]:
+                    figures_ = {k: v for k, v in cells[model].items() if k not in summary.KEYS and k != "seed"}
+                    rows.append({**key, "defense": model, **summary.merge(figures_, measured[model])})
+    return rows
+
+
+def paradigm_cells(params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The transfer and encoder paradigms' rows (one per model and seed) and their FT / SFT curves."""
+    rows, runs, seeds = [], [], params["grid"]["seeds"]
+    t, e = params["transfer"], params["encoder"]
+    cells = [("transfer", layout.pair(u, d), a, s, layout.transfer_metrics(layout.pair(u, d), a, s),
+              layout.transfer_curves(layout.pair(u, d), a, s))
+             for u in t["upstream"] for d in t["downstream"] for a in t["attacks"] for s in seeds]
+    cells += [("encoder", layout.pair(p, d), "badencoder", s, layout.encoder_metrics(layout.pair(p, d), s),
+               layout.encoder_curves(layout.pair(p, d), s))
+              for p in e["pretrain"] for d in e["downstream"] for s in seeds]
+    for paradigm, pair, attack, seed, metrics, curves_dir in cells:
+        rows += paradigms.rows_of(paradigm, pair, attack, seed, summary.read_cell(metrics))
+        runs.append(paradigms.curve_rows(attack, seed, curves_dir).assign(paradigm=paradigm, dataset=pair))
+    return pd.DataFrame(rows), (pd.concat(runs) if runs else pd.DataFrame())
+
+
+def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, attack, sweep, value, model, seed) of every sweep with values: the
+    computed points from their cells, and the main grid's own point from the main grid's cells
+    (where a listed value equals it, its cell names the models to read there)."""
+    abl, seeds, rows = params["ablation"], params["grid"]["seeds"], []
+    main_rows = df.set_index(["dataset", "attack", "defense", "seed"])
+
+    def from_main(d, a, sweep, value, model, seed):
+        f = main_rows.loc[(d, a, model, seed)]
+        return {"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": model, "seed": seed,
+                "main_grid": True, **{k: f[k] for k in ablation.FIGURES}}
+
+    by_sweep: dict[str, list] = {}
+    for point in abl["points"]:
+        sweep, value = parse_point(point)
+        by_sweep.setdefault(sweep, []).append((point, value))
+    for d in abl["datasets"]:
+        recipe_batch = Recipe.from_params(params, d).batch_size
+        for sweep, listed in by_sweep.items():
+            main = main_value(params, sweep, recipe_batch)
+            in_main = [m for m in SWEEPS[sweep].defenses if m == "none" or m in params["grid"]["defenses"]]
+            for a in abl["attacks"]:
+                for seed in seeds:
+                    if not any(same_value(v, main) for _, v in listed):
+                        rows += [from_main(d, a, sweep, main, m, seed) for m in in_main]
+                    for point, value in listed:
+                        cell = summary.read_cell(layout.ablation_metrics(d, a, seed, point))
+                        rows += [from_main(d, a, sweep, value, m, seed) for m in cell["from_main_grid"]]
+                        rows += [{"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": m, "seed": seed,
+                                  "main_grid": False, **{k: f[k] for k in ablation.FIGURES}}
+                                 for m, f in cell["models"].items()]
+    return pd.DataFrame(rows)
+
+
+def curves(grid: dict, dataset: str) -> pd.DataFrame:
+    return pd.concat([
+        pd.read_csv(layout.defense_curve(dataset, a, s, f), sep="\t").assign(attack=a, defense=f, seed=s)
+        for a in grid["attacks"] for f in grid["defenses"] for s in grid["seeds"]
+    ])
+
+
+def preview(dataset: str, attacks: list[str], seed: int, out) -> None:
+    ds, _ = data.load_prepared(layout.prepared(dataset))
+    # One example per class where possible, so the figure shows the trigger on varied content.
+    picks = [int(torch.nonzero(ds.test.y == c)[0]) for c in range(min(PREVIEW_IMAGES, ds.num_classes))
+             if bool((ds.test.y == c).any())]
+    clean = ds.test.x[picks].float() / 255.0
+    triggered = {a: load_artefact(layout.poison(dataset, a, seed))[0].apply(clean) for a in attacks}
+    figures.trigger_preview(clean, triggered, out, f"{dataset}: triggers")
