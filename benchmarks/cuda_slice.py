@@ -94,7 +94,7 @@ def main() -> None:
         "defend": run(scratch, "defend", "--dataset", d, "--attack", a, "--seed", s),
         "sequela": run(scratch, "sequela_cell", "--dataset", d, "--attack", a, "--seed", s),
     }
-    model = scratch / f"data/standalone/{d}/seed{s}/{a}/none/model.safetensors"
+    model = scratch / f"data/standalone/{d}/seed{s}/backdoored/{a}/none/model.safetensors"
     cells = scratch / f"metrics/cells/standalone/{d}/seed{s}"
     first = digest(model), json.loads((cells / f"{a}-none.json").read_text())
     times["train again"] = run(scratch, "train", "--dataset", d, "--attack", a, "--seed", s)

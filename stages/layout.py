@@ -5,13 +5,17 @@ adds files beside the others and never overwrites them:
 
     data/prepared/<dataset>/                                   (one split per dataset, every seed)
     data/<paradigm>/<dataset>/seed<k>/clean | shadow           reference and shadow models
-    data/<paradigm>/<dataset>/seed<k>/<attack>/poison          trigger + poisoned indices
-    data/<paradigm>/<dataset>/seed<k>/<attack>/none            the backdoored model
-    data/<paradigm>/<dataset>/seed<k>/<attack>/defenses/<d>    each defended model
+    data/<paradigm>/<dataset>/seed<k>/backdoored/<attack>/poison   trigger + poisoned indices
+    data/<paradigm>/<dataset>/seed<k>/backdoored/<attack>/none     the backdoored model
+    data/<paradigm>/<dataset>/seed<k>/defended/<attack>/<d>        each defended model
     metrics/cells/<paradigm>/<dataset>/seed<k>/...json         per-cell figures (DVC outputs, cached)
     metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
-    metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<attack>/<point>.json
-                                                               one ablation sweep point
+    metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<point>.json
+                                                               one ablation sweep point, every attack
+
+The backdoored models of a seed sit apart from the defended ones, so that a stage that reads every
+attack's backdoored model (an ablation point) can depend on that one folder without rerunning
+whenever a defense changes.
 
 The transfer and encoder paradigms key their cells by the pair `<upstream>-to-<downstream>` where
 the standalone paradigm has a dataset (the encoder's pre-training set alone for its clean encoder):
@@ -52,8 +56,13 @@ def shadow_model(dataset: str, seed: int) -> Path:
     return run_dir(dataset, seed) / "shadow"
 
 
+def backdoored(dataset: str, seed: int) -> Path:
+    """Every attack's poison and backdoored model of one seed."""
+    return run_dir(dataset, seed) / "backdoored"
+
+
 def poison(dataset: str, attack: str, seed: int) -> Path:
-    return run_dir(dataset, seed) / attack / "poison"
+    return backdoored(dataset, seed) / attack / "poison"
 
 
 def model(dataset: str, attack: str, seed: int, defense: str = "none") -> Path:
@@ -61,13 +70,13 @@ def model(dataset: str, attack: str, seed: int, defense: str = "none") -> Path:
     if defense == "clean":
         return clean_model(dataset, seed)
     if defense == "none":
-        return run_dir(dataset, seed) / attack / "none"
+        return backdoored(dataset, seed) / attack / "none"
     return defended_models(dataset, attack, seed) / defense
 
 
 def defended_models(dataset: str, attack: str, seed: int) -> Path:
     """The defend stage's output folder: one sub-folder per defense."""
-    return run_dir(dataset, seed) / attack / "defenses"
+    return run_dir(dataset, seed) / "defended" / attack
 
 
 def clean_metrics(dataset: str, seed: int) -> Path:
@@ -93,9 +102,9 @@ def sequela_metrics(dataset: str, attack: str, seed: int) -> Path:
     return cells_dir(dataset, seed) / f"{attack}-sequela.json"
 
 
-def ablation_metrics(dataset: str, attack: str, seed: int, point: str) -> Path:
-    """One sweep point, `<sweep>-<value>` as params.yaml's ablation.points spells it."""
-    return cells_dir(dataset, seed) / "ablation" / attack / f"{point}.json"
+def ablation_metrics(dataset: str, seed: int, point: str) -> Path:
+    """One sweep point, `<sweep>-<value>` as params.yaml's ablation.points spells it: every attack."""
+    return cells_dir(dataset, seed) / "ablation" / f"{point}.json"
 
 
 def train_curve(dataset: str, attack: str, seed: int) -> Path:

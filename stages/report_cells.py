@@ -75,11 +75,11 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
                     if not any(same_value(v, main) for _, v in listed):
                         rows += [from_main(d, a, sweep, main, m, seed) for m in in_main]
                     for point, value in listed:
-                        cell = summary.read_cell(layout.ablation_metrics(d, a, seed, point))
+                        cell = summary.read_cell(layout.ablation_metrics(d, seed, point))
                         rows += [from_main(d, a, sweep, value, m, seed) for m in cell["from_main_grid"]]
                         rows += [{"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": m, "seed": seed,
                                   "main_grid": False, **{k: f[k] for k in ablation.FIGURES}}
-                                 for m, f in cell["models"].items()]
+                                 for m, f in cell["attacks"][a]["models"].items()]
     return pd.DataFrame(rows)
 
 

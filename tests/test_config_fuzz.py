@@ -140,7 +140,7 @@ def test_accepted_mutations_run_real_stages_without_a_traceback(tmp_path_factory
     result = subprocess.run([sys.executable, "-c", TWO_STAGES, str(ROOT / "stages")], cwd=work,
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
-    assert (work / "data/standalone/digits/seed0/badnets/poison/poison.safetensors").is_file()
+    assert (work / "data/standalone/digits/seed0/backdoored/badnets/poison/poison.safetensors").is_file()
 
 
 # prepare, then poison, in one interpreter (each as its own `__main__`): half the start-up cost.

@@ -68,7 +68,7 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
-MODEL = "data/standalone/digits/seed0/badnets/defenses/sft/model.safetensors"
+MODEL = "data/standalone/digits/seed0/defended/badnets/sft/model.safetensors"
 CURVE = "metrics/curves/standalone/digits/seed0/badnets-defenses/sft.tsv"
 
 
@@ -98,7 +98,7 @@ def test_repro_builds_every_output(repo):
             assert (repo / "reports/figures" / f"{name}.png").is_file()
     # The transfer baseline ships the upstream backbone bit for bit; FT moves it.
     from safetensors.torch import load_file
-    shipped = load_file(repo / "data/standalone/digits/seed0/badnets/none/model.safetensors")
+    shipped = load_file(repo / "data/standalone/digits/seed0/backdoored/badnets/none/model.safetensors")
     for model, same in (("none", True), ("ft", False)):
         reused = load_file(repo / f"data/transfer/digits-to-digits-rot90/seed0/badnets/{model}/model.safetensors")
         backbone = [k for k in shipped if not k.startswith("fc.")]
@@ -127,7 +127,7 @@ def test_two_seeds_differ_and_the_summary_is_their_mean_and_sd(repo):
     assert [c["defenses"]["sft"]["asr"] for c in cells] == [asr["seeds"]["0"], asr["seeds"]["1"]]
 
 
-ABLATION = "metrics/cells/standalone/digits/seed{seed}/ablation/badnets/{point}.json"
+ABLATION = "metrics/cells/standalone/digits/seed{seed}/ablation/{point}.json"
 
 
 def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):
@@ -135,12 +135,12 @@ def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):
     sweep = summary["ablation"]["digits"]["badnets"]["clean_fraction"]
     for seed in (0, 1):
         main = json.loads((repo / ABLATION.format(seed=seed, point="clean_fraction-0.5")).read_text())
-        assert main["from_main_grid"] == ["ft", "sft"] and main["models"] == {}
-        other = json.loads((repo / ABLATION.format(seed=seed, point="clean_fraction-1.0")).read_text())
-        assert other["from_main_grid"] == [] and set(other["models"]) == {"ft", "sft"}
+        assert main["from_main_grid"] == ["ft", "sft"] and main["attacks"]["badnets"]["models"] == {}
+        other = json.loads((repo / ABLATION.format(seed=seed, point="clean_fraction-1.0")).read_text())["attacks"]
+        assert set(other["badnets"]["models"]) == {"ft", "sft"}
         # fraction 1.0: the defender holds the whole clean training split
-        n_train = json.loads((repo / f"data/standalone/digits/seed{seed}/badnets/poison/meta.json").read_text())["n_train"]
-        assert other["models"]["sft"]["n_clean"] == n_train > main_n_clean(repo, seed)
+        n_train = json.loads((repo / f"data/standalone/digits/seed{seed}/backdoored/badnets/poison/meta.json").read_text())["n_train"]
+        assert other["badnets"]["models"]["sft"]["n_clean"] == n_train > main_n_clean(repo, seed)
     # the main grid's point is the main grid's cells, seed for seed
     for model in ("ft", "sft"):
         assert sweep["0.5"][model]["asr"]["seeds"] == summary["standalone"]["digits"]["badnets"][model]["asr"]["seeds"]
@@ -151,7 +151,7 @@ def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):
     assert set(rates) == {"0.05", "0.1"} and set(rates["0.05"]) == {"none", "ft", "sft"}
     assert rates["0.1"]["none"]["ca"]["seeds"] == summary["standalone"]["digits"]["badnets"]["none"]["ca"]["seeds"]
     cell = json.loads((repo / ABLATION.format(seed=0, point="poison_rate-0.05")).read_text())
-    assert cell["models"]["none"]["n_poison"] < 0.06 * 1077
+    assert cell["attacks"]["badnets"]["models"]["none"]["n_poison"] < 0.06 * 1077
     table = (repo / "reports/tables/ablation-clean_fraction.md").read_text()
     assert "0.5 (main)" in table and "SFT - FT ASR" in table
 
@@ -172,7 +172,7 @@ def test_changing_one_sweep_value_leaves_every_other_point_up_to_date(repo):
     finally:
         (repo / "params.yaml").write_text(original)
     # `check` reads every param, and its output never changes: nothing downstream of it reruns for it.
-    assert stale == {"ablate@digits-badnets-0-clean_fraction-0.2", "ablate@digits-badnets-1-clean_fraction-0.2",
+    assert stale == {"ablate@digits-0-clean_fraction-0.2", "ablate@digits-1-clean_fraction-0.2",
                      "report", "check"}, stale
 
 
@@ -215,7 +215,7 @@ def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp
     # the stage and everything upstream of it and computes nothing.
     out = dvc("repro", "--pull", "train@digits-badnets-0", cwd=clone)
     assert not [line for line in out.splitlines() if line.startswith("Running stage")], out
-    model = "data/standalone/digits/seed0/badnets/none/model.safetensors"
+    model = "data/standalone/digits/seed0/backdoored/badnets/none/model.safetensors"
     assert (clone / model).read_bytes() == (repo / model).read_bytes()
     out = dvc("repro", "--pull", cwd=clone)
     computing = [line for line in out.splitlines() if line.startswith("Running stage")]
