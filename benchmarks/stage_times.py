@@ -14,16 +14,17 @@ import argparse
 import re
 from collections import defaultdict
 
-STAGE = re.compile(r"^(\d+) Running stage '([^']+)'")
-FANOUT = re.compile(r"^\d+ \[[^]]*\] (\S+): done in (\d+) s")
+STAGE = re.compile(r"^(\d+(?:\.\d+)?) Running stage '([^']+)'")
+FANOUT = re.compile(r"^\d+(?:\.\d+)? \[[^]]*\] (\S+): done in (\d+) s")
 
 
-def stamp(line: str) -> int:
-    return int(line.split(" ", 1)[0])
+def stamp(line: str) -> float:
+    """A line's time stamp: whole seconds (`date +%s`) or with a fraction (`date +%s.%N`)."""
+    return float(line.split(" ", 1)[0])
 
 
 def stage_times(lines: list[str]) -> list[tuple[str, int]]:
-    starts = [(m.group(2), int(m.group(1))) for m in map(STAGE.match, lines) if m]
+    starts = [(m.group(2), float(m.group(1))) for m in map(STAGE.match, lines) if m]
     end = stamp(lines[-1])
     return [(name, (starts[i + 1][1] if i + 1 < len(starts) else end) - t) for i, (name, t) in enumerate(starts)]
 
@@ -33,21 +34,21 @@ def main() -> None:
     parser.add_argument("log")
     args = parser.parse_args()
     with open(args.log) as f:
-        lines = [line.rstrip("\n") for line in f if re.match(r"^\d+ ", line)]
+        lines = [line.rstrip("\n") for line in f if re.match(r"^\d+(\.\d+)? ", line)]
     fanned = [(m.group(1), int(m.group(2))) for m in map(FANOUT.match, lines) if m]
     times = fanned or stage_times(lines)
-    kinds: dict[str, int] = defaultdict(int)
+    kinds: dict[str, float] = defaultdict(float)
     for name, seconds in times:
-        print(f"{name:40s} {seconds:6d} s")
+        print(f"{name:40s} {seconds:6.0f} s")
         kinds[name.split("@")[0]] += seconds
     print()
     for kind, seconds in kinds.items():
-        print(f"{kind:40s} {seconds:6d} s  ({seconds / 60:.1f} min)")
+        print(f"{kind:40s} {seconds:6.0f} s  ({seconds / 60:.1f} min)")
     total = sum(kinds.values())
-    print(f"{'all stages':40s} {total:6d} s  ({total / 60:.1f} min)")
+    print(f"{'all stages':40s} {total:6.0f} s  ({total / 60:.1f} min)")
     if fanned:
         wall = stamp(lines[-1]) - stamp(lines[0])
-        print(f"{'wall (fanout, stages overlap)':40s} {wall:6d} s  ({wall / 60:.1f} min)")
+        print(f"{'wall (fanout, stages overlap)':40s} {wall:6.0f} s  ({wall / 60:.1f} min)")
 
 
 if __name__ == "__main__":
