@@ -52,7 +52,7 @@ def main() -> None:
     tables.write_rows(sequela_tables.sequela_rows(df, models), TABLES / "sequela",
                       f"Backdoor sequela (mean ± sd over {n} seeds): each measure, and its per-seed change after the "
                       "defense (Δ = after - none).")
-    # The membership question is about the training data the defense did not revisit (README).
+    # The membership question is about the training data the defense did not revisit (docs/protocol.md).
     mia = "mia_loss_auc_unseen" if "mia_loss_auc_unseen" in df and df["mia_loss_auc_unseen"].notna().any() \
         else "mia_loss_auc"
     if not reused.empty:

@@ -201,7 +201,7 @@ def test_a_bad_value_stops_the_grid_in_the_check_stage_before_any_other(repo):
 
 def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp_path):
     # Before any forced rerun: a second run-cache entry of a stage (its cell's wall-clock seconds
-    # differ) is pushed without its objects, and a clone may pick it (README, "Pitfalls").
+    # differ) is pushed without its objects, and a clone may pick it (docs/scaling.md).
     remote = tmp_path / "remote"
     dvc("remote", "add", "--local", "-d", "scratch", str(remote), cwd=repo)
     dvc("push", "--run-cache", cwd=repo)

@@ -50,7 +50,7 @@ def _expected(err: Exception) -> tuple[str | None, int]:
         return str(err), 1
     if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
         return ("CUDA out of memory; lower the recipe's batch_size or defense.batch_size, or run fewer stages "
-                "per GPU (README: Running on several GPUs or machines)"), 1
+                "per GPU (docs/scaling.md)"), 1
     if isinstance(err, FileNotFoundError) and err.filename:
         return (f"{err.filename} is missing; run `dvc repro` (not the stage script alone) so the stages that "
                 f"make its inputs run first"), 1

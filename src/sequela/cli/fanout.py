@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Ray runs its workers at nice 15 by default, so a stage's processes lose the CPU to anything
     # else on the machine (on a busy 2-core box `import torch` took 16 s instead of 2). Stages are the
-    # work here; on a cluster, start Ray with the same variable (README).
+    # work here; on a cluster, start Ray with the same variable (docs/scaling.md).
     os.environ.setdefault("RAY_worker_niceness", "0")
     if args.address:
         ray.init(address=args.address, log_to_driver=False)

@@ -39,7 +39,7 @@ class Claim:
 
 
 def claims(mia: str) -> list[Claim]:
-    """`mia` is the membership figure that answers the paper's question (see the README)."""
+    """`mia` is the membership figure that answers the paper's question (docs/protocol.md, Membership)."""
     return [
         Claim("SFT leaves a lower ASR than FT", "sft", "ft", "asr", below=0.0),
         Claim("FT leaves the backdoor in place (ASR after FT > 0.5)", "ft", "zero", "asr", above=0.5),
