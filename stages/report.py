@@ -57,7 +57,9 @@ def main() -> None:
         else "mia_loss_auc"
     if not reused.empty:
         paradigms.write(reused, reused_curves, TABLES, FIGURES, n)
-    tables.write_rows(claims.claims_rows(pd.concat([df, reused]), mia), TABLES / "claims",
+    claim_rows = claims.claims_rows(pd.concat([df, reused]), mia)
+    atomic_write_json(summary.headline(nested, claim_rows, grid["datasets"][0], grid["attacks"]), "metrics/headline.json")
+    tables.write_rows(claim_rows, TABLES / "claims",
                       "The paper's claims, judged by paired per-seed differences with 95% t-intervals; pooled "
                       "rows average the planted attacks within each seed first (n = seeds).")
 

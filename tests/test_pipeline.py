@@ -110,6 +110,21 @@ def test_repro_builds_every_output(repo):
     assert "± " in (repo / "reports/tables/standalone.md").read_text()
 
 
+def test_the_headline_metrics_are_the_summarys_means_in_at_most_40_numbers(repo):
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    numbers = [v for models in headline["models"].values() for figures in models.values() for v in figures.values()]
+    numbers += list(headline["claims"].values())
+    assert 0 < len(numbers) <= 40
+    cell = summary["standalone"]["digits"]["badnets"]
+    for model in ("none", "ft", "sft"):
+        for figure in ("ca", "asr"):
+            assert headline["models"]["badnets"][model][figure] == cell[model][figure]["mean"]
+    assert "sft_minus_ft_asr" in headline["claims"]
+    shown = dvc("metrics", "show", "--json", cwd=repo, stdout_only=True)
+    assert "headline.json" in shown and "summary.json" not in shown  # what dvc exp show / metrics diff show
+
+
 def test_two_seeds_differ_and_the_summary_is_their_mean_and_sd(repo):
     a = (repo / MODEL).read_bytes()
     b = (repo / MODEL.replace("seed0", "seed1")).read_bytes()

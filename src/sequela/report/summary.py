@@ -63,3 +63,27 @@ def spread(seeds, values) -> dict | None:
     mean, sd, n = mean_sd(list(kept.values()))
     return {"mean": round(mean, 4), "sd": round(sd, 4) if math.isfinite(sd) else None, "n": n,
             "seeds": {s: round(v, 4) for s, v in kept.items()}}
+
+
+def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[str]) -> dict:
+    """The paper's table for `dataset` (standalone): CA and ASR of the backdoored model, FT and SFT
+    per attack, as means over seeds, and each claim's pooled mean difference. This is the file DVC
+    shows (`dvc exp show`, `dvc metrics diff`): at most 5 attacks x 3 models x 2 + 7 claims numbers.
+    The full summary stays in metrics/summary.json."""
+    cells = nested.get("standalone", {}).get(dataset, {})
+    table = {attack: {model: {figure: cells[attack][model][figure]["mean"] for figure in ("ca", "asr")}
+                      for model in ("none", "ft", "sft") if model in cells.get(attack, {})}
+             for attack in attacks if attack in cells}
+    short = {"SFT leaves a lower ASR than FT": "sft_minus_ft_asr",
+             "FT leaves the backdoor in place (ASR after FT > 0.5)": "ft_asr",
+             "Membership risk falls after SFT": "sft_minus_none_mia",
+             "Membership risk falls after FT": "ft_minus_none_mia",
+             "After SFT the model is easier to re-backdoor than the clean model": "sft_minus_clean_reinject",
+             "After FT the model is easier to re-backdoor than the clean model": "ft_minus_clean_reinject"}
+    claims = {}
+    for row in claim_rows:
+        if row["paradigm"] == "standalone" and row["dataset"] == dataset and row["scope"].startswith("all attacks"):
+            key = short.get(row["claim"], "sft_minus_none_ca" if row["claim"].startswith("SFT keeps") else None)
+            if key is not None and _number(row["mean diff"]):
+                claims[key] = row["mean diff"]
+    return {"dataset": dataset, "models": table, "claims": claims}
