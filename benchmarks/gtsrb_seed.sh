@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GTSRB seed (5 attacks x {none, FT, SFT} with sequela) on a CPU, timed stage by stage.
-# Run in a fresh clone with GTSRB unpacked under data/raw (README "GTSRB on a CPU"). Extra -S
+# Run in a fresh clone with GTSRB unpacked under data/raw (docs/datasets.md). Extra -S
 # arguments are passed on, e.g. `-S recipe.gtsrb.cpu.cpu_bf16=true` on a CPU with AMX.
 #
 #     bash benchmarks/gtsrb_seed.sh [--fanout] [-S key=value ...]
