@@ -26,8 +26,6 @@ from sequela.attacks.registry import load_artefact
 from sequela.engine import Augment, seed_everything
 from sequela.io import load_tensors
 from sequela.measures import membership, reinject, robustness
-from sequela.measures.membership import member_groups, membership_figures
-from sequela.measures.robustness import pgd_accuracy
 from sequela.measures.shadow import ShadowAttack
 from sequela.metrics import backdoor_metrics
 from sequela.records import write_cell
@@ -35,7 +33,8 @@ from sequela.workers import run_units
 
 
 def removed_rows(model_dir) -> torch.Tensor | None:
-    return load_tensors(model_dir / "removed.safetensors")["removed"] if (model_dir / "removed.safetensors").is_file() else None
+    path = model_dir / "removed.safetensors"  # rows a defense dropped before retraining
+    return load_tensors(path)["removed"] if path.is_file() else None
 
 
 # What every model of the cell is measured against, set once by main() before the workers fork.
@@ -49,14 +48,14 @@ def measure(label: str) -> dict:
     seed_everything(c.seed)
     model_dir = layout.model(c.dataset, c.attack_name, c.seed, label)
     model, _ = models.load(model_dir, c.device)
-    groups = member_groups(len(c.ds.train), len(c.ds.holdout), c.seed, c.poisoned, c.defender,
+    groups = membership.member_groups(len(c.ds.train), len(c.ds.holdout), c.seed, c.poisoned, c.defender,
                            removed_rows(model_dir))
     cell = {"asr": backdoor_metrics(model, c.test, c.attack, c.target)["asr"]} if label == "clean" else {}
-    cell.update(membership_figures(model, c.ds.train, c.ds.holdout, groups, c.shadow_attack, c.mlp))
+    cell.update(membership.membership_figures(model, c.ds.train, c.ds.holdout, groups, c.shadow_attack, c.mlp))
     r, p = c.settings["reinject"], c.settings["pgd"]
     reinjected = reinject.repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
     cell.update({**reinject.figures(reinjected),
-                 "pgd_acc": pgd_accuracy(model, c.ds.test, p["eps"], p["step"], p["steps"], p["n"], c.seed,
+                 "pgd_acc": robustness.pgd_accuracy(model, c.ds.test, p["eps"], p["step"], p["steps"], p["n"], c.seed,
                                          p["random_start"]),
                  "seconds": time.perf_counter() - start})
     print(f"sequela {c.dataset}-{c.attack_name}-{label} seed {c.seed}: MIA loss AUC {cell['mia_loss_auc']:.3f}, "

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from sequela import data
-from sequela.ablation import SWEEPS, main_value, parse_point, same_value
+from sequela.ablation import SWEEPS, main_value, points_by_sweep, same_value
 from sequela.attacks.registry import load_artefact
 from sequela.recipe import Recipe
 from sequela.report import ablation, figures, paradigms, summary
@@ -61,13 +61,9 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
         return {"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": model, "seed": seed,
                 "main_grid": True, **{k: f[k] for k in ablation.FIGURES}}
 
-    by_sweep: dict[str, list] = {}
-    for point in abl["points"]:
-        sweep, value = parse_point(point)
-        by_sweep.setdefault(sweep, []).append((point, value))
     for d in abl["datasets"]:
         recipe_batch = Recipe.from_params(params, d).batch_size
-        for sweep, listed in by_sweep.items():
+        for sweep, listed in points_by_sweep(abl["points"]).items():
             main = main_value(params, sweep, recipe_batch)
             in_main = [m for m in SWEEPS[sweep].defenses if m == "none" or m in params["grid"]["defenses"]]
             for a in abl["attacks"]:

@@ -79,12 +79,12 @@ def parse_point(point: str) -> tuple[str, object]:
     return sweep, value
 
 
-def points_by_sweep(points: list[str]) -> dict[str, list]:
-    """{sweep: [values in the order listed]} of `ablation.points`."""
+def points_by_sweep(points: list[str]) -> dict[str, list[tuple[str, object]]]:
+    """{sweep: [(point, value) in the order listed]} of `ablation.points`."""
     out: dict[str, list] = {}
     for point in points:
         sweep, value = parse_point(point)
-        out.setdefault(sweep, []).append(value)
+        out.setdefault(sweep, []).append((point, value))
     return out
 
 

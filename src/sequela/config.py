@@ -13,7 +13,6 @@ status 2, no traceback).
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,6 @@ def check_common(c: Checker) -> None:
     _grid(c)
     _data(c)
     for dataset in c.get("grid.datasets"):
-        recipe_key(c.params, dataset, c)
         c.integer(f"{recipe_key(c.params, dataset, c)}.batch_size")
     _attacker_rules(c)
     _defender_rules(c)
@@ -135,8 +133,8 @@ def check_poison_rate(c: Checker, key: str, rate: float, dataset: str, shown: An
     `shown` is the value as the file spells it, where that is not `rate` itself."""
     train, n = train_size(c, dataset), NUM_CLASSES[dataset]
     if round(rate * train) < 1 or rate > 1 - 1 / n:
-        fail(key, rate if shown is None else shown, f"at least one of {dataset}'s {train} training images and at most {1 - 1 / n:.3f} "
-                        f"(its non-target share)")
+        fail(key, rate if shown is None else shown, f"at least one of {dataset}'s {train} training images and "
+                                                    f"at most {1 - 1 / n:.3f} (its non-target share)")
 
 
 def _defender_rules(c: Checker) -> None:
@@ -158,8 +156,8 @@ def check_clean_share(c: Checker, key: str, fraction: float, dataset: str, shown
     """data.clean_subset draws round(fraction * n) rows, at least one: they must hold one batch."""
     n_clean, need = max(1, round(fraction * train_size(c, dataset))), defender_batch(c, dataset)
     if n_clean < need:
-        fail(key, fraction if shown is None else shown, f"a share of {dataset}'s training split that holds one defender batch of {need} "
-                            f"(this gives {n_clean} images)")
+        fail(key, fraction if shown is None else shown, f"a share of {dataset}'s training split that holds one "
+                                                        f"defender batch of {need} (this gives {n_clean} images)")
 
 
 def smallest_side(c: Checker) -> tuple[int, str]:
@@ -172,7 +170,3 @@ def train_size(c: Checker, dataset: str) -> int:
     """From the official split sizes: a smaller copy of a dataset gets smaller splits than this."""
     return target_train_size(dataset, c.get("data.test_fraction"), c.get("data.shadow_fraction"))
 
-
-def non_target_rows_needed(k: int, dataset: str) -> int:
-    """About k / (1 - 1/classes) rows of a balanced set hold k non-target rows."""
-    return math.ceil(k * NUM_CLASSES[dataset] / (NUM_CLASSES[dataset] - 1))

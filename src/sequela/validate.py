@@ -15,7 +15,7 @@ from typing import Any
 from sequela import ablation, badencoder, downstream, simclr
 from sequela.attacks.registry import ATTACKS
 from sequela.catalog import NUM_CLASSES
-from sequela.checker import Checker
+from sequela.checker import Checker, fail
 from sequela.config import check_common, smallest_side
 from sequela.defenses.registry import DEFENSES, check_shared
 from sequela.measures import membership, reinject, robustness
@@ -50,8 +50,6 @@ def validate(params: Any) -> list[str]:
 
 def check_recipes(c: Checker) -> None:
     """Every recipe in the file, the unused `gpu` ones too: a broken one fails before it is used."""
-    from sequela.checker import fail
-
     block = c.get("recipe")
     if not isinstance(block, dict):
         fail("recipe", block, "a mapping from dataset name to its training recipe")

@@ -27,15 +27,14 @@ from sequela.records import CurveRecorder
 @dataclass
 class Defended:
     """What every defense of one backdoored model reads. `settings` is params.yaml's `defense`
-    section (an ablation point's, with its one value changed). `attack` may be None where the
-    defender's user holds no triggered data: the curve and the figures then have CA only."""
+    section (an ablation point's, with its one value changed)."""
 
     backdoored: torch.nn.Module
     spec: dict
     clean: Split                  # the defender's clean data
     train: Split                  # the training split as shipped (training-time defenses)
     poisoned: torch.Tensor        # its poisoned rows (training-time defenses replay them)
-    attack: Attack | None
+    attack: Attack
     target: int
     poison_rate: float
     recipe: Recipe
@@ -46,10 +45,6 @@ class Defended:
     curve_test: Split | None = None  # on the device; the per-epoch curve (None: no curve)
 
     def evaluate(self, model: torch.nn.Module, split: Split) -> dict:
-        if self.attack is None:
-            from sequela.metrics import clean_accuracy
-
-            return {"ca": clean_accuracy(model, split)}
         return evaluate(model, split, self.attack, self.target)
 
 

@@ -20,7 +20,6 @@ from sequela.defenses.base import DefenseContext
 class Defense:
     run: Callable[[DefenseContext], dict]    # changes ctx.model; returns extra figures
     check: Callable[[Checker, str], None]    # checks its params section, given its key
-    training_time: bool = False              # retrains on the poisoned training set (needs no clean data)
 
 
 DEFENSES: dict[str, Defense] = {
@@ -29,9 +28,9 @@ DEFENSES: dict[str, Defense] = {
     "fp": Defense(fp.run, fp.check),
     "nad": Defense(nad.run, nad.check),
     "nc": Defense(nc.run, nc.check),
-    "abl": Defense(abl.run, abl.check, training_time=True),
-    "ac": Defense(ac.run, ac.check, training_time=True),
-    "spectral": Defense(spectral.run, spectral.check, training_time=True),
+    "abl": Defense(abl.run, abl.check),
+    "ac": Defense(ac.run, ac.check),
+    "spectral": Defense(spectral.run, spectral.check),
 }
 
 

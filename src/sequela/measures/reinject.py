@@ -9,6 +9,7 @@ reference model that never had it: that difference is the re-injection sequela.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -24,14 +25,16 @@ from sequela.schedules import constant
 
 def check(c: Checker, datasets: list[str]) -> None:
     """`sequela.reinject`, and its n_clean + k rows within each dataset's training split."""
-    from sequela.config import non_target_rows_needed, train_size
+    from sequela.catalog import NUM_CLASSES
+    from sequela.config import train_size
 
     for key in ("n_clean", "k", "epochs", "batch_size", "draws", "eval_n"):
         c.integer(f"sequela.reinject.{key}")
     c.number("sequela.reinject.lr", 0.0, INF)
     n_clean, k = c.get("sequela.reinject.n_clean"), c.get("sequela.reinject.k")
     for ds in datasets:
-        if n_clean + non_target_rows_needed(k, ds) > train_size(c, ds):
+        # k non-target rows must be left after the n_clean: about k / (1 - 1/classes) rows of a balanced set
+        if n_clean + math.ceil(k * NUM_CLASSES[ds] / (NUM_CLASSES[ds] - 1)) > train_size(c, ds):
             fail("sequela.reinject.n_clean", n_clean, f"n_clean + k (k non-target images) within the "
                                                        f"{train_size(c, ds)} images of {ds}'s training split")
 
