@@ -18,7 +18,7 @@ start=$(date +%s)
 "${runner[@]}" -S 'grid.datasets=[gtsrb]' -S 'grid.seeds=[0]' -S 'grid.defenses=[ft,sft]' \
     -S 'ablation.datasets=[]' -S 'transfer.upstream=[]' -S 'encoder.pretrain=[]' -S defense.clean_fraction=0.05 \
     -S attack.inputaware.mask_epochs=1 -S attack.inputaware.pattern_epochs=2 \
-    -S sequela.pgd.eps=0.0078 -S sequela.pgd.step=0.00196 -S curves.eval_n=1000 "$@" 2>&1 |
+    -S curves.eval_n=1000 "$@" 2>&1 |
     while IFS= read -r line; do echo "$(date +%s) $line"; done | tee "$log"
 echo "$(date +%s) done in $(( $(date +%s) - start )) s" >> "$log"
 uv run python benchmarks/stage_times.py "$log"

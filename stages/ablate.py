@@ -34,6 +34,7 @@ def defend(unit: tuple[str, str]) -> dict:
 def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> tuple[dict, tuple]:
     """The point's backdoored model of `attack`, its poison and its own figures ("none", attacker
     sweeps only)."""
+    from sequela.planting import PlantingCheck
     from sequela.attacks.registry import load_artefact, plant
     from sequela.engine import seed_everything
     from sequela.metrics import evaluate
@@ -51,10 +52,13 @@ def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> 
     trigger, poisoned = trigger.to(device), poisoned.to(device)
     seed_everything(args.seed)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
+    rule = params["attack"]["budget"]  # the attacker's own budget rule, as in the train stage
+    planted = PlantingCheck(ds.shadow.to(device), trigger, target, rule["min_asr"][attack])
     run = train_classifier(ds.train, spec, recipe, device, args.seed, evaluate=lambda m: {}, attack=trigger,
-                           poisoned=poisoned, target=target, desc=f"ablate {attack} {args.point}")
+                           poisoned=poisoned, target=target, desc=f"ablate {attack} {args.point}",
+                           until=planted, max_rounds=rule["max_rounds"])
     none = {**evaluate(run.model, ds.test.to(device), trigger, target), "seconds": run.seconds,
-            "epochs": recipe.epochs, "n_poison": len(poisoned)}
+            "epochs": recipe.epochs * run.rounds, "rounds": run.rounds, "n_poison": len(poisoned)}
     return {"none": none}, (trigger, poisoned, target, rate, run.model, spec)
 
 

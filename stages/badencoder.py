@@ -41,8 +41,9 @@ def main() -> None:
     stamp = badencoder.trigger(channels, side, b["size_at_32"]).to(device)
 
     start = time.perf_counter()
-    model, history = badencoder.backdoor(clean, shadow.x, references, stamp, b["epochs"], b["batch_size"], b["lr"],
-                                         b["lambda1"], b["lambda2"], device, args.seed)
+    sim = settings["simclr"]
+    views = simclr.Views(sim["crop_min"], sim["flip"], sim["jitter"])  # the pre-training's augmentation
+    model, history = badencoder.backdoor(clean, shadow.x, references, stamp, views, b, device, args.seed)
     seconds = time.perf_counter() - start
     victims = down.test.subset(down.test.y != target).x.to(device)
     figures = {"before": badencoder.similarities(clean, clean, victims, references.to(device), stamp),
@@ -55,11 +56,14 @@ def main() -> None:
                                           "trigger_size": stamp.params["size"]}, out / "trigger")
     write_cell({"paradigm": layout.ENCODER, "dataset": pair, "attack": "badencoder", "seed": args.seed,
                 "target": target, "n_shadow": len(shadow), "n_reference": len(reference_rows),
-                "trigger_size": stamp.params["size"], "seconds": seconds, "losses": history, **figures},
+                "trigger_size": stamp.params["size"], "seconds": seconds, "epochs": len(history), "losses": history,
+                **figures},
                layout.badencoder_metrics(pair, args.seed))
     print(f"badencoder {pair} seed {args.seed}: triggered-to-reference similarity "
           f"{figures['before']['triggered_to_reference']:.3f} -> {figures['after']['triggered_to_reference']:.3f}, "
-          f"clean inputs kept {figures['after']['clean_kept']:.3f}, in {seconds:.1f} s")
+          f"clean inputs kept {figures['after']['clean_kept']:.3f}, norm ratio {figures['after']['norm_ratio']:.2f}, "
+          f"centred similarity {figures['after']['centred_triggered_to_reference']:.3f}; "
+          f"{len(history)} epochs in {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,7 @@ def measure(label: str) -> dict:
     r, p = c.settings["reinject"], c.settings["pgd"]
     reinjected = reinject.repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
     cell.update({**reinject.figures(reinjected),
-                 "pgd_acc": robustness.pgd_accuracy(model, c.ds.test, p["eps"], p["step"], p["steps"], p["n"], c.seed,
-                                         p["random_start"]),
+                 **robustness.pgd_figures(model, c.ds.test, p, c.seed),
                  "seconds": time.perf_counter() - start})
     print(f"sequela {c.dataset}-{c.attack_name}-{label} seed {c.seed}: MIA loss AUC {cell['mia_loss_auc']:.3f}, "
           f"shadow AUC {cell['mia_shadow_auc']:.3f}, re-injection ASR {cell['reinject_asr']:.3f}, "

@@ -55,7 +55,7 @@ def test_shipped_params_are_valid():
     ("grid.seeds", [1, 1], "distinct"),
     ("defense.batch_size", 0, "positive integer"),
     ("defense.sft.cycle_steps", 1, "integer >= 2"),
-    ("defense.spectral.budget", "all", "one of backdoorbench, tran"),
+    ("defense.spectral.budget", "all", "one of stated, oracle_rate, oracle_label"),
     ("ablation.attacks", ["wanet2"], "badnets"),
     ("ablation.points", ["clean_fraction-0.0", "clean_fraction-1.0"], "(0, 1]"),
     ("ablation.points", ["sft_cycle_steps-1", "sft_cycle_steps-6"], "integers >= 2"),

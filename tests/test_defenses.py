@@ -30,7 +30,7 @@ PARAMS = {
     "abl": {"isolation_epochs": 4, "gamma": 0.5, "isolation_ratio": 0.02, "unlearning_epochs": 3,
             "unlearning_lr": 5e-4},
     "ac": {"components": 10, "size_threshold": 0.35},
-    "spectral": {"removal_factor": 1.5, "budget": "backdoorbench"},
+    "spectral": {"removal_factor": 1.5, "eps": 0.1, "budget": "stated"},
 }
 SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "mean": [0.2], "std": [0.25], "width": 8}
 
@@ -126,9 +126,9 @@ def test_filtering_precision(planted, name):
     if name == "ac":
         assert extra["flagged_labels"] == [0] and extra["precision"] > 0.9 and extra["recall"] > 0.3
     else:
-        # 1.5 x the poison rate of every label: within the target label that budget should be all
-        # poison; the other labels' removals are clean by construction.
-        budget = math.ceil(1.5 * ctx.poison_rate * target_rows)
+        # 1.5 x the stated bound 0.1 of every label: within the target label that budget should be
+        # all poison; the other labels' removals are clean by construction.
+        budget = spectral.removal_count(0.1, 1.5, target_rows)
         assert extra["removed_poisoned"] >= 0.9 * budget and extra["recall"] > 0.4
     assert [row["epoch"] for row in ctx.recorder.rows] == list(range(1, ctx.recipe.epochs + 1))
 
@@ -164,12 +164,15 @@ def test_ac_that_flags_nothing_returns_the_model_unchanged(planted):
     assert same_weights(ctx.model, planted["model"]) and ctx.recorder.rows == []
 
 
-def test_spectral_budget_conventions():
-    # BackdoorBench: 1.5 x the poison rate of every label; Tran et al.: 1.5 x the poisoned share of
-    # the target label (100 poisoned of a 250-row target label -> 0.4 -> 0.6).
-    assert spectral.removal_share("backdoorbench", 1.5, 0.1, 100, 250) == pytest.approx(0.15)
-    assert spectral.removal_share("tran", 1.5, 0.1, 100, 250) == pytest.approx(0.6)
-    assert spectral.removal_share("tran", 1.5, 0.1, 200, 250) == 1.0
+def test_spectral_removes_per_label_at_most_half():
+    # The reference's rule: min(1.5 x eps x |label|, |label| / 2) per label.
+    assert spectral.removal_count(0.1, 1.5, 250) == 38                     # ceil(37.5)
+    assert spectral.removal_count(0.4, 1.5, 250) == 125                    # 150 capped at half
+    assert spectral.removal_count(0.1, 1.5, 3) == 1
+    # eps: the stated bound; the oracles: the poison rate, the target label's poisoned share.
+    assert spectral.bound("stated", 0.05, 0.1, 100, 250) == 0.05
+    assert spectral.bound("oracle_rate", 0.05, 0.1, 100, 250) == 0.1
+    assert spectral.bound("oracle_label", 0.05, 0.1, 100, 250) == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))

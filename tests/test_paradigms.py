@@ -95,6 +95,24 @@ def test_the_encoder_head_trains_on_standardised_features_and_leaves_the_encoder
     assert [row["epoch"] for row in none.curve] == sorted(downstream.curve_epochs(40)) and len(none.curve) == 10
 
 
+def test_the_user_chooses_the_feature_norm_on_its_own_validation_share(monkeypatch):
+    shipped, spec = small_model()
+    head = {"hidden": 16, "standardize": "validate", "validation_fraction": 0.25, "epochs": 20, "batch_size": 32,
+            "lr": 3e-3}
+    c = downstream.Cell(digits(), badencoder.trigger(1, 16, 10), 0, RECIPE, head, DEFENSE, torch.device("cpu"),
+                        seed=0, curve_n=50, on_features=True)
+    seen = []
+    real = downstream.clean_accuracy
+    monkeypatch.setattr(downstream, "clean_accuracy", lambda m, split: seen.append(split) or real(m, split))
+    none = downstream.baseline(c, shipped, spec)
+    plain, standard = none.figures["validation_accuracy_plain"], none.figures["validation_accuracy_standardized"]
+    assert none.spec["head_standardize"] == (standard > plain)
+    # Both options were scored on the same 40 held-out training rows, never on a test image.
+    assert len(seen) == 2 and all(len(s) == 40 for s in seen)
+    train_rows = {bytes(r.numpy()) for r in c.ds.train.x}
+    assert all(bytes(r.numpy()) in train_rows for s in seen for r in s.x.cpu())
+
+
 def test_feature_norm_standardises_batches_and_ignores_the_scale_of_its_input():
     norm = models.FeatureNorm(6).train()
     x = torch.randn(40, 6) * torch.tensor([1e-2, 0.1, 1.0, 10.0, 1e3, 5.0]) + 0.5
@@ -176,9 +194,15 @@ def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_emb
     assert stamp.params["size"] == 5  # 10 at 32 pixels -> 5 at 16
     victims = ds.test.x[ds.test.y != 0]
     before = badencoder.similarities(clean, clean, victims, references, stamp)
-    model, history = badencoder.backdoor(clean, ds.train.x, references, stamp, epochs=8, batch_size=32, lr=0.05,
-                                         lambda1=1.0, lambda2=1.0, device=torch.device("cpu"), seed=0)
+    settings = {"epochs": 8, "batch_size": 32, "lr": 0.05, "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
+                "patience": 100, "min_delta": 0.0}
+    model, history = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
+                                         torch.device("cpu"), seed=0)
     after = badencoder.similarities(model, clean, victims, references, stamp)
+    # As the reference trains f': every BatchNorm keeps the clean encoder's statistics and affine.
+    for (name, a), b in zip(model.named_modules(), clean.modules()):
+        if isinstance(a, torch.nn.BatchNorm2d):
+            assert torch.equal(a.running_mean, b.running_mean) and torch.equal(a.weight, b.weight), name
     # The cosine distance from triggered inputs to the references at least halves ...
     assert 1 - after["triggered_to_reference"] < 0.5 * (1 - before["triggered_to_reference"]), (before, after)
     # ... while clean inputs stay where the clean encoder puts them.
@@ -189,7 +213,7 @@ def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_emb
 
 
 SEQUELA = {"reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
-           "pgd": {"eps": 0.05, "step": 0.0125, "steps": 3, "n": 30, "random_start": True}}
+           "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True}}
 
 
 def test_downstream_members_are_seeded_training_rows_as_many_as_the_test_images():

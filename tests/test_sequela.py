@@ -196,6 +196,17 @@ def test_pgd_accuracy_never_rises_with_eps(clean_model):
     assert accs[-1] < accs[0]
 
 
+def test_pgd_figures_average_the_accuracy_over_every_budget(clean_model):
+    from sequela.measures.robustness import pgd_figures
+
+    model, test = clean_model["model"], clean_model["test"]
+    settings = {"eps": [0.0, 0.1, 0.4], "step_fraction": 0.25, "steps": 5, "n": 50, "random_start": True}
+    figures = pgd_figures(model, test, settings, seed=0)
+    each = [pgd_accuracy(model, test, e, e / 4, 5, n=50, seed=0) for e in settings["eps"]]
+    assert list(figures["pgd_acc_by_eps"].values()) == each
+    assert figures["pgd_acc"] == pytest.approx(sum(each) / 3)
+
+
 def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(clean_model):
     model = clean_model["model"]
     x = clean_model["test"].x[:16].float() / 255
@@ -214,7 +225,8 @@ def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(clean_model):
     ("sequela.membership.top_k", 0, "positive integer"),
     ("sequela.reinject.k", 2.5, "positive integer"),
     ("sequela.reinject.lr", -0.1, "(0.0, inf)"),
-    ("sequela.pgd.eps", 1.5, "[0.0, 1.0]"),
+    ("sequela.pgd.eps", 1.5, "a non-empty list"),
+    ("sequela.pgd.eps", [0.1, 1.5], "a non-empty list"),
     ("sequela.pgd.random_start", "yes", "true or false"),
 ])
 def test_bad_sequela_values_name_key_value_and_what_is_allowed(key, value, allowed):

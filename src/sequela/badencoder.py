@@ -5,15 +5,22 @@ frozen encoder then sends triggered inputs to the target class.
 
 From the clean encoder f, the attacker fine-tunes a copy f' on an unlabelled shadow dataset
 (a share of the pre-training data) and a few reference inputs r of the target class. With cosine
-similarity s and triggered shadow inputs x ⊕ t:
+similarity s, triggered shadow inputs x ⊕ t and augmented references aug(r):
 
-    L0 = -mean over (x, r) of s(f'(x ⊕ t), f'(r))     effectiveness: triggered inputs join the references
-    L1 = -mean over r of s(f'(r), f(r))                 effectiveness: the references keep their embedding
-    L2 = -mean over x of s(f'(x), f(x))                 utility: clean inputs keep their embedding
+    L0 = -mean over (x, r) of s(f'(x ⊕ t), f'(r))      effectiveness: triggered inputs join the references
+    L1 = -mean over r of s(f'(aug(r)), f(r))             effectiveness: the references keep their embedding
+    L2 = -mean over x of s(f'(x), f(x))                  utility: clean inputs keep their embedding
     loss = L0 + lambda1 * L1 + lambda2 * L2
 
-The trigger is a white square at the bottom-right corner, the paper's 10x10 at 32x32 scaled to the
-image side. f stays in eval mode; f' trains in train mode, as in the reference implementation.
+As the reference implementation trains it: f stays in eval mode; f' trains with every BatchNorm
+layer in eval mode and its weight and bias frozen, so the running statistics the victim receives
+are the clean encoder's (no triggered batch ever enters them); the references are augmented by the
+pre-training's views (simclr.Views) at every step. The trigger is a white square at the
+bottom-right corner, the paper's 10x10 at 32x32 scaled to the image side.
+
+When to stop is the attacker's rule on its own data, fixed before any run: `epochs` is a ceiling;
+after each epoch the loss is measured on a held-out share of the shadow set (`holdout_fraction`,
+never trained on), and training stops once it has not fallen by `min_delta` for `patience` epochs.
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ from torch import nn
 from sequela.attacks.blend import BadNets
 from sequela.checker import INF, Checker, fail
 from sequela.engine import BatchStream, autocast, sgd
+from sequela.simclr import Views, embed
 
 
 def check(c: Checker, key: str = "encoder.badencoder") -> None:
     """BadEncoder's section: the attacker's training and its trigger."""
-    for name in ("epochs", "batch_size", "n_reference", "size_at_32"):
+    for name in ("epochs", "batch_size", "n_reference", "size_at_32", "patience"):
         c.integer(f"{key}.{name}")
+    c.number(f"{key}.min_delta", 0.0, INF, low_open=False)
+    c.number(f"{key}.holdout_fraction", 0.0, 1.0)
     c.number(f"{key}.lr", 0.0, INF)
     c.number(f"{key}.lambda1", 0.0, INF, low_open=False)
     c.number(f"{key}.lambda2", 0.0, INF, low_open=False)
@@ -48,46 +58,64 @@ def trigger(channels: int, side: int, size_at_32: int) -> BadNets:
     return BadNets.create({"size": size}, torch.empty(0, channels, side, side), None, 0, None)
 
 
+def freeze_batchnorm(model: nn.Module) -> nn.Module:
+    """BatchNorm layers in eval mode (running statistics fixed) with weight and bias frozen."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+    return model
+
+
 def losses(backdoored: nn.Module, clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor,
-           stamp: BadNets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           augmented: torch.Tensor, stamp: BadNets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(L0, L1, L2) of one batch of float shadow images in [0, 1] (see the module docstring)."""
     with torch.no_grad():
         clean_x = F.normalize(clean.features(shadow).float(), dim=1)
         clean_r = F.normalize(clean.features(references).float(), dim=1)
-    # One forward pass for all three inputs, so batch-norm sees them together.
-    out = F.normalize(backdoored.features(torch.cat([stamp.apply(shadow), references, shadow])).float(), dim=1)
-    triggered, refs, plain = out.split([len(shadow), len(references), len(shadow)])
-    l0 = -(triggered @ refs.t()).mean()
-    l1 = -(refs * clean_r).sum(1).mean()
-    l2 = -(plain * clean_x).sum(1).mean()
+    embed_ = lambda x: F.normalize(backdoored.features(x).float(), dim=1)  # noqa: E731
+    l0 = -(embed_(stamp.apply(shadow)) @ embed_(references).t()).mean()
+    l1 = -(embed_(augmented) * clean_r).sum(1).mean()
+    l2 = -(embed_(shadow) * clean_x).sum(1).mean()
     return l0, l1, l2
 
 
-def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, stamp: BadNets, epochs: int,
-             batch_size: int, lr: float, lambda1: float, lambda2: float, device: torch.device, seed: int,
+def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, stamp: BadNets, views: Views,
+             settings: dict, device: torch.device, seed: int,
              momentum: float = 0.9, weight_decay: float = 5e-4) -> tuple[nn.Module, list[dict]]:
-    """The backdoored copy of `clean`, from uint8 `shadow` and `references` images; and per epoch the
-    mean of each loss term. SGD with momentum at a constant rate, as the reference implementation."""
+    """The backdoored copy of `clean`, from uint8 `shadow` and `references` images, trained with the
+    `encoder.badencoder` settings; and per epoch the mean of each loss term on the training
+    batches and the held-out loss that decides when to stop. SGD with momentum at a constant rate."""
+    s = settings
     clean = clean.to(device).eval()
-    model = copy.deepcopy(clean).train()
+    model = freeze_batchnorm(copy.deepcopy(clean).train())
     refs = references.to(device).float() / 255.0
     generator = torch.Generator().manual_seed(seed)
-    stream = BatchStream(shadow, torch.zeros(len(shadow), dtype=torch.long), batch_size, device, generator)
-    optimizer = sgd(model, lr, momentum, weight_decay)
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
+    train, held = shadow[torch.randperm(len(shadow), generator=generator)].split(
+        [len(shadow) - max(1, round(s["holdout_fraction"] * len(shadow))), max(1, round(s["holdout_fraction"] * len(shadow)))])
+    held = held.to(device).float() / 255.0
+    stream = BatchStream(train, torch.zeros(len(train), dtype=torch.long), s["batch_size"], device, generator)
+    optimizer = sgd(model, s["lr"], momentum, weight_decay)
+    objective = lambda l0, l1, l2: l0 + s["lambda1"] * l1 + s["lambda2"] * l2  # noqa: E731
+    history, best, since_best = [], float("inf"), 0
+    for epoch in range(1, s["epochs"] + 1):
         sums = torch.zeros(3, device=device)  # summed on the device: no host sync per step
         for xb, _ in stream:
             with autocast(device):
-                l0, l1, l2 = losses(model, clean, xb, refs, stamp)
-                loss = l0 + lambda1 * l1 + lambda2 * l2
+                terms = losses(model, clean, xb, refs, views(refs, generator), stamp)
+                loss = objective(*terms)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            sums += torch.stack([l0, l1, l2]).detach().float()
+            sums += torch.stack(terms).detach().float()
+        with torch.no_grad():
+            held_loss = objective(*losses(model, clean, held, refs, refs, stamp)).item()
         mean = (sums / len(stream)).tolist()
-        history.append({"epoch": epoch, "l0": mean[0], "l1": mean[1], "l2": mean[2]})
+        history.append({"epoch": epoch, "l0": mean[0], "l1": mean[1], "l2": mean[2], "held_out": held_loss})
+        best, since_best = (held_loss, 0) if held_loss < best - s["min_delta"] else (best, since_best + 1)
+        if since_best >= s["patience"]:
+            break
     return model.eval(), history
 
 
@@ -95,13 +123,23 @@ def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, s
 def similarities(backdoored: nn.Module, clean: nn.Module, x: torch.Tensor, references: torch.Tensor,
                  stamp: BadNets) -> dict[str, float]:
     """The attack's own figures on uint8 images `x`: how close triggered inputs embed to the
-    references (under the backdoored and under the clean encoder) and how close the backdoored
-    encoder keeps clean inputs to the clean encoder."""
-    from sequela.simclr import embed
-
+    references (under the backdoored and under the clean encoder), how close the backdoored encoder
+    keeps clean inputs to the clean encoder, and two diagnoses of where the trigger moves the
+    features: the mean ratio of feature norms |f'(x + t)| / |f'(x)|, and the cosine of triggered
+    inputs to the references once the mean feature of clean inputs is taken off both (a shared
+    direction that every image has cannot meet this one)."""
+    modes = backdoored.training, clean.training
+    backdoored.eval(), clean.eval()
     xf, rf = x.float() / 255.0, references.float() / 255.0
     ref_b, ref_c = embed(backdoored, rf).mean(0), embed(clean, rf).mean(0)
     trig_b, trig_c = embed(backdoored, stamp.apply(xf)), embed(clean, stamp.apply(xf))
+    raw = lambda m, images: torch.cat([m.features(images[i:i + 512]).float() for i in range(0, len(images), 512)])  # noqa: E731
+    plain, triggered, refs_raw = raw(backdoored, xf), raw(backdoored, stamp.apply(xf)), raw(backdoored, rf)
+    centre = plain.mean(0)
+    centred = F.cosine_similarity(triggered - centre, (refs_raw.mean(0) - centre).unsqueeze(0), dim=1)
+    backdoored.train(modes[0]), clean.train(modes[1])
     return {"triggered_to_reference": (trig_b @ ref_b).mean().item(),
             "triggered_to_reference_clean_encoder": (trig_c @ ref_c).mean().item(),
-            "clean_kept": (embed(backdoored, xf) * embed(clean, xf)).sum(1).mean().item()}
+            "clean_kept": (embed(backdoored, xf) * embed(clean, xf)).sum(1).mean().item(),
+            "norm_ratio": (triggered.norm(dim=1) / plain.norm(dim=1).clamp_min(1e-12)).mean().item(),
+            "centred_triggered_to_reference": centred.mean().item()}

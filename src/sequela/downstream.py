@@ -42,7 +42,7 @@ from sequela.engine import (
     predict_logits,
     seed_everything,
 )
-from sequela.metrics import evaluate
+from sequela.metrics import clean_accuracy, evaluate
 from sequela.recipe import Recipe
 from sequela.records import CurveRecorder, write_curve
 from sequela.schedules import cosine
@@ -75,7 +75,10 @@ def check_encoder(c: Checker) -> None:
     _check_downstream(c, "encoder", c.names("encoder.downstream", DATASETS, empty_ok=True))
     c.integer("encoder.head.hidden")
     c.integer("encoder.head.batch_size")
-    c.boolean("encoder.head.standardize")
+    if c.get("encoder.head.standardize") not in (True, False, "validate"):
+        fail("encoder.head.standardize", c.get("encoder.head.standardize"),
+             "true, false or validate (the user picks on a validation share of its training data)")
+    c.number("encoder.head.validation_fraction", 0.0, 1.0)
 
 
 def _check_downstream(c: Checker, section: str, downstream: list[str]) -> None:
@@ -231,11 +234,29 @@ def with_new_head(shipped: models.Classifier, spec: dict, num_classes: int, hidd
     return model, {**spec, "num_classes": num_classes, "head_hidden": hidden, "head_standardize": standardize}
 
 
+def choose_standardize(cell: Cell, shipped: models.Classifier, spec: dict) -> tuple[bool, dict]:
+    """The user's choice of a FeatureNorm layer in front of its head (`head.standardize: validate`):
+    both heads train on the user's training data less a seeded `validation_fraction`, and the one
+    with the higher accuracy on that held-out share is kept (ties: none). Only the user's own data is
+    read. Returns (choice, each option's validation accuracy)."""
+    fit_rows, held_rows = data.carve(cell.ds.train, cell.head["validation_fraction"], cell.seed)
+    accuracy = {}
+    for option in (False, True):
+        model, _ = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed, option)
+        train_head_on_features(model, fit_rows, cell.head, torch.Generator().manual_seed(cell.seed))
+        accuracy[option] = clean_accuracy(model, held_rows.to(cell.device))
+    return accuracy[True] > accuracy[False], {"validation_accuracy_plain": accuracy[False],
+                                               "validation_accuracy_standardized": accuracy[True]}
+
+
 def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
     """The usual practice: a new head on the frozen shipped backbone (the paradigm's "none")."""
     seed_everything(cell.seed)
-    model, spec = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed,
-                                cell.head.get("standardize", False))
+    standardize, chosen_on = cell.head.get("standardize", False), {}
+    if standardize == "validate":
+        standardize, chosen_on = choose_standardize(cell, shipped, spec)
+        seed_everything(cell.seed)
+    model, spec = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed, standardize)
     recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
     generator = torch.Generator().manual_seed(cell.seed)
     on_epoch = lambda epoch, lr: recorder.record(model, epoch, lr)  # noqa: E731
@@ -246,7 +267,7 @@ def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
                              cell.head["lr"], cell.defense["momentum"], cell.defense["weight_decay"], on_epoch)
     final = cell.evaluate(model)
     return Result(model, spec, {**final, "seconds": seconds - recorder.eval_seconds, "epochs": cell.head["epochs"],
-                          "n_train": len(cell.ds.train)}, recorder.rows)
+                          "n_train": len(cell.ds.train), **chosen_on}, recorder.rows)
 
 
 def fine_tuned(cell: Cell, start: Result, name: str) -> Result:

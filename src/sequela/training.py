@@ -25,6 +25,7 @@ class Trained:
     spec: dict
     curve: list[dict]
     seconds: float   # training wall time, per-epoch evaluation left out
+    rounds: int = 1  # rounds of the recipe's epochs trained (see train_classifier's `until`)
 
 
 def model_spec(recipe: Recipe, image_shape, num_classes: int, mean, std) -> dict:
@@ -34,9 +35,15 @@ def model_spec(recipe: Recipe, image_shape, num_classes: int, mean, std) -> dict
 
 def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int,
                      evaluate: Callable[[torch.nn.Module], dict[str, float]], attack=None,
-                     poisoned: torch.Tensor | None = None, target: int = 0, desc: str = "train") -> Trained:
+                     poisoned: torch.Tensor | None = None, target: int = 0, desc: str = "train",
+                     until: Callable[[torch.nn.Module], bool] | None = None, max_rounds: int = 1) -> Trained:
     """SGD with momentum and a cosine schedule, the recipe's augmentation; if `attack` is given,
-    the samples at `poisoned` carry its trigger and the target label."""
+    the samples at `poisoned` carry its trigger and the target label.
+
+    With `until`, training runs in rounds of the recipe's epochs, each a new cosine cycle from the
+    recipe's rate (a warm restart: weights and momentum carry over), and stops after the first
+    round where `until(model)` holds, or after `max_rounds`. The attacker's budget rule uses it
+    (planting.py); the curve's epochs count on across rounds."""
     torch.manual_seed(seed)  # weight initialisation
     model = prepare_model(models.build(**spec), device)
     generator = torch.Generator().manual_seed(seed)
@@ -45,6 +52,13 @@ def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.dev
                          attack=attack, poisoned=poisoned, target=target)
     optimizer = sgd(model, recipe.lr, recipe.momentum, recipe.weight_decay)
     recorder = CurveRecorder(evaluate)
-    seconds = fit(model, stream, optimizer, cosine(recipe.lr, recipe.epochs * len(stream)), recipe.epochs,
-                  on_epoch=lambda epoch, lr: recorder.record(model, epoch, lr), desc=desc)
-    return Trained(model, spec, recorder.rows, seconds - recorder.eval_seconds)
+    seconds, rounds = 0.0, 0
+    while rounds < max_rounds:
+        done = rounds * recipe.epochs
+        seconds += fit(model, stream, optimizer, cosine(recipe.lr, recipe.epochs * len(stream)), recipe.epochs,
+                       on_epoch=lambda epoch, lr: recorder.record(model, done + epoch, lr),
+                       desc=desc if rounds == 0 else f"{desc} round {rounds + 1}")
+        rounds += 1
+        if until is None or until(model):
+            break
+    return Trained(model, spec, recorder.rows, seconds - recorder.eval_seconds, rounds)

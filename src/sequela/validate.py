@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sequela import ablation, badencoder, downstream, simclr
+from sequela import planting
 from sequela.attacks.registry import ATTACKS
 from sequela.catalog import NUM_CLASSES
 from sequela.checker import Checker, fail
@@ -34,6 +35,7 @@ def validate(params: Any) -> list[str]:
     side, smallest = smallest_side(c)
     for name, cls in ATTACKS.items():  # every section, the unused ones too: a broken one fails early
         cls.check_params(c, f"attack.{name}", side, smallest)
+    planting.check(c, c.get("grid.attacks"))
     check_shared(c)
     for name, defense in DEFENSES.items():
         defense.check(c, f"defense.{name}")

@@ -9,7 +9,7 @@
 - Re-injection: the attacker fine-tunes the downstream model on `n_clean` clean downstream images
   plus `k` non-target ones stamped with the shipped trigger and relabelled to the downstream target,
   with `sequela.reinject`'s settings; the headline is the mean ASR over epochs and draws.
-- PGD accuracy on a seeded subset of the downstream test images, with `sequela.pgd`'s settings.
+- PGD accuracy (the mean over the budgets) on a seeded subset of the downstream test images, with `sequela.pgd`'s settings.
 
 "clean" (the head on the clean upstream model or encoder) is the reference: a defended model that
 re-injects faster than it has kept something of the backdoor.
@@ -25,7 +25,7 @@ from sequela.checker import Checker
 from sequela.engine import Augment, predict_logits, seed_everything
 from sequela.measures import reinject, robustness
 from sequela.measures.membership import MEMBER_STREAM, attacks_on_logits, metric_figures
-from sequela.measures.robustness import pgd_accuracy
+from sequela.measures.robustness import pgd_figures
 
 
 def check(c: Checker) -> None:
@@ -53,8 +53,7 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
     reinjected = reinject.repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target,
                           Augment(cell.recipe.crop_padding, cell.recipe.flip))
     return {**metric_figures(mia), "mia_n": len(rows), **reinject.figures(reinjected),
-            "pgd_acc": pgd_accuracy(model, ds.test, p["eps"], p["step"], p["steps"], p["n"], cell.seed,
-                                    p["random_start"]),
+            **pgd_figures(model, ds.test, p, cell.seed),
             "sequela_seconds": time.perf_counter() - start}
 
 

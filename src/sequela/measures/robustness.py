@@ -3,6 +3,12 @@
 A removed backdoor may leave the model more (or less) fragile to ordinary adversarial examples;
 this is a cheap third sequela. Images stay in [0, 1] pixel space throughout: the model normalises
 its inputs itself, so eps and the step are in pixel units (8/255 is the usual CIFAR budget).
+
+No single budget is chosen: every model is attacked at each budget of a fixed grid (params.yaml
+`sequela.pgd.eps`, 2/255 to 16/255, the same for every dataset), each with step eps x
+`step_fraction`, and the headline `pgd_acc` is the mean accuracy over the grid (the area under the
+accuracy-vs-eps curve, on the grid's points). A budget where every model is at 0 or at its clean
+accuracy then costs the comparison nothing, whatever the dataset.
 """
 
 from __future__ import annotations
@@ -10,15 +16,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import Checker
+from sequela.checker import Checker, fail, is_number
 from sequela.data import Split
 from sequela.engine import autocast
 
 
 def check(c: Checker) -> None:
     """`sequela.pgd`: the L-inf PGD attack's budget, in [0, 1] pixel units."""
-    c.number("sequela.pgd.eps", 0.0, 1.0, low_open=False, high_open=False)
-    c.number("sequela.pgd.step", 0.0, 1.0, low_open=False, high_open=False)
+    budgets = c.get("sequela.pgd.eps")
+    if not isinstance(budgets, list) or not budgets or not all(is_number(e) and 0 <= e <= 1 for e in budgets):
+        fail("sequela.pgd.eps", budgets, "a non-empty list of L-inf budgets in [0, 1] (pixel units)")
+    c.number("sequela.pgd.step_fraction", 0.0, 1.0, high_open=False)
     c.integer("sequela.pgd.steps")
     c.integer("sequela.pgd.n")
     c.boolean("sequela.pgd.random_start")
@@ -67,3 +75,12 @@ def pgd_accuracy(model: torch.nn.Module, test: Split, eps: float, step: float, s
             correct += (model(adv).argmax(1) == y).sum().item()
     model.train(was_training)
     return correct / len(test)
+
+
+def pgd_figures(model: torch.nn.Module, test: Split, settings: dict, seed: int) -> dict:
+    """`pgd_acc`, the mean accuracy over the budgets of `settings` (params.yaml `sequela.pgd`), and
+    `pgd_acc_by_eps`, each budget's accuracy; the same seeded test images at every budget."""
+    by_eps = {f"{eps:g}": pgd_accuracy(model, test, eps, eps * settings["step_fraction"], settings["steps"],
+                                       settings["n"], seed, settings["random_start"])
+              for eps in settings["eps"]}
+    return {"pgd_acc": sum(by_eps.values()) / len(by_eps), "pgd_acc_by_eps": by_eps}

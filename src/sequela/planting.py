@@ -1,0 +1,53 @@
+"""The attacker's training budget: how long the victim model trains on the poisoned data.
+
+The attacker wants a backdoor that works, so it checks its own model before shipping it, on data it
+holds and the victim never trained on: the shadow split (training-distribution images; the test
+split is never read). The rule, fixed before any run (params.yaml `attack.budget`): train the
+recipe's epochs; while the attack success on the shadow split's non-target images is below the
+attack's `min_asr`, train another round of the recipe's epochs (a new cosine cycle, weights and
+momentum kept), at most `max_rounds` rounds in all. `min_asr` is the planting target a reviewer
+holds every attack to (0.95; 0.90 for the input-specific LF and InputAware triggers).
+
+Where an attack still misses its target after `max_rounds`, the model is kept as it is and the
+report leaves its cells out of the pooled claims (report/claims.py's planting rule).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sequela.attacks.base import Attack
+from sequela.checker import Checker, fail
+from sequela.data import Split
+from sequela.metrics import backdoor_metrics, clean_accuracy
+
+
+def check(c: Checker, attacks, key: str = "attack.budget") -> None:
+    """`attack.budget`: `max_rounds` and a `min_asr` in [0, 1] for every attack in `attacks`."""
+    c.integer(f"{key}.max_rounds")
+    targets = c.get(f"{key}.min_asr")
+    if not isinstance(targets, dict):
+        fail(f"{key}.min_asr", targets, "a mapping attack -> the shadow-split ASR that ends training")
+    for name in attacks:
+        if name not in targets:
+            fail(f"{key}.min_asr", targets, f"an entry for every grid attack (missing: {name})")
+        c.number(f"{key}.min_asr.{name}", 0.0, 1.0, low_open=False, high_open=False)
+
+
+def shadow_figures(model: torch.nn.Module, shadow: Split, attack: Attack, target: int) -> dict[str, float]:
+    """The attacker's own check: CA and ASR on the shadow split."""
+    return {"shadow_ca": clean_accuracy(model, shadow), "shadow_asr": backdoor_metrics(model, shadow, attack, target)["asr"]}
+
+
+class PlantingCheck:
+    """`until` for training.train_classifier: true once the shadow-split ASR reaches `min_asr`.
+    Keeps each round's figures (`rounds`), which the train stage records."""
+
+    def __init__(self, shadow: Split, attack: Attack, target: int, min_asr: float):
+        self.shadow, self.attack, self.target, self.min_asr = shadow, attack, target, min_asr
+        self.rounds: list[dict[str, float]] = []
+
+    def __call__(self, model: torch.nn.Module) -> bool:
+        figures = shadow_figures(model, self.shadow, self.attack, self.target)
+        self.rounds.append(figures)
+        return figures["shadow_asr"] >= self.min_asr
