@@ -2,15 +2,13 @@
 attack of ablation.attacks.
 
 The point is the main grid with one setting changed (src/sequela/ablation.py). A defend-only sweep
-reruns the sweep's defenses (FT and/or SFT) on the main grid's backdoored models, with the code the
-defend stage runs (sequela.defenses.apply); `poison_rate` plants its own poison, trains its own
-backdoored model with the dataset's recipe and runs FT and SFT on it. Final CA, ASR and RA on the
-whole test split, and each run's own seconds. No models are kept and no sequela is measured here.
-One cell holds every attack: a point's work is a second or two, less than a stage's start-up.
+reruns the sweep's defenses (FT and/or SFT) on the main grid's backdoored models with the defend
+stage's code (sequela.defenses.apply); `poison_rate` plants its own poison, trains its own backdoored
+model as the train stage does (the attacker's budget rule included) and runs FT and SFT on it. Final
+CA, ASR and RA on the whole test split and each run's seconds; no models kept, no sequela measured.
 
 Where the value is the main grid's own, nothing is computed: the cell records which defenses the
-report reads from the main grid's cells instead. The (attack, defense) runs of a point go side by
-side on a CPU, each single-threaded (sequela/workers.py)."""
+report reads from the main grid's cells instead. The (attack, defense) runs go side by side on a CPU."""
 
 import layout
 from opening import open_stage, run_main
@@ -52,7 +50,7 @@ def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> 
     trigger, poisoned = trigger.to(device), poisoned.to(device)
     seed_everything(args.seed)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
-    rule = params["attack"]["budget"]  # the attacker's own budget rule, as in the train stage
+    rule = params["attack"]["budget"]
     planted = PlantingCheck(ds.shadow.to(device), trigger, target, rule["min_asr"][attack])
     run = train_classifier(ds.train, spec, recipe, device, args.seed, evaluate=lambda m: {}, attack=trigger,
                            poisoned=poisoned, target=target, desc=f"ablate {attack} {args.point}",

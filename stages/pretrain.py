@@ -1,6 +1,7 @@
 """pretrain@<dataset>-<seed>: the encoder paradigm's clean encoder, SimCLR on the unlabelled
 training split of <dataset>, or a seeded `encoder.simclr.max_images` of it (src/sequela/simclr.py).
-The encoder is the dataset's recipe model (its `features`); its classification head is never trained here.
+The encoder is `encoder.model` (an architecture and width), or the dataset's recipe model where that
+is null; its `features` are the representation, its classification head is never trained here.
 
 Writes data/encoder/<dataset>/seed<k>/clean-encoder/ and the pre-training loss per epoch."""
 
@@ -10,7 +11,7 @@ from opening import open_stage, run_main
 from sequela import models, sources
 from sequela.engine import prepare_model
 from sequela.records import write_cell
-from sequela.simclr import Views, check, pretrain, pretraining_set
+from sequela.simclr import Views, check, check_model, pretrain, pretraining_set
 from sequela.training import model_spec
 
 
@@ -18,6 +19,7 @@ def main() -> None:
     stage = open_stage(__doc__, "dataset", "seed", recipe_of="dataset", bf16=False)
     args, params, device = stage.args, stage.params, stage.device
     check(stage.checker)
+    check_model(stage.checker)
     s, d = params["encoder"]["simclr"], params["data"]
 
     ds = sources.load(args.dataset, d["root"], d["split_seed"], d["test_fraction"])
@@ -25,6 +27,8 @@ def main() -> None:
     # a seeded subset keeps CPU pre-training within minutes (MNIST has 60,000 images)
     images = pretraining_set(ds.train, s["max_images"], args.seed).x
     spec = model_spec(stage.recipe, ds.image_shape, ds.num_classes, mean, std)
+    if params["encoder"]["model"] is not None:
+        spec.update({"arch": params["encoder"]["model"]["arch"], "width": params["encoder"]["model"]["width"]})
     encoder = prepare_model(models.build(**spec), device)  # initialised from the seed set above
     views = Views(s["crop_min"], s["flip"], s["jitter"])
     losses, seconds = pretrain(encoder, images, views, s["epochs"], s["batch_size"], s["lr"], s["temperature"],

@@ -212,6 +212,31 @@ def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_emb
     assert badencoder.similarities(clean, clean, victims, references, stamp) == before
 
 
+def test_badencoder_backdoor_reaches_the_downstream_classifier():
+    # The defining property: a classifier the user trains on the frozen backdoored encoder sends
+    # triggered inputs to the target, far above the same classifier on the clean encoder. (With the
+    # digits recipe's small_cnn as the encoder this fails: ASR 0.19 at a floor of 0.01.)
+    full = load_digits(0, 0.25)
+    ds = Dataset("digits", full.classes, full.train, full.test.subset(torch.arange(200)), full.source)
+    torch.manual_seed(0)
+    spec = {"arch": "compact_cnn", "in_channels": 1, "num_classes": 10, "mean": [0.3], "std": [0.4], "width": 16}
+    clean = models.build(**spec)
+    pretrain(clean, ds.train.x, Views(), epochs=2, batch_size=128, lr=0.1, temperature=0.5, proj_dim=16,
+             device=torch.device("cpu"), seed=0)
+    references = ds.train.x[ds.train.y == 0][:10]
+    stamp = badencoder.trigger(1, 16, 10)
+    settings = {"epochs": 12, "batch_size": 64, "lr": 0.05, "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
+                "patience": 5, "min_delta": 1e-3}
+    backdoored, _ = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
+                                        torch.device("cpu"), seed=0)
+    head = {"hidden": 32, "standardize": True, "epochs": 60, "batch_size": 64, "lr": 1e-3}
+    c = downstream.Cell(ds, stamp, 0, RECIPE, head, DEFENSE, torch.device("cpu"), seed=0, curve_n=50, on_features=True)
+    floor = downstream.baseline(c, clean, spec).figures
+    planted = downstream.baseline(c, backdoored, spec).figures
+    assert planted["asr"] > floor["asr"] + 0.5 and planted["asr"] > 0.8, (floor, planted)
+    assert planted["ca"] > 0.8, planted
+
+
 SEQUELA = {"reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
            "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True}}
 

@@ -43,6 +43,19 @@ def check(c: Checker, key: str = "encoder.simclr") -> None:
     c.number(f"{key}.jitter", 0.0, 1.0, low_open=False, high_open=True)
 
 
+def check_model(c: Checker) -> None:
+    """`encoder.model`: null (the pre-training dataset's recipe model) or {arch, width}."""
+    from sequela.models import ARCHITECTURES
+
+    model = c.get("encoder.model")
+    if model is None:
+        return
+    if not isinstance(model, dict) or set(model) != {"arch", "width"}:
+        fail("encoder.model", model, "null or a mapping with keys arch and width")
+    c.choice("encoder.model.arch", tuple(ARCHITECTURES))
+    c.integer("encoder.model.width")
+
+
 def pretraining_set(train: Split, max_images: int | None, seed: int) -> Split:
     """The images SimCLR trains on: the whole training split, or a seeded `max_images` of it. The
     BadEncoder attacker draws its shadow set from the same images."""

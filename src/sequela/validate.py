@@ -46,6 +46,7 @@ def validate(params: Any) -> list[str]:
     downstream.check_transfer(c)
     downstream.check_encoder(c)
     simclr.check(c)
+    simclr.check_model(c)
     badencoder.check(c)
     return [f"params.yaml: {key} is not a key the pipeline reads; it is ignored (a typo?)" for key in c.unread()]
 
