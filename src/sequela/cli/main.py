@@ -2,6 +2,7 @@
 
     sequela fanout [...]     run the pipeline's stages in parallel with Ray (fanout.py)
     sequela deps [--check]   each dvc.yaml stage's code deps, from its script's imports (dag.py)
+    sequela study FILE       run a named study (studies/<name>.yaml), keep its reports (study.py)
 
 Run from the project root (where dvc.yaml is).
 """
@@ -39,9 +40,15 @@ def fanout(argv: list[str]) -> int:
     return run(argv)
 
 
+def study(argv: list[str]) -> int:
+    from sequela.cli.study import main as run
+
+    return run(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"deps": deps, "fanout": fanout}
+    commands = {"deps": deps, "fanout": fanout, "study": study}
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2

@@ -1,0 +1,103 @@
+"""sequela study: run a named study and keep what it reports.
+
+A study is a file `studies/<name>.yaml`: a `description` and `set`, the params.yaml keys it changes
+(dotted, as `dvc exp run -S` takes them). `sequela study studies/<name>.yaml` checks every key
+against params.yaml, then runs the pipeline with those values as a DVC experiment in a temporary
+copy of the repository (`dvc exp run --temp`, `data/raw` copied in), so the workspace and its
+params.yaml stay as they are and the cells the study shares with the default grid come from the
+run-cache. It then copies the experiment's reports (tables, figures, metrics/summary.json,
+metrics/headline.json) and the params.yaml it ran with into `reports/studies/<name>/`, which is
+committed like every other report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPORTED = ("reports/tables", "reports/figures", "metrics/summary.json", "metrics/headline.json", "params.yaml")
+
+
+class StudyError(Exception):
+    pass
+
+
+def read_study(path: Path, params: dict) -> dict:
+    """The study's `set` mapping, every key checked to name a key of params.yaml."""
+    if not path.is_file():
+        raise StudyError(f"{path}: no such study file")
+    study = yaml.safe_load(path.read_text()) or {}
+    changes = study.get("set")
+    if not isinstance(changes, dict) or not changes:
+        raise StudyError(f"{path}: set = {changes!r} is not allowed; allowed: a mapping of params.yaml keys to values")
+    for key in changes:
+        node = params
+        for part in str(key).split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise StudyError(f"{path}: set.{key} is not a key of params.yaml")
+            node = node[part]
+    return changes
+
+
+def set_params(changes: dict) -> list[str]:
+    """`-S key=value` arguments; values as YAML flow (JSON is valid YAML)."""
+    return [arg for key, value in changes.items() for arg in ("-S", f"{key}={json.dumps(value)}")]
+
+
+def git(*args: str, root: Path) -> bytes:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True).stdout
+
+
+def experiment_ref(name: str, root: Path) -> str:
+    refs = git("for-each-ref", "--format=%(refname)", "refs/exps", root=root).decode().split()
+    mine = [r for r in refs if r.rsplit("/", 1)[-1] == name]
+    if not mine:
+        raise StudyError(f"the experiment {name} left no git ref (see dvc exp show)")
+    return mine[-1]
+
+
+def keep_reports(ref: str, out: Path, root: Path) -> int:
+    """Copy REPORTED from the experiment's commit `ref` into `out` (replaced whole); returns the
+    number of files."""
+    files = git("ls-tree", "-r", "--name-only", ref, "--", *REPORTED, root=root).decode().splitlines()
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for name in files:
+        target = staging / name.removeprefix("reports/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(git("show", f"{ref}:{name}", root=root))
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)  # nothing half-written is left under the study's name
+    return len(files)
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sequela study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="studies/<name>.yaml")
+    args = parser.parse_args(argv)
+    root = Path.cwd()
+    try:
+        if not (root / "dvc.yaml").is_file():
+            raise StudyError("no dvc.yaml here; run it from the project root")
+        changes = read_study(args.study, yaml.safe_load((root / "params.yaml").read_text()))
+        name = args.study.stem
+        dvc = [sys.executable, "-m", "dvc"]
+        subprocess.run([*dvc, "exp", "remove", name], cwd=root, capture_output=True)  # a rerun replaces it
+        copy = ["--copy-paths", "data/raw"] if (root / "data/raw").exists() else []
+        run = subprocess.run([*dvc, "exp", "run", "--temp", "-n", name, *copy, *set_params(changes)], cwd=root)
+        if run.returncode != 0:
+            raise StudyError(f"dvc exp run failed (exit {run.returncode}); nothing was kept")
+        n = keep_reports(experiment_ref(name, root), root / "reports/studies" / name, root)
+    except StudyError as err:
+        print(f"error: sequela study: {err}", file=sys.stderr)
+        return 2
+    print(f"study {name}: {n} files in reports/studies/{name}/")
+    return 0
