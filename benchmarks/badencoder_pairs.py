@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 from sequela import badencoder, data, downstream, models, simclr, sources  # noqa: E402
 from sequela.config import load_params  # noqa: E402
 from sequela.recipe import Recipe  # noqa: E402
+from sequela.training import model_spec  # noqa: E402
 
 
 def main() -> None:
@@ -45,8 +46,8 @@ def main() -> None:
     recipe = Recipe.from_params(params, args.pretrain)
     pre = sources.load(args.pretrain, d["root"], d["split_seed"], d["test_fraction"])
     mean, std = pre.channel_stats()
-    spec = {"arch": args.arch or recipe.model, "in_channels": pre.image_shape[0], "num_classes": pre.num_classes,
-            "mean": list(mean), "std": list(std), "width": args.width or recipe.width}
+    spec = model_spec(recipe, pre.image_shape, pre.num_classes, mean, std)
+    spec.update(arch=args.arch or spec["arch"], width=args.width or spec["width"])
     side = pre.image_shape[-1]
     down = downstream.load_downstream(args.downstream, d["root"], d["split_seed"], d["test_fraction"],
                                       spec["in_channels"], side, enc["max_train"])

@@ -32,10 +32,10 @@ def defend(unit: tuple[str, str]) -> dict:
 def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> tuple[dict, tuple]:
     """The point's backdoored model of `attack`, its poison and its own figures ("none", attacker
     sweeps only)."""
-    from sequela.planting import PlantingCheck
     from sequela.attacks.registry import load_artefact, plant
     from sequela.engine import seed_everything
     from sequela.metrics import evaluate
+    from sequela.planting import PlantingCheck
     from sequela.training import model_spec, train_classifier
 
     args, device, recipe = stage.args, stage.device, stage.recipe

@@ -33,7 +33,7 @@ from torch import nn
 
 from sequela.attacks.blend import BadNets
 from sequela.checker import INF, Checker, fail
-from sequela.engine import BatchStream, autocast, sgd
+from sequela.engine import BatchStream, autocast, predict_logits, sgd
 from sequela.simclr import Views, embed
 
 
@@ -92,8 +92,8 @@ def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, s
     model = freeze_batchnorm(copy.deepcopy(clean).train())
     refs = references.to(device).float() / 255.0
     generator = torch.Generator().manual_seed(seed)
-    train, held = shadow[torch.randperm(len(shadow), generator=generator)].split(
-        [len(shadow) - max(1, round(s["holdout_fraction"] * len(shadow))), max(1, round(s["holdout_fraction"] * len(shadow)))])
+    n_held = max(1, round(s["holdout_fraction"] * len(shadow)))
+    train, held = shadow[torch.randperm(len(shadow), generator=generator)].split([len(shadow) - n_held, n_held])
     held = held.to(device).float() / 255.0
     stream = BatchStream(train, torch.zeros(len(train), dtype=torch.long), s["batch_size"], device, generator)
     optimizer = sgd(model, s["lr"], momentum, weight_decay)
@@ -128,16 +128,15 @@ def similarities(backdoored: nn.Module, clean: nn.Module, x: torch.Tensor, refer
     features: the mean ratio of feature norms |f'(x + t)| / |f'(x)|, and the cosine of triggered
     inputs to the references once the mean feature of clean inputs is taken off both (a shared
     direction that every image has cannot meet this one)."""
-    modes = backdoored.training, clean.training
-    backdoored.eval(), clean.eval()
     xf, rf = x.float() / 255.0, references.float() / 255.0
+    triggered_xf = stamp.apply(xf)
     ref_b, ref_c = embed(backdoored, rf).mean(0), embed(clean, rf).mean(0)
-    trig_b, trig_c = embed(backdoored, stamp.apply(xf)), embed(clean, stamp.apply(xf))
-    raw = lambda m, images: torch.cat([m.features(images[i:i + 512]).float() for i in range(0, len(images), 512)])  # noqa: E731
-    plain, triggered, refs_raw = raw(backdoored, xf), raw(backdoored, stamp.apply(xf)), raw(backdoored, rf)
+    trig_b, trig_c = embed(backdoored, triggered_xf), embed(clean, triggered_xf)
+    raw = lambda images, transform=None: predict_logits(backdoored, images, transform=transform,  # noqa: E731
+                                                        float32=True, features=True)
+    plain, triggered, refs_raw = raw(x), raw(x, stamp.apply), raw(references)
     centre = plain.mean(0)
     centred = F.cosine_similarity(triggered - centre, (refs_raw.mean(0) - centre).unsqueeze(0), dim=1)
-    backdoored.train(modes[0]), clean.train(modes[1])
     return {"triggered_to_reference": (trig_b @ ref_b).mean().item(),
             "triggered_to_reference_clean_encoder": (trig_c @ ref_c).mean().item(),
             "clean_kept": (embed(backdoored, xf) * embed(clean, xf)).sum(1).mean().item(),

@@ -19,7 +19,7 @@ import torch
 from sequela.attacks.base import Attack
 from sequela.checker import Checker, fail
 from sequela.data import Split
-from sequela.metrics import backdoor_metrics, clean_accuracy
+from sequela.metrics import evaluate
 
 
 def check(c: Checker, attacks, key: str = "attack.budget") -> None:
@@ -36,7 +36,8 @@ def check(c: Checker, attacks, key: str = "attack.budget") -> None:
 
 def shadow_figures(model: torch.nn.Module, shadow: Split, attack: Attack, target: int) -> dict[str, float]:
     """The attacker's own check: CA and ASR on the shadow split."""
-    return {"shadow_ca": clean_accuracy(model, shadow), "shadow_asr": backdoor_metrics(model, shadow, attack, target)["asr"]}
+    figures = evaluate(model, shadow, attack, target)
+    return {"shadow_ca": figures["ca"], "shadow_asr": figures["asr"]}
 
 
 class PlantingCheck:

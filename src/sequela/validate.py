@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sequela import ablation, badencoder, downstream, simclr
-from sequela import planting
+from sequela import ablation, badencoder, downstream, planting, simclr
 from sequela.attacks.registry import ATTACKS
 from sequela.catalog import NUM_CLASSES
 from sequela.checker import Checker, fail
