@@ -13,14 +13,18 @@ committed like every other report.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-REPORTED = ("reports/tables", "reports/figures", "metrics/summary.json", "metrics/headline.json", "params.yaml")
+REPORTED = ("reports/tables", "reports/figures", "reports/plots", "metrics/summary.json", "metrics/headline.json", "params.yaml")
 
 
 class StudyError(Exception):
@@ -61,9 +65,9 @@ def experiment_ref(name: str, root: Path) -> str:
     return mine[-1]
 
 
-def keep_reports(ref: str, out: Path, root: Path) -> int:
-    """Copy REPORTED from the experiment's commit `ref` into `out` (replaced whole); returns the
-    number of files."""
+def keep_reports(ref: str, out: Path, root: Path, run: dict | None = None) -> int:
+    """Copy REPORTED from the experiment's commit `ref` into `out` (replaced whole), with `run`
+    (the study's provenance) as run.json; returns the number of files."""
     files = git("ls-tree", "-r", "--name-only", ref, "--", *REPORTED, root=root).decode().splitlines()
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -71,9 +75,41 @@ def keep_reports(ref: str, out: Path, root: Path) -> int:
         target = staging / name.removeprefix("reports/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(git("show", f"{ref}:{name}", root=root))
+    if run is not None:
+        staging.mkdir(parents=True, exist_ok=True)
+        (staging / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)  # nothing half-written is left under the study's name
     return len(files)
+
+
+def machine() -> str:
+    """The CPU's model name and core count (and the GPU's, if torch sees one): figures and times depend on it."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    text = f"{cpu}, {os.cpu_count()} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text
+
+
+def provenance(root: Path, seconds: float) -> dict:
+    """What a results page cites: the commit the study ran at, when, where, with how many threads."""
+    return {
+        "commit": git("rev-parse", "--short", "HEAD", root=root).decode().strip(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "threads": os.environ.get("OMP_NUM_THREADS", "torch default"),
+        "seconds": round(seconds),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -92,10 +128,12 @@ def main(argv: list[str]) -> int:
         dvc = [sys.executable, "-m", "dvc"]
         subprocess.run([*dvc, "exp", "remove", name], cwd=root, capture_output=True)  # a rerun replaces it
         copy = ["--copy-paths", "data/raw"] if (root / "data/raw").exists() else []
+        start = time.monotonic()
         run = subprocess.run([*dvc, "exp", "run", "--temp", "-n", name, *copy, *set_params(changes)], cwd=root)
         if run.returncode != 0:
             raise StudyError(f"dvc exp run failed (exit {run.returncode}); nothing was kept")
-        n = keep_reports(experiment_ref(name, root), root / "reports/studies" / name, root)
+        n = keep_reports(experiment_ref(name, root), root / "reports/studies" / name, root,
+                         provenance(root, time.monotonic() - start))
     except StudyError as err:
         print(f"error: sequela study: {err}", file=sys.stderr)
         return 2
