@@ -1,4 +1,4 @@
-"""report: metrics/summary.json, reports/tables/*, reports/figures/* from the grid's cells.
+"""report: metrics/summary.json, reports/tables/*, reports/figures/*, reports/plots/* from the grid's cells.
 
 Every table prints mean ± sd over grid.seeds; every figure shows the spread; the claims table
 judges the paper's claims by paired comparisons over seeds (src/sequela/report/claims.py)."""
@@ -18,12 +18,13 @@ from sequela.report import (
     claims,
     figures,
     paradigms,
+    plot_data,
     sequela_tables,
     summary,
     tables,
 )
 
-TABLES, FIGURES = Path("reports/tables"), Path("reports/figures")
+TABLES, FIGURES, PLOTS = Path("reports/tables"), Path("reports/figures"), Path("reports/plots")
 
 
 def main() -> None:
@@ -63,9 +64,9 @@ def main() -> None:
                       "The paper's claims, judged by paired per-seed differences with 95% t-intervals; pooled "
                       "rows average the planted attacks within each seed first (n = seeds).")
 
-    for dataset in grid["datasets"]:
+    runs_by_dataset = {d: curves(grid, d).assign(dataset=d) for d in grid["datasets"]}
+    for dataset, runs in runs_by_dataset.items():
         mine = df[df["dataset"] == dataset]
-        runs = curves(grid, dataset)
         if paper:
             figures.defense_curves(runs[runs["defense"].isin(paper)], FIGURES / f"curves-{dataset}.png",
                                    f"{dataset}: ASR and CA during FT and SFT (epoch 0 = backdoored; "
@@ -88,6 +89,7 @@ def main() -> None:
             ablation.figure(mine, mains, FIGURES / f"ablation-{sweep}.png",
                             f"Ablation: {SWEEPS[sweep].label} (mean ± sd, {n} seeds; dotted: the main grid's value)")
 
+    plot_data.write_all(pd.concat(runs_by_dataset.values()) if runs_by_dataset else pd.DataFrame(), df, order, points, PLOTS)
     figures.sft_schedule_figure(df, params["defense"]["sft"], FIGURES / "sft-schedule.png")
     print((TABLES / "standalone.md").read_text())
     print((TABLES / "claims.md").read_text())

@@ -43,7 +43,7 @@ def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("repo")
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
-    for name in ("stages", "src"):
+    for name in ("stages", "src", "studies", "reports/studies"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["grid"] = {"seeds": [0, 1], "datasets": ["digits"], "attacks": ["badnets"], "defenses": ["ft", "sft"]}
@@ -114,6 +114,25 @@ def test_repro_builds_every_output(repo):
     curve = (repo / CURVE).read_text().splitlines()
     assert curve[0].split("\t") == ["epoch", "ca", "asr", "ra", "lr"] and len(curve) == 3  # epochs 0 and 1
     assert "± " in (repo / "reports/tables/standalone.md").read_text()
+
+
+def test_named_plots_draw_from_the_aggregated_tsvs_and_the_pages_render_the_reports(repo):
+    epochs = (repo / "reports/plots/defense-epochs.tsv").read_text().splitlines()
+    assert epochs[0].split("\t") == ["epoch", "ft_asr", "ft_ca", "sft_asr", "sft_ca"] and len(epochs) == 3
+    # epoch 0 of FT is the backdoored model: its ASR is the mean of the two seeds' backdoored ASRs
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    none = summary["standalone"]["digits"]["badnets"]["none"]["asr"]["mean"]
+    assert abs(float(epochs[1].split("\t")[1]) - none) < 1e-3
+    shown = json.loads(dvc("plots", "show", "--json", cwd=repo, stdout_only=True))
+    for name in ("ft-vs-sft-asr", "ft-vs-sft-ca", "defenses-ca-vs-asr", "ablation-clean-fraction"):
+        assert shown["data"][name][0]["content"]["data"]["values"], name
+    # the tiny grid has no SFT-peak sweep: the only plot without data is that one
+    assert {e["name"] for e in shown.get("errors", [])} <= {"ablation-sft-max-lr1"}, shown["errors"]
+    page = (repo / "docs/results/default.md").read_text()
+    assert (repo / "reports/tables/standalone.md").read_text().strip() in page
+    assert "../../reports/figures/curves-digits.png" in page
+    index = (repo / "docs/results/README.md").read_text()
+    assert all(f"[{p.stem}]({p.stem}.md)" in index for p in (ROOT / "studies").glob("*.yaml"))
 
 
 def test_the_headline_metrics_are_the_summarys_means_in_at_most_40_numbers(repo):
@@ -240,8 +259,9 @@ def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp
     assert (clone / model).read_bytes() == (repo / model).read_bytes()
     out = dvc("repro", "--pull", cwd=clone)
     computing = [line for line in out.splitlines() if line.startswith("Running stage")]
-    # The report (outputs kept in git, not in the cache) is the one stage that may be recomputed.
-    assert computing in ([], ["Running stage 'report':"]), computing
+    # The report and the pages (outputs kept in git, not in the cache) are the only stages that may
+    # be recomputed: this repo never committed them.
+    assert set(computing) <= {"Running stage 'report':", "Running stage 'pages':"}, computing
     assert "is cached - skipping run" in out
     for path in (MODEL, CURVE, "metrics/cells/standalone/digits/seed1/badnets-sequela.json"):
         assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
@@ -267,11 +287,11 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.startswith(("check", "defend@", "report", "sequela@", "ablate@", "transfer@", "encoder@"))
+    assert stale and all(name.startswith(("check", "defend@", "report", "pages", "sequela@", "ablate@", "transfer@", "encoder@"))
                          for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
     # seed 2's cells (the seed closes a stage name, or precedes an ablation point's value)
-    assert stale and all(name.endswith("-2") or "-2-" in name or name in ("report", "check") for name in stale), stale
+    assert stale and all(name.endswith("-2") or "-2-" in name or name in ("report", "pages", "check") for name in stale), stale
