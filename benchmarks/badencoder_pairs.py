@@ -56,7 +56,7 @@ def main() -> None:
     for seed in args.seeds:
         t0 = time.perf_counter()
         torch.manual_seed(seed)
-        clean = models.build(**spec)
+        clean = models.build_from_spec(spec)
         images = simclr.pretraining_set(pre.train, sim["max_images"], seed)
         simclr.pretrain(clean, images.x, views, sim["epochs"], sim["batch_size"], sim["lr"], sim["temperature"],
                         sim["proj_dim"], device, seed)

@@ -29,7 +29,7 @@ def main() -> None:
     spec = model_spec(stage.recipe, ds.image_shape, ds.num_classes, mean, std)
     if params["encoder"]["model"] is not None:
         spec.update({"arch": params["encoder"]["model"]["arch"], "width": params["encoder"]["model"]["width"]})
-    encoder = prepare_model(models.build(**spec), device)  # initialised from the seed set above
+    encoder = prepare_model(models.build_from_spec(spec), device)  # initialised from the seed set above
     views = Views(s["crop_min"], s["flip"], s["jitter"])
     losses, seconds = pretrain(encoder, images, views, s["epochs"], s["batch_size"], s["lr"], s["temperature"],
                                s["proj_dim"], device, args.seed)

@@ -58,8 +58,9 @@ def planted_digits():
     attack = ATTACKS["badnets"].create({"size": 3}, ds.train.x, ds.train.y, 0, g)
     poisoned = choose_poison_indices(ds.train.y, 0, 0.1, g)
     mean, std = ds.channel_stats()
-    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "mean": mean, "std": std, "width": 8}
-    model = models.build(**spec)
+    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "mean": mean, "std": std, "width": 8,
+            "input_shape": list(ds.image_shape)}
+    model = models.build_from_spec(spec)
     stream = BatchStream(ds.train.x, ds.train.y, 32, torch.device("cpu"), g, augment=Augment(1, False),
                          attack=attack, poisoned=poisoned, target=0)
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)

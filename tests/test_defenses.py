@@ -203,7 +203,7 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
     from sequela import models
 
     spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
-            "width": 4}
+            "width": 4, "input_shape": [3, 32, 32]}
     train, test = colour_blobs(96, seed=0), colour_blobs(40, seed=1)
     g = torch.Generator().manual_seed(0)
     from sequela.attacks.registry import ATTACKS, choose_poison_indices
@@ -212,7 +212,7 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
     poisoned = choose_poison_indices(train.y, 0, 0.1, g)
     quick = {"nc": {"steps": 20}, "nad": {"te_epochs": 1}, "abl": {"isolation_epochs": 1, "unlearning_epochs": 1}}
     recipe = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
-    fixture = {"model": models.build(**spec), "train": train, "test": test, "attack": attack, "poisoned": poisoned,
+    fixture = {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack, "poisoned": poisoned,
                "target": 0, "spec": spec}
     ctx = context(fixture, name, epochs=1, recipe=recipe, **quick.get(name, {}))
     DEFENSES[name].run(ctx)

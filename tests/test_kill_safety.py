@@ -102,7 +102,7 @@ def project(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert stage(root).returncode == 0
     reference = {name: content(path) for name, path in files(root).items()}
-    assert len(reference) == 4  # model.safetensors, model.json, the cell, the curve
+    assert len(reference) == 3  # model.safetensors (self-describing), the cell, the curve
     return root, reference
 
 

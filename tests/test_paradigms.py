@@ -33,8 +33,9 @@ def digits(n_train: int = 160, n_test: int = 60) -> Dataset:
 
 def small_model(num_classes: int = 10, seed: int = 0) -> tuple[models.Classifier, dict]:
     torch.manual_seed(seed)
-    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.3], "std": [0.4], "width": 4}
-    return models.build(**spec), spec
+    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.3], "std": [0.4], "width": 4,
+            "input_shape": [1, 8, 8]}
+    return models.build_from_spec(spec), spec
 
 
 def cell(ds: Dataset, head: dict | None = None) -> downstream.Cell:
@@ -220,7 +221,7 @@ def test_badencoder_backdoor_reaches_the_downstream_classifier():
     ds = Dataset("digits", full.classes, full.train, full.test.subset(torch.arange(200)), full.source)
     torch.manual_seed(0)
     spec = {"arch": "compact_cnn", "in_channels": 1, "num_classes": 10, "mean": [0.3], "std": [0.4], "width": 16}
-    clean = models.build(**spec)
+    clean = models.build_from_spec(spec)
     pretrain(clean, ds.train.x, Views(), epochs=2, batch_size=128, lr=0.1, temperature=0.5, proj_dim=16,
              device=torch.device("cpu"), seed=0)
     references = ds.train.x[ds.train.y == 0][:10]

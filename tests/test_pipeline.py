@@ -135,6 +135,27 @@ def test_named_plots_draw_from_the_aggregated_tsvs_and_the_pages_render_the_repo
     assert all(f"[{p.stem}]({p.stem}.md)" in index for p in (ROOT / "studies").glob("*.yaml"))
 
 
+def test_an_exported_cell_defended_from_image_folders_gives_the_cells_own_figures(repo, tmp_path):
+    """export -> convert -> defend: the model as a plain state dict and its data as image folders
+    come back through `sequela defend` with the defend and sequela stages' figures (BadNets' trigger
+    is exact in 8 bits, so ASR is measured on the same images)."""
+    sequela = [sys.executable, "-m", "sequela.cli.main"]
+    out = tmp_path / "export"
+    printed = run([*sequela, "export", "--dataset", "digits", "--attack", "badnets", "--seed", "0", "--out", str(out)],
+                  repo, stdout_only=True).splitlines()
+    convert, defend = [line.split()[3:] for line in printed if line.startswith("uv run sequela")]
+    run([*sequela, *convert], repo)
+    run([*sequela, *defend, "--params", str(repo / "params.yaml")], repo)
+    report = json.loads((out / "defended/report.json").read_text())
+    cell = json.loads((repo / "metrics/cells/standalone/digits/seed0/badnets-defenses.json").read_text())["defenses"]
+    measured = json.loads((repo / "metrics/cells/standalone/digits/seed0/badnets-sequela.json").read_text())["models"]
+    for model in ("ft", "sft"):
+        for figure in ("ca", "asr", "ra"):
+            assert report["models"][model][figure] == cell[model][figure], (model, figure)
+    for model in ("none", "ft", "sft"):
+        assert report["models"][model]["mia_loss_auc"] == measured[model]["mia_loss_auc"], model
+
+
 def test_the_headline_metrics_are_the_summarys_means_in_at_most_40_numbers(repo):
     summary = json.loads((repo / "metrics/summary.json").read_text())
     headline = json.loads((repo / "metrics/headline.json").read_text())

@@ -35,7 +35,8 @@ def random_labels(split: Split, seed: int) -> Split:
 
 
 def tiny_spec(num_classes: int = 4) -> dict:
-    return {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.2], "std": [0.25], "width": 8}
+    return {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.2], "std": [0.25], "width": 8,
+            "input_shape": [1, 8, 8]}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def memorised():
     pool = random_labels(make_blobs(240, seed=3), seed=4)
     members, nonmembers = pool.subset(torch.arange(48)), pool.subset(torch.arange(48, 96))
     shadow, shadow_out = pool.subset(torch.arange(96, 144)), pool.subset(torch.arange(144, 192))
-    model = models.build(**tiny_spec())
+    model = models.build_from_spec(tiny_spec())
     g = torch.Generator().manual_seed(0)
     stream = BatchStream(members.x, members.y, 16, torch.device("cpu"), g)
     fit(model, stream, sgd(model, TINY.lr), cosine(TINY.lr, TINY.epochs * len(stream)), TINY.epochs)
@@ -59,7 +60,7 @@ def clean_model():
     """A small CNN trained on clean blobs, no poison."""
     seed_everything(0)
     train, test = make_blobs(400, seed=0), make_blobs(200, seed=1)
-    model = models.build(**tiny_spec())
+    model = models.build_from_spec(tiny_spec())
     g = torch.Generator().manual_seed(0)
     stream = BatchStream(train.x, train.y, 32, torch.device("cpu"), g)
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 8 * len(stream)), 8)

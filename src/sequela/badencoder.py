@@ -34,6 +34,7 @@ from torch import nn
 from sequela.attacks.blend import BadNets
 from sequela.checker import INF, Checker, fail
 from sequela.engine import BatchStream, autocast, predict_logits, sgd
+from sequela.progress import bar
 from sequela.simclr import Views, embed
 
 
@@ -99,7 +100,7 @@ def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, s
     optimizer = sgd(model, s["lr"], momentum, weight_decay)
     objective = lambda l0, l1, l2: l0 + s["lambda1"] * l1 + s["lambda2"] * l2  # noqa: E731
     history, best, since_best = [], float("inf"), 0
-    for epoch in range(1, s["epochs"] + 1):
+    for epoch in bar(range(1, s["epochs"] + 1), "badencoder (a ceiling: it stops early)"):
         sums = torch.zeros(3, device=device)  # summed on the device: no host sync per step
         for xb, _ in stream:
             with autocast(device):

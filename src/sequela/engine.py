@@ -18,8 +18,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from sequela import progress
 from sequela.schedules import Schedule
 
 
@@ -215,8 +215,7 @@ def fit(model: torch.nn.Module, stream: BatchStream, optimizer: SGD, schedule: S
     Returns the wall seconds spent, evaluation callbacks included."""
     device = stream.device
     start, step = time.perf_counter(), 0
-    # One bar for the whole run; tqdm hides it when stderr is not a terminal (dvc repro logs).
-    bar = tqdm(total=epochs * len(stream), desc=desc, mininterval=1.0, disable=None, leave=False)
+    bar = progress.bar(epochs * len(stream), desc)  # one bar for the whole run
     for epoch in range(1, epochs + 1):
         model.train()
         lrs = []

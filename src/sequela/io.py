@@ -72,6 +72,20 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[s
         raise StageError(f"{path} cannot be read as safetensors ({str(err).splitlines()[0]}); {REBUILD}") from err
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata header of a safetensors file, without loading its tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _exists(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error type for a file that is not one
+        raise StageError(f"{path} cannot be read as safetensors ({str(err).splitlines()[0]}); "
+                         "model files are safetensors (a pickle is never loaded)") from err
+
+
 def read_json(path: str | Path):
     path = Path(path)
     _exists(path)

@@ -1,5 +1,6 @@
-"""Model registry: a small CNN for digit-sized data, a compact CNN for 32x32 images on a CPU and
-ResNet-18 with the CIFAR stem (the paper's, for GPUs).
+"""Model registry: a small CNN for digit-sized data, a compact CNN for 32x32 images on a CPU,
+ResNet-18 with the CIFAR stem (the paper's, for GPUs) and PreAct-ResNet-18 (BackdoorBench's
+default, so that its checkpoints can be brought in: `sequela convert`).
 
 Every model is a `Classifier` with the same named parts, so defenses find the layers they need
 here instead of in per-architecture copies of their code:
@@ -9,17 +10,23 @@ here instead of in per-architecture copies of their code:
   the `channel_mask` buffer (1 = keep, 0 = pruned), which is saved with the weights;
 - `features(x)` is the pooled penultimate representation (AC, Spectral, membership shadow models).
 Inputs are images in [0, 1]; the model normalises them itself with the training set's statistics.
+
+A model file is self-describing: model.safetensors carries, in its safetensors metadata, the
+architecture and its arguments, the input shape and the normalisation (`file_metadata`), so
+`load_file` rebuilds the model from the file alone and refuses a file without them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
+from sequela.errors import StageError
+from sequela.io import load_tensors, read_metadata, save_tensors
 
 
 class Normalize(nn.Module):
@@ -160,7 +167,44 @@ def resnet18(in_channels: int, num_classes: int, mean, std, width: int = 64) -> 
     return Classifier(Normalize(mean, std), stem, stages, c_in, num_classes)
 
 
-ARCHITECTURES = {"small_cnn": small_cnn, "compact_cnn": compact_cnn, "resnet18": resnet18}
+class PreActBlock(nn.Module):
+    """He et al.'s pre-activation basic block, with BackdoorBench's parameter names (bn1, conv1,
+    bn2, conv2, and a 1x1 convolution `shortcut.0` where the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = torch.relu(self.bn1(x))
+        skip = self.shortcut(pre) if hasattr(self, "shortcut") else x
+        return self.conv2(torch.relu(self.bn2(self.conv1(pre)))) + skip
+
+
+def preact_resnet18(in_channels: int, num_classes: int, mean, std, width: int = 64) -> Classifier:
+    """PreAct-ResNet-18 as BackdoorBench builds it: a bare 3x3 convolution as the stem, four stages of
+    two pre-activation blocks, no BatchNorm after the last stage, adaptive average pooling, a linear
+    head. Parameter names map one to one (PREACT_NAMES)."""
+    stages, c_in = [], width
+    for i, stride in enumerate([1, 2, 2, 2]):
+        c_out = width * 2**i
+        stages.append(nn.Sequential(PreActBlock(c_in, c_out, stride), PreActBlock(c_out, c_out, 1)))
+        c_in = c_out
+    stem = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+    return Classifier(Normalize(mean, std), stem, stages, c_in, num_classes)
+
+
+# BackdoorBench's PreActResNet18 key prefixes -> ours (sequela convert --arch preact_resnet18).
+PREACT_NAMES = {"conv1.": "stem.", "layer1.": "stages.0.", "layer2.": "stages.1.", "layer3.": "stages.2.",
+                "layer4.": "stages.3.", "linear.": "fc."}
+
+ARCHITECTURES = {"small_cnn": small_cnn, "compact_cnn": compact_cnn, "resnet18": resnet18,
+                 "preact_resnet18": preact_resnet18}
 
 
 def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int | None = None,
@@ -176,17 +220,56 @@ def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int |
     return model
 
 
+def build_from_spec(spec: dict) -> Classifier:
+    return build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"),
+                 spec.get("head_hidden"), spec.get("head_standardize", False))
+
+
+FORMAT = "sequela-classifier/1"
+METADATA_KEY = "sequela_model"
+SPEC_KEYS = ("arch", "in_channels", "num_classes", "mean", "std", "input_shape")
+
+
+def file_metadata(spec: dict) -> dict[str, str]:
+    """The safetensors metadata of a model file: one key, METADATA_KEY, whose value is JSON holding
+    the format and the spec (architecture, width, classes, head, input shape, normalisation). One key,
+    not one per field: safetensors writes its metadata map in no fixed order, and a model file must
+    come out byte-identical from the same run."""
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if missing:
+        raise ValueError(f"a model spec needs {', '.join(missing)} to describe its file")
+    return {METADATA_KEY: json.dumps({"format": FORMAT, "spec": spec}, sort_keys=True)}
+
+
+def save_file(model: nn.Module, spec: dict, path: str | Path) -> None:
+    save_tensors(model.state_dict(), path, file_metadata(spec))
+
+
+def read_spec(path: str | Path) -> dict:
+    """The spec a model file carries; one line naming the file where it carries none."""
+    meta = read_metadata(path)
+    try:
+        described = json.loads(meta[METADATA_KEY])
+        if described["format"] != FORMAT:
+            raise ValueError(described["format"])
+        return described["spec"]
+    except (KeyError, ValueError, TypeError):
+        raise StageError(f"{path} carries no sequela model metadata (architecture, input shape, normalisation); "
+                         "a plain state dict needs `sequela convert` first") from None
+
+
+def load_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
+    """The model a self-describing file holds, and its spec."""
+    spec = read_spec(path)
+    model = build_from_spec(spec)
+    model.load_state_dict(load_tensors(path))
+    return model.to(device), spec
+
+
 def save(model: Classifier, spec: dict, out_dir: str | Path) -> None:
-    """Weights as model.safetensors, the arguments that rebuild the architecture as model.json."""
-    out_dir = Path(out_dir)
-    save_tensors(model.state_dict(), out_dir / "model.safetensors")
-    atomic_write_json(spec, out_dir / "model.json")
+    """A cell's model: model.safetensors in `out_dir`, self-describing."""
+    save_file(model, spec, Path(out_dir) / "model.safetensors")
 
 
 def load(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:
-    model_dir = Path(model_dir)
-    spec = read_json(model_dir / "model.json")
-    model = build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"),
-                  spec.get("head_hidden"), spec.get("head_standardize", False))
-    model.load_state_dict(load_tensors(model_dir / "model.safetensors"))
-    return model.to(device), spec
+    return load_file(Path(model_dir) / "model.safetensors", device)

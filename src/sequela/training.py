@@ -30,7 +30,7 @@ class Trained:
 
 def model_spec(recipe: Recipe, image_shape, num_classes: int, mean, std) -> dict:
     return {"arch": recipe.model, "in_channels": image_shape[0], "num_classes": num_classes,
-            "mean": list(mean), "std": list(std), "width": recipe.width}
+            "mean": list(mean), "std": list(std), "width": recipe.width, "input_shape": list(image_shape)}
 
 
 def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int,
@@ -45,7 +45,7 @@ def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.dev
     round where `until(model)` holds, or after `max_rounds`. The attacker's budget rule uses it
     (planting.py); the curve's epochs count on across rounds."""
     torch.manual_seed(seed)  # weight initialisation
-    model = prepare_model(models.build(**spec), device)
+    model = prepare_model(models.build_from_spec(spec), device)
     generator = torch.Generator().manual_seed(seed)
     stream = BatchStream(train.x, train.y, recipe.batch_size, device, generator,
                          augment=Augment(recipe.crop_padding, recipe.flip),

@@ -39,6 +39,7 @@ from sequela.attacks.base import Attack
 from sequela.attacks.wanet import extra_rows
 from sequela.checker import INF, fail, is_int
 from sequela.engine import Adam
+from sequela.progress import bar
 
 MASK_SHARPNESS = 40.0  # the steep threshold on the mask generator's output (see the docstring)
 
@@ -75,9 +76,9 @@ def stamp(x: torch.Tensor, source: torch.Tensor, pattern: nn.Module, mask: nn.Mo
     return x + mask(source) * (pattern(source) - x)
 
 
-def train_steps(loss_fn, params, epochs: int, batches, lr: float) -> None:
+def train_steps(loss_fn, params, epochs: int, batches, lr: float, desc: str) -> None:
     optimizer = Adam(params, lr=lr)
-    for _ in range(epochs):
+    for _ in bar(range(epochs), desc):
         for x, y in batches():
             loss = loss_fn(x, y)
             optimizer.zero_grad(set_to_none=True)
@@ -160,9 +161,11 @@ class InputAware(Attack):
             return F.cross_entropy(surrogate(inputs), labels) + lam_div * diversity_loss(x, x2, pattern(x), pattern(x2))
 
         lr = float(params["lr"])
-        train_steps(mask_loss, list(mask.parameters()), int(params["mask_epochs"]), batches, lr)
+        train_steps(mask_loss, list(mask.parameters()), int(params["mask_epochs"]), batches, lr,
+                    "inputaware: mask generator")
         mask.requires_grad_(False)  # frozen from here on, as in the original
-        train_steps(pattern_loss, [*pattern.parameters(), *surrogate.parameters()], int(params["pattern_epochs"]), batches, lr)
+        train_steps(pattern_loss, [*pattern.parameters(), *surrogate.parameters()], int(params["pattern_epochs"]), batches, lr,
+                    "inputaware: pattern generator")
 
         tensors = {f"pattern.{k}": v.detach().cpu().clone() for k, v in pattern.state_dict().items()}
         tensors.update({f"mask.{k}": v.detach().cpu().clone() for k, v in mask.state_dict().items()})

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from sequela.attacks.base import Attack
 from sequela.checker import INF
+from sequela.progress import bar
 
 
 def lowpass_mask(h: int, w: int, cutoff: float) -> torch.Tensor:
@@ -76,7 +77,7 @@ class LowFrequency(Attack):
         goal = torch.full((batch_size,), target, dtype=torch.long, device=device)
         v = torch.zeros(c, h, w, device=device, requires_grad=True)
         lr = float(params["lr"])
-        for _ in range(int(params["steps"])):
+        for _ in bar(range(int(params["steps"])), "lf: universal perturbation"):
             pick = pool[torch.randint(len(pool), (batch_size,), generator=generator)]
             x = train_x[pick].to(device).float() / 255.0
             loss = F.cross_entropy(model((x + bounded(v, mask, eps)).clamp(0, 1)), goal)

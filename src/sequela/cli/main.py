@@ -3,6 +3,9 @@
     sequela fanout [...]     run the pipeline's stages in parallel with Ray (fanout.py)
     sequela deps [--check]   each dvc.yaml stage's code deps, from its script's imports (dag.py)
     sequela study FILE       run a named study (studies/<name>.yaml), keep its reports (study.py)
+    sequela convert CKPT     a state-dict checkpoint -> a self-describing safetensors model (convert.py)
+    sequela defend MODEL     defend a model trained elsewhere, from image folders (defend.py)
+    sequela export ...       a grid's backdoored model and its data as a state dict and image folders (export.py)
 
 Run from the project root (where dvc.yaml is).
 """
@@ -46,9 +49,28 @@ def study(argv: list[str]) -> int:
     return run(argv)
 
 
+def convert(argv: list[str]) -> int:
+    from sequela.cli.convert import main as run
+
+    return run(argv)
+
+
+def defend(argv: list[str]) -> int:
+    from sequela.cli.defend import main as run
+
+    return run(argv)
+
+
+def export(argv: list[str]) -> int:
+    from sequela.cli.export import main as run
+
+    return run(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"deps": deps, "fanout": fanout, "study": study}
+    commands = {"deps": deps, "fanout": fanout, "study": study, "convert": convert, "defend": defend,
+                "export": export}
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2

@@ -55,7 +55,7 @@ def check(c: Checker, key: str) -> None:
 def run(ctx: DefenseContext) -> dict:
     p, recipe = ctx.params, ctx.recipe
     torch.manual_seed(ctx.seed)  # weight initialisation, as in training.train_classifier
-    ctx.model = prepare_model(models.build(**ctx.spec), ctx.device)
+    ctx.model = prepare_model(models.build_from_spec(ctx.spec), ctx.device)
     optimizer = sgd(ctx.model, recipe.lr, recipe.momentum, recipe.weight_decay)
     iso_epochs = min(p["isolation_epochs"], recipe.epochs)
     stream = ctx.poisoned_stream()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.engine import Adam, autocast, fit, sgd
+from sequela.progress import bar
 from sequela.schedules import constant
 
 
@@ -48,7 +49,9 @@ def reverse_triggers(model, ctx: DefenseContext, p: dict) -> tuple[torch.Tensor,
     best_pattern = torch.sigmoid(pattern_raw.detach()).clone()
     hits, stale = torch.zeros(k, device=device), 0
     batch = p["batch_size"]
+    shown = bar(p["steps"], "nc: reverse triggers")
     for step in range(1, p["steps"] + 1):
+        shown.update()
         idx = torch.randint(len(x_all), (batch,), generator=ctx.generator)
         x = x_all[idx].to(device).float().div_(255.0)
         mask, pattern = torch.sigmoid(mask_raw), torch.sigmoid(pattern_raw)
@@ -73,6 +76,7 @@ def reverse_triggers(model, ctx: DefenseContext, p: dict) -> tuple[torch.Tensor,
             stale = 0 if bool(better.any()) else stale + 1
             if stale >= p["patience"] and bool(torch.isfinite(best_norm).all()):
                 break
+    shown.close()
     for q, g in zip(model.parameters(), grads):
         q.requires_grad_(g)
     model.train(was_training)

@@ -20,6 +20,7 @@ from sequela.defenses.base import DefenseContext
 class Defense:
     run: Callable[[DefenseContext], dict]    # changes ctx.model; returns extra figures
     check: Callable[[Checker, str], None]    # checks its params section, given its key
+    needs_poisoned_set: bool = False         # training-time: retrains on the poisoned training set
 
 
 DEFENSES: dict[str, Defense] = {
@@ -28,10 +29,14 @@ DEFENSES: dict[str, Defense] = {
     "fp": Defense(fp.run, fp.check),
     "nad": Defense(nad.run, nad.check),
     "nc": Defense(nc.run, nc.check),
-    "abl": Defense(abl.run, abl.check),
-    "ac": Defense(ac.run, ac.check),
-    "spectral": Defense(spectral.run, spectral.check),
+    "abl": Defense(abl.run, abl.check, needs_poisoned_set=True),
+    "ac": Defense(ac.run, ac.check, needs_poisoned_set=True),
+    "spectral": Defense(spectral.run, spectral.check, needs_poisoned_set=True),
 }
+
+
+# What a defender holding only a model and clean data can run (sequela defend).
+CLEAN_DATA_ONLY = tuple(name for name, d in DEFENSES.items() if not d.needs_poisoned_set)
 
 
 def check_defenses(c: Checker) -> None:

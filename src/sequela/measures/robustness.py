@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from sequela.checker import Checker, fail, is_number
 from sequela.data import Split
 from sequela.engine import autocast
+from sequela.progress import bar
 
 
 def check(c: Checker) -> None:
@@ -67,7 +68,7 @@ def pgd_accuracy(model: torch.nn.Module, test: Split, eps: float, step: float, s
     was_training = model.training
     model.eval()
     correct = 0
-    for start in range(0, len(test), batch_size):
+    for start in bar(range(0, len(test), batch_size), f"pgd: eps {eps:.4f}"):
         x = test.x[start:start + batch_size].to(device).float().div_(255.0)
         y = test.y[start:start + batch_size].to(device)
         adv = pgd(model, x, y, eps, step, steps, random_start, generator)

@@ -1,0 +1,169 @@
+"""Self-describing model files, `sequela convert` and `sequela defend`: a model from outside the
+pipeline goes through the pipeline's own defense code, and every bad input gets one line and leaves
+nothing written."""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file as raw_save
+
+from sequela import models
+from sequela.cli import convert, defend
+from sequela.config import read_params
+from sequela.defenses.apply import Defended, apply_defense
+from sequela.defenses.registry import DEFENSES
+from sequela.errors import StageError
+from sequela.recipe import Recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 3, "mean": [0.5], "std": [0.25], "width": 4,
+        "input_shape": [1, 8, 8]}
+
+
+def small_model(seed: int = 0) -> models.Classifier:
+    torch.manual_seed(seed)
+    return models.build_from_spec(SPEC)
+
+
+def test_a_model_file_rebuilds_from_itself_and_a_bare_one_is_refused(tmp_path):
+    model = small_model().eval()
+    models.save_file(model, SPEC, tmp_path / "m.safetensors")
+    again, spec = models.load_file(tmp_path / "m.safetensors")
+    x = torch.rand(5, 1, 8, 8)
+    assert spec == SPEC and torch.equal(model(x), again.eval()(x))
+    raw_save(model.state_dict(), str(tmp_path / "bare.safetensors"))
+    with pytest.raises(StageError, match="carries no sequela model metadata"):
+        models.load_file(tmp_path / "bare.safetensors")
+
+
+def backdoorbench_names(state: dict) -> dict:
+    ours_to_theirs = {v: k for k, v in models.PREACT_NAMES.items()}
+    out = {}
+    for k, v in state.items():
+        if k.startswith(("normalize.", "channel_mask")):
+            continue  # a BackdoorBench checkpoint has neither
+        prefix = next(p for p in ours_to_theirs if k.startswith(p))
+        out["module." + ours_to_theirs[prefix] + k.removeprefix(prefix)] = v
+    return out
+
+
+def test_convert_maps_a_backdoorbench_preact_resnet18_checkpoint_onto_the_same_function(tmp_path):
+    torch.manual_seed(1)
+    spec = {"arch": "preact_resnet18", "in_channels": 3, "num_classes": 10, "mean": [0.0] * 3, "std": [1.0] * 3,
+            "width": 8, "input_shape": [3, 16, 16]}
+    model = models.build_from_spec(spec).eval()
+    torch.save({"model": backdoorbench_names(model.state_dict()), "num_classes": 10}, tmp_path / "bb.pt")
+    args = [str(tmp_path / "bb.pt"), "--arch", "preact_resnet18", "--num-classes", "10", "--input-shape", "3,16,16",
+            "--width", "8", "--out", str(tmp_path / "m.safetensors")]
+    assert convert.main(args) == 0
+    converted, got = models.load_file(tmp_path / "m.safetensors")
+    x = torch.rand(4, 3, 16, 16)
+    assert got == spec and torch.equal(converted.eval()(x), model(x))
+
+
+def test_convert_names_the_first_mismatch_and_never_unpickles(tmp_path, capsys):
+    torch.manual_seed(1)
+    torch.save(small_model().state_dict(), tmp_path / "w.pt")
+    base = ["--arch", "small_cnn", "--input-shape", "1,8,8", "--width", "4", "--out", str(tmp_path / "m.safetensors")]
+    assert convert.main([str(tmp_path / "w.pt"), "--num-classes", "5", *base]) == 2
+    assert "'fc.weight' has shape (3, 16)" in capsys.readouterr().err
+    assert convert.main([str(tmp_path / "w.pt"), "--num-classes", "3", *base[:-4], "--width", "8",
+                         "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "shape" in capsys.readouterr().err
+    torch.save({"w": torch.zeros(1), "obj": np.zeros(2, dtype=object)}, tmp_path / "pickle.pt")
+    assert convert.main([str(tmp_path / "pickle.pt"), "--num-classes", "3", *base]) == 2
+    assert "weights_only=True" in capsys.readouterr().err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def image_folder(root: Path, x: torch.Tensor, y: torch.Tensor) -> Path:
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(x, y)):
+        (root / f"class{int(label)}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[0].numpy()).save(root / f"class{int(label)}" / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (60, 1, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.arange(60) % 3
+    model = small_model()
+    models.save_file(model, SPEC, tmp_path / "model.safetensors")
+    clean = image_folder(tmp_path / "clean", x[:30], y[:30])
+    test = image_folder(tmp_path / "test", x[30:], y[30:])
+    return tmp_path, model, clean, test
+
+
+def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
+    tmp, model, clean, test = folders
+    out = tmp / "out"
+    argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(test), "--triggered", str(test),
+            "--target", "0", "--members", str(clean), "--non-members", str(test), "--defenses", "ft",
+            "--params", str(ROOT / "params.yaml"), "--batch-size", "8", "--crop-padding", "1", "--device", "cpu",
+            "--out", str(out)]
+    assert defend.main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["models"]) == {"none", "ft"} and "mia_loss_auc" in report["models"]["ft"]
+    # The same defense through the pipeline's loop on the same data and seed: the same weights.
+    from sequela import folders as read
+
+    clean_split, _ = read.read_images(clean, 1)
+    test_split, _ = read.read_images(test, 1)
+    recipe = Recipe(model="small_cnn", epochs=0, batch_size=8, lr=0.0, crop_padding=1, width=4)
+    cell = Defended(backdoored=copy.deepcopy(model), spec=SPEC, clean=clean_split, train=clean_split,
+                    poisoned=torch.empty(0, dtype=torch.long), attack=None, target=0, poison_rate=0.0, recipe=recipe,
+                    device=torch.device("cpu"), settings=read_params(ROOT / "params.yaml")["defense"], seed=0,
+                    test=test_split)
+    cell.evaluate = lambda m, split: {"ca": 0.0}
+    expected = apply_defense("ft", DEFENSES["ft"].run, cell).model.state_dict()
+    defended, spec = models.load_file(out / "ft" / "model.safetensors")
+    assert spec == SPEC and all(torch.equal(expected[k], v) for k, v in defended.state_dict().items())
+    assert "| ft |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, t: a.__setitem__(0, str(t / "clean")), "not a .safetensors file"),
+    (lambda a, t: a.__setitem__(a.index("--clean") + 1, str(t / "missing")), "no such folder"),
+    (lambda a, t: a.__setitem__(a.index("--target") + 1, "7"), "target 7 is out of range"),
+    (lambda a, t: a.__setitem__(a.index("--defenses") + 1, "spectral"), "clean data only"),
+    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "two")), "2 classes; the model has 3"),
+    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "big")), "pass --resize"),
+    (lambda a, t: a.__setitem__(0, str(t / "bare.safetensors")), "carries no sequela model metadata"),
+])
+def test_bad_input_gets_one_line_and_nothing_is_written(folders, capsys, change, message):
+    tmp, model, clean, test = folders
+    image_folder(tmp / "two", torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    image_folder(tmp / "big", torch.zeros(3, 1, 12, 12, dtype=torch.uint8), torch.tensor([0, 1, 2]))
+    raw_save(model.state_dict(), str(tmp / "bare.safetensors"))
+    argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(test), "--triggered", str(test),
+            "--target", "0", "--defenses", "ft", "--params", str(ROOT / "params.yaml"), "--out", str(tmp / "out")]
+    change(argv, tmp)
+    assert defend.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp / "out").exists() and not (tmp / "out.partial").exists()
+
+
+def test_resize_is_allowed_when_asked_and_stated(folders):
+    tmp, model, clean, test = folders
+    image_folder(tmp / "big", torch.zeros(3, 1, 12, 12, dtype=torch.uint8), torch.tensor([0, 1, 2]))
+    argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(tmp / "big"), "--defenses", "",
+            "--params", str(ROOT / "params.yaml"), "--resize", "--out", str(tmp / "out")]
+    assert defend.main(argv) == 0
+    assert "Resized to the model's input size: test." in (tmp / "out" / "report.md").read_text()
+
+
+def test_a_pickle_given_to_defend_is_refused_without_loading(folders, capsys):
+    tmp, model, clean, test = folders
+    torch.save(model.state_dict(), tmp / "model.pt")
+    (tmp / "model.safetensors").write_bytes((tmp / "model.pt").read_bytes())  # a pickle under a safetensors name
+    argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--out", str(tmp / "out")]
+    assert defend.main(argv) == 2
+    assert "cannot be read as safetensors" in capsys.readouterr().err
