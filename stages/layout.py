@@ -168,3 +168,19 @@ def encoder_metrics(pair_: str, seed: int) -> Path:
 
 def encoder_curves(pair_: str, seed: int) -> Path:
     return curves_dir(pair_, seed, ENCODER) / "badencoder"
+
+
+# --- models trained elsewhere, defended as cells of the grid (stage external@) ---
+
+
+def external_folder(name: str) -> Path:
+    """The user's folder: model.safetensors and its data folders (src/sequela/external.py)."""
+    return Path("external") / name
+
+
+def external_models(name: str, seed: int) -> Path:
+    return Path("data/external") / name / f"seed{seed}"
+
+
+def external_metrics(name: str, seed: int) -> Path:
+    return Path("metrics/cells/external") / name / f"seed{seed}.json"

@@ -7,22 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 from opening import open_stage, run_main
-from report_cells import ablation_points, curves, gather, paradigm_cells, preview
+from report_cells import ablation_points, curves, external_cells, gather, paradigm_cells, preview
 
 from sequela.ablation import SWEEPS, main_value
 from sequela.io import atomic_write_json
 from sequela.recipe import Recipe
-from sequela.report import (
-    ablation,
-    baselines,
-    claims,
-    figures,
-    paradigms,
-    plot_data,
-    sequela_tables,
-    summary,
-    tables,
-)
+from sequela.report import ablation, baselines, claims, figures, paradigms, plot_data, sequela_tables, summary, tables
 
 TABLES, FIGURES, PLOTS = Path("reports/tables"), Path("reports/figures"), Path("reports/plots")
 
@@ -38,6 +28,12 @@ def main() -> None:
         nested.update(summary.nest(reused))
     if not points.empty:
         nested["ablation"] = ablation.nest(points)
+    if not (external := external_cells(params)).empty:
+        nested.update(summary.nest(external))
+        tables.write_rows(tables.spread_rows(external, ["dataset"], "defense", list(external["defense"].unique()),
+                                             ("ca", "asr", "mia_loss_auc", "seconds")), TABLES / "external",
+                          "Models trained elsewhere (external/<name>/): CA, ASR, membership loss AUC and seconds of the "
+                          f"model as given (none) and after each defense (mean ± sd over {len(grid['seeds'])} seeds).")
     atomic_write_json(nested, "metrics/summary.json")
     n = len(grid["seeds"])
 

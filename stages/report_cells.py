@@ -94,3 +94,14 @@ def preview(dataset: str, attacks: list[str], seed: int, out) -> None:
     clean = ds.test.x[picks].float() / 255.0
     triggered = {a: load_artefact(layout.poison(dataset, a, seed))[0].apply(clean) for a in attacks}
     figures.trigger_preview(clean, triggered, out, f"{dataset}: triggers")
+
+
+def external_cells(params: dict) -> pd.DataFrame:
+    """One row per (external cell, model, seed): the model as given ("none") and each defense."""
+    rows = []
+    for name in params["external"]["cells"]:
+        for seed in params["grid"]["seeds"]:
+            cell = summary.read_cell(layout.external_metrics(name, seed))
+            rows += [{"paradigm": "external", "dataset": name, "attack": "external", "defense": model, "seed": seed,
+                      **figures} for model, figures in cell["models"].items()]
+    return pd.DataFrame(rows)

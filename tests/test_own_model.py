@@ -134,7 +134,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
     (lambda a, t: a.__setitem__(a.index("--target") + 1, "7"), "target 7 is out of range"),
     (lambda a, t: a.__setitem__(a.index("--defenses") + 1, "spectral"), "clean data only"),
     (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "two")), "2 classes; the model has 3"),
-    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "big")), "pass --resize"),
+    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "big")), "--resize"),
     (lambda a, t: a.__setitem__(0, str(t / "bare.safetensors")), "carries no sequela model metadata"),
 ])
 def test_bad_input_gets_one_line_and_nothing_is_written(folders, capsys, change, message):
@@ -167,3 +167,22 @@ def test_a_pickle_given_to_defend_is_refused_without_loading(folders, capsys):
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--out", str(tmp / "out")]
     assert defend.main(argv) == 2
     assert "cannot be read as safetensors" in capsys.readouterr().err
+
+
+def test_an_external_cell_without_its_folder_or_target_is_refused_by_the_params_check(folders, monkeypatch):
+    from sequela import external
+    from sequela.checker import Checker
+    from sequela.errors import ConfigError
+
+    tmp, model, clean, test = folders
+    monkeypatch.chdir(tmp)
+    base = {"targets": {}, "batch_size": 16, "crop_padding": 1, "flip": False, "resize": False}
+    with pytest.raises(ConfigError, match="external.cells = 'mine' is not allowed; allowed: a folder external/mine/"):
+        external.check(Checker({"external": {**base, "cells": ["mine"]}}))
+    Path("external/mine").mkdir(parents=True)
+    Path("external/mine/model.safetensors").write_bytes((tmp / "model.safetensors").read_bytes())
+    Path("external/mine/clean").symlink_to(clean)
+    Path("external/mine/triggered").symlink_to(test)
+    with pytest.raises(ConfigError, match="external.targets.mine = None"):
+        external.check(Checker({"external": {**base, "cells": ["mine"]}}))
+    external.check(Checker({"external": {**base, "cells": ["mine"], "targets": {"mine": 0}}}))

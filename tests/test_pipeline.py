@@ -60,6 +60,9 @@ def repo(tmp_path_factory) -> Path:
     params["encoder"]["simclr"].update(epochs=2)
     params["encoder"]["badencoder"].update(epochs=12)
     params["encoder"]["head"].update(epochs=60, lr=1e-3, hidden=32)
+    # A model trained elsewhere, as an external cell: an untrained digits CNN and folders of digits.
+    external_folder(repo / "external/smoke")
+    params["external"].update(cells=["smoke"], targets={"smoke": 0}, batch_size=16, crop_padding=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], repo)
     dvc("init", "-q", cwd=repo)
@@ -68,6 +71,25 @@ def repo(tmp_path_factory) -> Path:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo)
     dvc("repro", cwd=repo)
     return repo
+
+
+def external_folder(root: Path) -> None:
+    from PIL import Image
+
+    from sequela import models, sources
+
+    ds = sources.load_digits(seed=0, test_fraction=0.25)
+    torch.manual_seed(0)
+    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "mean": [0.3], "std": [0.4], "width": 4,
+            "input_shape": list(ds.image_shape)}
+    models.save_file(models.build_from_spec(spec), spec, root / "model.safetensors")
+    triggered = ds.test.x[:40].clone()
+    triggered[:, :, -3:, -3:] = 255
+    for role, x, y in (("clean", ds.train.x[:60], ds.train.y[:60]), ("test", ds.test.x[:40], ds.test.y[:40]),
+                       ("triggered", triggered, ds.test.y[:40])):
+        for row, (image, label) in enumerate(zip(x, y.tolist())):
+            (root / role / f"{label:02d}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[0].numpy()).save(root / role / f"{label:02d}" / f"{row:04d}.png")
 
 
 MODEL = "data/standalone/digits/seed0/defended/badnets/sft/model.safetensors"
@@ -109,6 +131,9 @@ def test_repro_builds_every_output(repo):
         reused = load_file(repo / f"data/transfer/digits-to-digits-rot90/seed0/badnets/{model}/model.safetensors")
         backbone = [k for k in shipped if not k.startswith("fc.")]
         assert all(torch.equal(shipped[k], reused[k]) for k in backbone) == same, model
+    external = summary["external"]["smoke"]["external"]
+    assert set(external) == {"none", "ft", "sft"} and all(external[m]["ca"]["n"] == 2 for m in external)
+    assert (repo / "reports/tables/external.md").is_file() and (repo / "data/external/smoke/seed1/sft").is_dir()
     claims = (repo / "reports/tables/claims.md").read_text()
     assert "transfer" in claims and "encoder" in claims
     curve = (repo / CURVE).read_text().splitlines()
@@ -308,8 +333,8 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    assert stale and all(name.startswith(("check", "defend@", "report", "pages", "sequela@", "ablate@", "transfer@", "encoder@"))
-                         for name in stale), stale
+    downstream = ("check", "defend@", "report", "pages", "sequela@", "external@", "ablate@", "transfer@", "encoder@")
+    assert stale and all(name.startswith(downstream) for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -165,7 +165,8 @@ def check(c: Checker) -> None:
                  "one) and clean/ (the defender's data)")
         if folder_roles(folder)["triggered"] is not None and name not in targets:
             fail(f"external.targets.{name}", None, "the target class of its triggered/ images (an integer)")
-    for name, target in targets.items():
+    for name in targets:
+        target = c.get(f"external.targets.{name}")
         if name not in cells or isinstance(target, bool) or not isinstance(target, int) or target < 0:
             fail(f"external.targets.{name}", target, "a class index >= 0, for a name in external.cells")
     c.integer("external.batch_size")

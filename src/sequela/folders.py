@@ -84,7 +84,7 @@ def fit_size(split: Split, shape: list[int], resize: bool, where: str) -> tuple[
         return split, False
     if not resize:
         raise StageError(f"{where}: images are {tuple(split.x.shape[2:])} pixels; the model takes {tuple(shape[1:])} "
-                         "(pass --resize to resize them, which the report then states)")
+                         "(to resize them, which the report then states: --resize, or external.resize in params.yaml)")
     x = torch.nn.functional.interpolate(split.x.float(), size=tuple(shape[1:]), mode="bilinear",
                                         antialias=True, align_corners=False)
     return Split(x.round().clamp(0, 255).to(torch.uint8), split.y), True

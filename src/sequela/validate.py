@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sequela import ablation, badencoder, downstream, planting, simclr
+from sequela import ablation, badencoder, downstream, external, planting, simclr
 from sequela.attacks.registry import ATTACKS
 from sequela.catalog import NUM_CLASSES
 from sequela.checker import Checker, fail
@@ -47,6 +47,7 @@ def validate(params: Any) -> list[str]:
     simclr.check(c)
     simclr.check_model(c)
     badencoder.check(c)
+    external.check(c)
     return [f"params.yaml: {key} is not a key the pipeline reads; it is ignored (a typo?)" for key in c.unread()]
 
 
