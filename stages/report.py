@@ -63,16 +63,17 @@ def main() -> None:
     runs_by_dataset = {d: curves(grid, d).assign(dataset=d) for d in grid["datasets"]}
     for dataset, runs in runs_by_dataset.items():
         mine = df[df["dataset"] == dataset]
+        floors = mine[mine["defense"] == "clean"].groupby("attack")["asr"].mean().to_dict()
         if paper:
             figures.defense_curves(runs[runs["defense"].isin(paper)], FIGURES / f"curves-{dataset}.png",
                                    f"{dataset}: ASR and CA during FT and SFT (epoch 0 = backdoored; "
-                                   f"mean ± sd over {n} seeds)")
+                                   f"mean ± sd over {n} seeds)", floors)
         figures.defense_curves(runs, FIGURES / f"curves-baselines-{dataset}.png",
-                               f"{dataset}: ASR and CA during every defense (mean ± sd over {n} seeds)")
+                               f"{dataset}: ASR and CA during every defense (mean ± sd over {n} seeds)", floors, by="defense")
         baselines.ca_vs_asr_figure(mine, FIGURES / f"ca-vs-asr-{dataset}.png",
                                    f"{dataset}: CA against ASR after each defense (mean ± sd, {n} seeds)")
         sequela_tables.sequela_figure(mine, FIGURES / f"sequela-{dataset}.png",
-                               f"{dataset}: sequela, after the defense - backdoored model (per seed; sd bars)")
+                               f"{dataset}: sequela, change after the defense (after - backdoored, per seed; bars: mean ± sd)")
         sequela_tables.reinjection_figure(sequela_tables.reinjection_frame(mine), FIGURES / f"reinjection-{dataset}.png",
                                    f"{dataset}: ASR while re-injecting the backdoor (epoch 0 = before)")
         preview(dataset, grid["attacks"], grid["seeds"][0], FIGURES / f"triggers-{dataset}.png")

@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from sequela.report import figures
+from sequela.report.figures import NAMES
 
 # The paper's order: the proposed method, plain fine-tuning, then the baselines it is compared with.
 ORDER = ("sft", "ft", "fp", "nad", "nc", "abl", "ac", "spectral")
@@ -38,9 +39,9 @@ def ca_vs_asr_figure(df: pd.DataFrame, path: Path, title: str) -> None:
         ax.errorbar(row[("asr", "mean")], row[("ca", "mean")], xerr=row[("asr", "std")], yerr=row[("ca", "std")],
                     fmt=markers[row[("attack", "")]], color=colours[row[("defense", "")]], ms=6, capsize=2, lw=0.8)
     for name in order:
-        ax.plot([], [], "o", color=colours[name], label=name)
+        ax.plot([], [], "o", color=colours[name], label=NAMES.get(name, name))
     for attack, marker in markers.items():
-        ax.plot([], [], marker, color="0.4", label=attack)
+        ax.plot([], [], marker, color="0.4", label=NAMES.get(attack, attack))
     ax.legend(fontsize=7, ncol=2, loc="lower left")
     ax.set(xlim=(-0.03, 1.03), xlabel="ASR (lower is better)", ylabel="CA (higher is better)", title=title)
     figures.save(fig, Path(path))

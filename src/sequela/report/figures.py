@@ -22,17 +22,54 @@ def save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def defense_curves(curves: pd.DataFrame, path: Path, title: str) -> None:
-    """ASR (solid) and CA (dashed) against defense epoch, one panel per attack, one colour per
-    defense; the line is the mean over seeds and the band its sd. `curves` has columns attack,
-    defense, seed, epoch, ca, asr."""
+# Method and attack names as the papers write them, for legends and panel titles.
+NAMES = {"none": "no defense", "clean": "clean model", "ft": "FT", "sft": "SFT", "fp": "FP", "nad": "NAD",
+         "nc": "NC", "abl": "ABL", "ac": "AC", "spectral": "Spectral", "badnets": "BadNets", "blended": "Blended",
+         "lf": "LF", "wanet": "WaNet", "inputaware": "Input-aware", "badencoder": "BadEncoder"}
+
+
+def named(series: pd.Series) -> pd.Series:
+    return series.map(lambda v: NAMES.get(v, v))
+
+
+def clipped_sd(values) -> tuple[float, float]:
+    """mean ± sd, clipped to [0, 1]: a fraction's band never leaves the axis it lives on."""
+    values = pd.Series(values, dtype=float)
+    mean, sd = values.mean(), (values.std() if len(values) > 1 else 0.0)
+    return max(0.0, mean - sd), min(1.0, mean + sd)
+
+
+def defense_curves(curves: pd.DataFrame, path: Path, title: str, floors: dict[str, float] | None = None,
+                   by: str = "attack") -> None:
+    """ASR (top row) and CA (bottom row) against defense epoch: with by="attack" one column per
+    attack and one colour per defense, with by="defense" one column per defense and one colour per
+    attack. Lines are means over seeds, bands mean ± sd clipped to [0, 1]; a dotted line marks the
+    clean model's ASR on the trigger (`floors`: attack -> that floor), the level a removed backdoor
+    falls to. `curves` has columns attack, defense, seed, epoch, ca, asr."""
+    hue = "defense" if by == "attack" else "attack"
     long = curves.melt(id_vars=["attack", "defense", "seed", "epoch"], value_vars=["asr", "ca"], var_name="figure")
-    long["figure"] = long["figure"].str.upper()
-    grid = sns.relplot(data=long, kind="line", x="epoch", y="value", hue="defense", style="figure",
-                       col="attack", col_wrap=min(3, long["attack"].nunique()), height=3, aspect=1.2,
-                       markers=True, dashes={"ASR": "", "CA": (4, 2)}, errorbar="sd")
-    grid.set(ylim=(-0.02, 1.02), ylabel="fraction")
-    grid.figure.suptitle(title, y=1.03)
+    long["figure"] = long["figure"].map({"asr": "ASR", "ca": "CA"})
+    columns, levels = list(dict.fromkeys(curves[by])), list(dict.fromkeys(curves[hue]))
+    palette = dict(zip((NAMES.get(v, v) for v in levels), sns.color_palette("tab10", len(levels))))
+    long[by], long[hue] = named(long[by]), named(long[hue])
+    grid = sns.relplot(data=long, kind="line", x="epoch", y="value", hue=hue, palette=palette, row="figure", col=by,
+                       col_order=[NAMES.get(c, c) for c in columns], row_order=["ASR", "CA"], height=2.4,
+                       aspect=1.15, marker="o", markersize=3, errorbar=clipped_sd, facet_kws={"margin_titles": True})
+    grid.set(ylim=(-0.02, 1.02))
+    grid.set_titles(col_template="{col_name}", row_template="{row_name}")
+    for (row, col), ax in grid.axes_dict.items():
+        ax.set_ylabel(row)
+        if row != "ASR" or not floors:
+            continue
+        if by == "attack":  # one attack per panel: its floor in grey
+            attack = columns[[NAMES.get(c, c) for c in columns].index(col)]
+            if attack in floors:
+                ax.axhline(floors[attack], color="0.3", ls=":", lw=1)
+        else:  # every attack in each panel: each floor in its attack's colour
+            for attack, floor in floors.items():
+                if NAMES.get(attack, attack) in palette:
+                    ax.axhline(floor, color=palette[NAMES.get(attack, attack)], ls=":", lw=0.8)
+    grid.figure.suptitle(title + ("; dotted: the clean model's ASR" if floors else ""), y=1.02)
     save(grid.figure, path)
 
 

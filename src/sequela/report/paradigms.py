@@ -54,7 +54,9 @@ def write(df: pd.DataFrame, curves: pd.DataFrame, tables_dir: Path, figures_dir:
                                        f"{paradigm} {pair}: sequela, after FT / SFT - head on the frozen "
                                        f"backdoored model (per seed; sd bars)")
     for (paradigm, pair), runs in curves.groupby(["paradigm", "dataset"], sort=False):
+        cells = df[(df["paradigm"] == paradigm) & (df["dataset"] == pair) & (df["defense"] == "clean")]
         figures.defense_curves(runs, figures_dir / f"curves-{paradigm}-{pair}.png",
                                f"{paradigm} {pair}: ASR and CA during FT and SFT of the whole model "
-                               f"(epoch 0 = head on the frozen backdoored model; mean ± sd over {n} seeds)")
+                               f"(epoch 0 = head on the frozen backdoored model; mean ± sd over {n} seeds)",
+                               cells.groupby("attack")["asr"].mean().to_dict())
 

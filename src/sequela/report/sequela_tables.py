@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 
-from sequela.report.figures import save
+from sequela.report.figures import clipped_sd, named, save
 from sequela.report.stats import mean_sd
 
 MEASURES = {  # frame column -> label
@@ -71,9 +71,12 @@ def sequela_figure(df: pd.DataFrame, path: Path, title: str) -> None:
     long = changes.melt(id_vars=["attack", "defense", "seed"], value_vars=measures, var_name="measure",
                         value_name="change")
     long["measure"] = long["measure"].map(MEASURES)
+    long["defense"], long["attack"] = named(long["defense"]), named(long["attack"])
     grid = sns.catplot(data=long, kind="bar", x="defense", y="change", hue="attack", col="measure",
                        col_wrap=3, height=2.8, aspect=1.3, sharey=False, errorbar="sd")
     grid.set_titles("{col_name}")
+    # The sign convention, on every panel: above zero, the defended model has more of the measure.
+    grid.set_ylabels("after − backdoored")
     for ax in grid.axes.flat:
         ax.axhline(0, color="0.3", lw=0.8)
         ax.tick_params(axis="x", rotation=45)
@@ -84,9 +87,10 @@ def sequela_figure(df: pd.DataFrame, path: Path, title: str) -> None:
 def reinjection_figure(curves: pd.DataFrame, path: Path, title: str) -> None:
     """ASR during the re-injection fine-tune (mean over draws), one panel per attack, one line per
     model: mean over seeds, band = sd. `curves` has columns attack, model, seed, epoch, asr."""
+    curves = curves.assign(model=named(curves["model"]), attack=named(curves["attack"]))
     grid = sns.relplot(data=curves, kind="line", x="epoch", y="asr", hue="model", col="attack",
                        col_wrap=min(3, curves["attack"].nunique()), height=2.8, aspect=1.2, marker="o",
-                       errorbar="sd")
+                       errorbar=clipped_sd)
     grid.set(ylim=(-0.02, 1.02), ylabel="ASR")
     grid.figure.suptitle(title, y=1.03)
     save(grid.figure, path)
