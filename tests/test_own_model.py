@@ -74,6 +74,9 @@ def test_convert_names_the_first_mismatch_and_never_unpickles(tmp_path, capsys):
     assert convert.main([str(tmp_path / "w.pt"), "--num-classes", "3", *base[:-4], "--width", "8",
                          "--out", str(tmp_path / "m.safetensors")]) == 2
     assert "shape" in capsys.readouterr().err
+    wrong_arch = ["--arch", "compact_cnn", *base[2:]]  # a small_cnn checkpoint named as another architecture
+    assert convert.main([str(tmp_path / "w.pt"), "--num-classes", "3", *wrong_arch]) == 2
+    assert "compact_cnn with these arguments has (4, 4, 3, 3)" in capsys.readouterr().err
     torch.save({"w": torch.zeros(1), "obj": np.zeros(2, dtype=object)}, tmp_path / "pickle.pt")
     assert convert.main([str(tmp_path / "pickle.pt"), "--num-classes", "3", *base]) == 2
     assert "weights_only=True" in capsys.readouterr().err
