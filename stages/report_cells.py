@@ -1,6 +1,5 @@
-"""What the report stage reads: every cell of the grid, as rows (one per model and seed), the
-paradigms' cells, the ablation points and the curves. Only stage scripts know where cells live
-(layout.py), so this reading lives beside them."""
+"""What the report stage reads: every cell of the grid as rows (one per model and seed), the paradigms'
+and external cells, the ablation points, the curves. Only stage scripts know where cells live."""
 
 import layout
 import pandas as pd
@@ -12,7 +11,7 @@ from sequela.attacks.registry import load_artefact
 from sequela.recipe import Recipe
 from sequela.report import ablation, figures, paradigms, summary
 
-PREVIEW_IMAGES = 6
+PREVIEW_IMAGES = 6  # one image per class where possible: the trigger on varied content
 
 
 def gather(grid: dict) -> list[dict]:
@@ -80,15 +79,12 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves(grid: dict, dataset: str) -> pd.DataFrame:
-    return pd.concat([
-        pd.read_csv(layout.defense_curve(dataset, a, s, f), sep="\t").assign(attack=a, defense=f, seed=s)
-        for a in grid["attacks"] for f in grid["defenses"] for s in grid["seeds"]
-    ])
+    return pd.concat([pd.read_csv(layout.defense_curve(dataset, a, s, f), sep="\t").assign(attack=a, defense=f, seed=s)
+                      for a in grid["attacks"] for f in grid["defenses"] for s in grid["seeds"]])
 
 
 def preview(dataset: str, attacks: list[str], seed: int, out) -> None:
     ds, _ = data.load_prepared(layout.prepared(dataset))
-    # One example per class where possible, so the figure shows the trigger on varied content.
     picks = [int(torch.nonzero(ds.test.y == c)[0]) for c in range(min(PREVIEW_IMAGES, ds.num_classes))
              if bool((ds.test.y == c).any())]
     clean = ds.test.x[picks].float() / 255.0
@@ -98,10 +94,7 @@ def preview(dataset: str, attacks: list[str], seed: int, out) -> None:
 
 def external_cells(params: dict) -> pd.DataFrame:
     """One row per (external cell, model, seed): the model as given ("none") and each defense."""
-    rows = []
-    for name in params["external"]["cells"]:
-        for seed in params["grid"]["seeds"]:
-            cell = summary.read_cell(layout.external_metrics(name, seed))
-            rows += [{"paradigm": "external", "dataset": name, "attack": "external", "defense": model, "seed": seed,
-                      **figures} for model, figures in cell["models"].items()]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"paradigm": "external", "dataset": name, "attack": "external", "defense": model,
+                          "seed": seed, **figures}
+                         for name in params["external"]["cells"] for seed in params["grid"]["seeds"]
+                         for model, figures in summary.read_cell(layout.external_metrics(name, seed))["models"].items()])

@@ -29,6 +29,7 @@ PARAMS = {
            "unlearn_share": 0.2, "lr_unlearn": 0.01},
     "abl": {"isolation_epochs": 4, "gamma": 0.5, "isolation_ratio": 0.02, "unlearning_epochs": 3,
             "unlearning_lr": 5e-4},
+    "fst": {"lr": 0.01, "alpha": 0.2},
     "ac": {"components": 10, "size_threshold": 0.35},
     "spectral": {"removal_factor": 1.5, "eps": 0.1, "budget": "stated"},
 }
@@ -61,7 +62,7 @@ def nc_run(planted_digits):
     return ctx, DEFENSES["nc"].run(ctx)
 
 
-@pytest.mark.parametrize("name", ["fp", "nad", "nc"])
+@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst"])
 def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_digits, nc_run, name):
     fixture = planted_digits if name == "nc" else planted
     if name == "nc":
@@ -73,6 +74,20 @@ def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_di
     assert before["asr"] > 0.9 and after["asr"] < before["asr"] - 0.5
     assert after["ca"] > before["ca"] - 0.1
     assert [row["epoch"] for row in ctx.recorder.rows] == [1, 2, 3]
+
+
+def test_fst_holds_the_head_norm_and_its_penalty_pushes_the_head_away(planted):
+    from sequela.defenses.fst import last_linear
+
+    original = last_linear(planted["model"].fc).weight.detach().clone()
+    cosines = {}
+    for alpha in (0.0, 0.2):
+        ctx = context(planted, "fst", alpha=alpha)
+        figures = DEFENSES["fst"].run(ctx)
+        head = last_linear(ctx.model.fc).weight.detach()
+        assert torch.allclose(head.norm(), original.norm(), rtol=1e-5)
+        cosines[alpha] = figures["head_cosine_to_original"]
+    assert cosines[0.2] < cosines[0.0] - 0.05, cosines
 
 
 def test_nc_flags_the_target_class_with_the_smallest_mask(nc_run):
