@@ -30,6 +30,7 @@ PARAMS = {
     "abl": {"isolation_epochs": 4, "gamma": 0.5, "isolation_ratio": 0.02, "unlearning_epochs": 3,
             "unlearning_lr": 5e-4},
     "fst": {"lr": 0.01, "alpha": 0.2},
+    "ftsam": {"lr": 0.01, "rho": 2.0, "eta": 0.01, "label_smoothing": 0.1},
     "ac": {"components": 10, "size_threshold": 0.35},
     "spectral": {"removal_factor": 1.5, "eps": 0.1, "budget": "stated"},
 }
@@ -62,7 +63,7 @@ def nc_run(planted_digits):
     return ctx, DEFENSES["nc"].run(ctx)
 
 
-@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst"])
+@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst", "ftsam"])
 def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_digits, nc_run, name):
     fixture = planted_digits if name == "nc" else planted
     if name == "nc":
@@ -88,6 +89,23 @@ def test_fst_holds_the_head_norm_and_its_penalty_pushes_the_head_away(planted):
         assert torch.allclose(head.norm(), original.norm(), rtol=1e-5)
         cosines[alpha] = figures["head_cosine_to_original"]
     assert cosines[0.2] < cosines[0.0] - 0.05, cosines
+
+
+def test_ftsam_ascends_rho_in_the_weight_scaled_norm_and_returns_to_the_weights(planted):
+    from sequela.defenses.ftsam import ascent
+
+    model = copy.deepcopy(planted["model"])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x, y = planted["train"].x[:32].float() / 255.0, planted["train"].y[:32]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    moved = ascent(model, rho=2.0, eta=0.01)
+    scaled = [eps / (before[n].abs() + 0.01) if n.endswith("weight") else eps
+              for (n, _), (_, eps) in zip([(n, p) for n, p in model.named_parameters() if p.grad is not None], moved)]
+    assert torch.isclose(torch.norm(torch.stack([s.norm() for s in scaled])), torch.tensor(2.0), rtol=1e-4)
+    with torch.no_grad():
+        for param, eps in moved:
+            param.sub_(eps)
+    assert all(torch.allclose(p, before[n], atol=1e-6) for n, p in model.named_parameters())
 
 
 def test_nc_flags_the_target_class_with_the_smallest_mask(nc_run):

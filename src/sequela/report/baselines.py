@@ -15,7 +15,7 @@ from sequela.report import figures
 from sequela.report.figures import NAMES
 
 # The paper's order: the proposed method, plain fine-tuning, then the baselines it is compared with.
-ORDER = ("sft", "ft", "fst", "fp", "nad", "nc", "abl", "ac", "spectral")
+ORDER = ("sft", "ft", "fst", "ftsam", "fp", "nad", "nc", "abl", "ac", "spectral")
 
 
 def defense_order(df: pd.DataFrame) -> list[str]:
