@@ -125,9 +125,15 @@ def defend(model: torch.nn.Module, spec: dict, splits: dict[str, Split], names: 
     return dict(zip(units, run_units(unit, units, device)))
 
 
-def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def read_spec(path: Path) -> dict:
+    """The spec of a model file given from outside, before its weights are read."""
     if path.suffix != ".safetensors":
         raise StageError(f"{path}: not a .safetensors file; convert a PyTorch checkpoint with `sequela convert`")
+    return models.read_spec(path)
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    read_spec(path)
     return models.load_file(path, device)
 
 

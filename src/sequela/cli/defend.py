@@ -61,14 +61,12 @@ class Inputs:
 
 def check_inputs(args: argparse.Namespace) -> Inputs:
     """Every input checked, and the data read, before any defense runs."""
-    from sequela import external, models
+    from sequela import external
     from sequela.checker import Checker
     from sequela.config import read_params
     from sequela.defenses.registry import DEFENSES, check_shared
 
-    if args.model.suffix != ".safetensors":
-        raise StageError(f"{args.model}: not a .safetensors file; convert a PyTorch checkpoint with `sequela convert`")
-    spec = models.read_spec(args.model)
+    spec = external.read_spec(args.model)
     names = [n for n in args.defenses.split(",") if n]
     paths = {"clean": args.clean, "test": args.test, "triggered": args.triggered, "members": args.members,
              "non_members": args.non_members}
