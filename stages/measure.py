@@ -3,8 +3,8 @@
 The models: the clean reference ("clean", measured with this attack's trigger, so its ASR is the
 floor a trigger gets without any backdoor and its re-injection is the baseline), the backdoored
 model ("none") and every defended one. For each: membership-inference AUCs (metric attacks and the
-shadow-model attack), re-injection ASR (mean over epochs and draws, and the mean curve), PGD
-accuracy, one entry per model. The sequela (after a defense - before) is the report's subtraction.
+shadow-model attack), re-injection ASR (mean over epochs and draws, and the mean curve), the
+retuning attack's P-ASR and CA after it, PGD accuracy. The report subtracts (after - before).
 
 Members. All models are scored on the same seeded members: clean training rows (poisoned rows were
 seen triggered and relabelled), minus any rows a defense removed before retraining (they are not
@@ -12,7 +12,7 @@ members of its model). When the defender held only part of the training split, m
 scored in two groups: rows the defender fine-tuned on ("seen") and rows it did not ("unseen").
 
 On a CPU the models are measured side by side, each single-threaded (sequela/workers.py). (Not
-stages/sequela.py: a script's folder comes first on sys.path, so it would shadow the package.)"""
+stages/sequela.py: a script's folder comes first on sys.path, it would shadow the package.)"""
 
 import time
 from types import SimpleNamespace
@@ -25,7 +25,7 @@ from sequela import data, models
 from sequela.attacks.registry import load_artefact
 from sequela.engine import Augment, seed_everything
 from sequela.io import load_tensors
-from sequela.measures import membership, reinject, robustness
+from sequela.measures import membership, reinject, retune, robustness
 from sequela.measures.shadow import ShadowAttack
 from sequela.metrics import backdoor_metrics
 from sequela.records import write_cell
@@ -54,21 +54,21 @@ def measure(label: str) -> dict:
     cell.update(membership.membership_figures(model, c.ds.train, c.ds.holdout, groups, c.shadow_attack, c.mlp))
     r, p = c.settings["reinject"], c.settings["pgd"]
     reinjected = reinject.repeated(c.reinjection, r["draws"], model, c.ds.train, c.test, c.attack, c.target, c.augment)
-    cell.update({**reinject.figures(reinjected),
-                 **robustness.pgd_figures(model, c.ds.test, p, c.seed),
+    retuned = c.retuning.run(model, *c.retuning_set, c.test, c.attack, c.target, c.augment)
+    cell.update({**reinject.figures(reinjected), **retuned, **robustness.pgd_figures(model, c.ds.test, p, c.seed),
                  "seconds": time.perf_counter() - start})
     print(f"sequela {c.dataset}-{c.attack_name}-{label} seed {c.seed}: MIA loss AUC {cell['mia_loss_auc']:.3f}, "
           f"shadow AUC {cell['mia_shadow_auc']:.3f}, re-injection ASR {cell['reinject_asr']:.3f}, "
-          f"PGD acc {cell['pgd_acc']:.3f} in {cell['seconds']:.1f} s", flush=True)
+          f"P-ASR {cell['p_asr']:.3f}, PGD acc {cell['pgd_acc']:.3f} in {cell['seconds']:.1f} s", flush=True)
     return cell
 
 
 def main() -> None:
     stage = open_stage(__doc__, "dataset", "attack", "seed", recipe_of="dataset", seed=False)
     args, params, recipe, device = stage.args, stage.params, stage.recipe, stage.device
-    membership.check(stage.checker)
+    for section in (membership, retune, robustness):
+        section.check(stage.checker)
     reinject.check(stage.checker, [args.dataset])
-    robustness.check(stage.checker)
     seed, settings = args.seed, params["sequela"]
 
     ds, _ = data.load_prepared(layout.prepared(args.dataset))
@@ -79,13 +79,15 @@ def main() -> None:
     shadow_model, _ = models.load(layout.shadow_model(args.dataset, seed), device)
     m = settings["membership"]
     shadow_attack = ShadowAttack(m["top_k"], m["mlp"]["hidden"], m["mlp"]["epochs"], m["mlp"]["lr"], seed)
+    defender = data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed)
     CELL.__dict__.update(
         dataset=args.dataset, attack_name=args.attack, seed=seed, settings=settings, device=device, ds=ds,
         attack=attack, poisoned=poisoned, target=poison_meta["target"], test=ds.test.to(device),
-        defender=data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed),
+        defender=defender, retuning=retune.Retuning.from_settings(settings["retune"], recipe.batch_size, seed),
+        retuning_set=retune.retuning_set(ds.train.subset(defender), ds.train, poisoned, settings["retune"]["k"],
+                                         attack, poison_meta["target"], device),
         shadow_attack=shadow_attack, mlp=shadow_attack.fit(shadow_model, ds.shadow, ds.shadow_out),
-        reinjection=reinject.Reinjection.from_settings(settings["reinject"], recipe.momentum, recipe.weight_decay,
-                                                       seed),
+        reinjection=reinject.Reinjection.from_settings(settings["reinject"], recipe.momentum, recipe.weight_decay, seed),
         augment=Augment(recipe.crop_padding, recipe.flip))
 
     labels = ["clean", "none", *params["grid"]["defenses"]]

@@ -49,6 +49,10 @@ def main() -> None:
     tables.write_rows(sequela_tables.sequela_rows(df, models), TABLES / "sequela",
                       f"Backdoor sequela (mean ± sd over {n} seeds): each measure, and its per-seed change after the "
                       "defense (Δ = after - none).")
+    if "p_asr" in df:
+        tables.write_rows(tables.spread_rows(df, ["dataset", "attack"], "defense", models, ("ca", "asr", "p_asr", "p_ca")),
+                          TABLES / "retuning", f"The retuning attack (Min et al., 2024): O-ASR (asr, after the defense) "
+                          f"and P-ASR (after retuning on 5 poisons), CA before and after (mean ± sd over {n} seeds).")
     # The membership question is about the training data the defense did not revisit (docs/protocol.md).
     mia = "mia_loss_auc_unseen" if "mia_loss_auc_unseen" in df and df["mia_loss_auc_unseen"].notna().any() \
         else "mia_loss_auc"

@@ -31,6 +31,7 @@ PARAMS = {
             "unlearning_lr": 5e-4},
     "fst": {"lr": 0.01, "alpha": 0.2},
     "ftsam": {"lr": 0.01, "rho": 2.0, "eta": 0.01, "label_smoothing": 0.1},
+    "ep": {"lr": 0.01, "share": 0.1},
     "ac": {"components": 10, "size_threshold": 0.35},
     "spectral": {"removal_factor": 1.5, "eps": 0.1, "budget": "stated"},
 }
@@ -63,7 +64,7 @@ def nc_run(planted_digits):
     return ctx, DEFENSES["nc"].run(ctx)
 
 
-@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst", "ftsam"])
+@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst", "ftsam", "ep"])
 def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_digits, nc_run, name):
     fixture = planted_digits if name == "nc" else planted
     if name == "nc":
@@ -75,6 +76,28 @@ def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_di
     assert before["asr"] > 0.9 and after["asr"] < before["asr"] - 0.5
     assert after["ca"] > before["ca"] - 0.1
     assert [row["epoch"] for row in ctx.recorder.rows] == [1, 2, 3]
+
+
+def test_ep_stamps_its_share_of_clean_rows_with_the_real_trigger_under_true_labels(planted):
+    from sequela.engine import BatchStream
+
+    from sequela.defenses.ep import triggered_rows
+
+    clean, attack = planted["train"], planted["attack"]
+    rows = triggered_rows(len(clean), 0.1, torch.Generator().manual_seed(0))
+    assert len(rows) == round(0.1 * len(clean)) and len(set(rows.tolist())) == len(rows)
+    stream = BatchStream(clean.x, clean.y, len(clean), torch.device("cpu"), torch.Generator(), shuffle=False,
+                         attack=attack, poisoned=rows, target=planted["target"], relabel=False)
+    (x, y), = list(stream)
+    flags = torch.zeros(len(clean), dtype=torch.bool)
+    flags[rows] = True
+    assert torch.equal(y, clean.y)  # true labels, the target's included
+    assert torch.equal(x[flags], attack.apply(clean.x[flags].float() / 255))
+    assert torch.equal(x[~flags], clean.x[~flags].float() / 255)
+    # The registry keeps it out of what a defender may run: it knows the trigger.
+    from sequela.defenses.registry import CLEAN_DATA_ONLY
+
+    assert DEFENSES["ep"].knows_trigger and "ep" not in CLEAN_DATA_ONLY
 
 
 def test_fst_holds_the_head_norm_and_its_penalty_pushes_the_head_away(planted):

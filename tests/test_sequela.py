@@ -15,11 +15,12 @@ from sequela.errors import ConfigError
 from sequela.recipe import Recipe
 from sequela.validate import validate
 from sequela.data import Split
-from sequela.engine import BatchStream, fit, seed_everything, sgd
+from sequela.engine import Augment, BatchStream, fit, seed_everything, sgd
 from sequela.metrics import backdoor_metrics, clean_accuracy
 from sequela.schedules import cosine
 from sequela.measures.membership import SCORES, member_groups, metric_attacks, scores, stable_log_probs
 from sequela.measures.reinject import Reinjection, reinjection_set, repeated
+from sequela.measures.retune import Retuning, retuning_set
 from sequela.measures.robustness import pgd, pgd_accuracy
 from sequela.measures.roc import auc, tpr_at_fpr
 from sequela.measures.shadow import ShadowAttack, train_shadow
@@ -183,6 +184,47 @@ def test_repeated_reinjection_averages_independent_draws(clean_model):
     assert out["asr_before"] == single[0]["asr_before"]  # the first draw's, measured once
 
 
+# --- the retuning attack ---------------------------------------------------------------------------
+
+def test_retuning_set_swaps_the_first_k_clean_rows_for_stamped_poisons():
+    train, clean = make_blobs(100, seed=1), make_blobs(40, seed=2)
+    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, torch.Generator())
+    poisoned = torch.nonzero(train.y != 0).flatten()[:10]
+    data, plain = retuning_set(clean, train, poisoned, 5, attack, 0, torch.device("cpu"))
+    assert len(data) == len(clean) and plain.tolist() == [True] * 5 + [False] * 35
+    assert bool((data.y[:5] == 0).all()) and torch.equal(data.y[5:], clean.y[5:]) and torch.equal(data.x[5:], clean.x[5:])
+    stamped = attack.apply(train.x[poisoned[:5]].float() / 255).mul(255).round().to(torch.uint8)
+    assert torch.equal(data.x[:5], stamped)
+    with pytest.raises(ValueError):
+        retuning_set(clean, train, poisoned, 11, attack, 0, torch.device("cpu"))
+
+
+def test_plain_rows_are_never_augmented():
+    x = torch.randint(0, 255, (8, 1, 8, 8), dtype=torch.uint8)
+    plain = torch.tensor([True, False] * 4)
+    stream = BatchStream(x, torch.arange(8), 8, torch.device("cpu"), torch.Generator().manual_seed(0),
+                         shuffle=False, augment=Augment(crop_padding=3), plain=plain)
+    (xb, _), = list(stream)
+    assert torch.equal(xb[plain], x[plain].float() / 255)
+    assert not torch.equal(xb[~plain], x[~plain].float() / 255)  # the others are cropped
+
+
+def test_retuning_plants_the_backdoor_in_a_clean_model_and_leaves_it_untouched(clean_model):
+    model, test, train = clean_model["model"], clean_model["test"], clean_model["train"]
+    attack = ATTACKS["badnets"].create({"size": 3}, test.x, test.y, 0, torch.Generator())
+    poisoned = torch.nonzero(train.y != 0).flatten()
+    weights = copy.deepcopy(model.state_dict())
+    before = backdoor_metrics(model, test, attack, 0)["asr"]
+    data, plain = retuning_set(train.subset(torch.arange(60)), train, poisoned, 20, attack, 0, torch.device("cpu"))
+    out = Retuning(k=20, epochs=4, lr=0.05, batch_size=16).run(model, data, plain, test, attack, 0)
+    assert len(out["retune_curve"]) == 4 and 0.0 <= out["p_ca"] <= 1.0
+    assert before < 0.3 and out["p_asr"] > before + 0.4, (before, out)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    # No poisons (k rows left clean): nothing to relearn.
+    clean_only, none = train.subset(torch.arange(60)), torch.zeros(60, dtype=torch.bool)
+    assert Retuning(k=20, epochs=4, lr=0.05, batch_size=16).run(model, clean_only, none, test, attack, 0)["p_asr"] < 0.3
+
+
 # --- PGD ------------------------------------------------------------------------------------------
 
 def test_pgd_with_eps_zero_keeps_the_clean_accuracy(clean_model):
@@ -226,6 +268,8 @@ def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(clean_model):
     ("sequela.membership.top_k", 0, "positive integer"),
     ("sequela.reinject.k", 2.5, "positive integer"),
     ("sequela.reinject.lr", -0.1, "(0.0, inf)"),
+    ("sequela.retune.k", 0, "integer"),
+    ("sequela.retune.weight_decay", -1.0, "[0.0, inf)"),
     ("sequela.pgd.eps", 1.5, "a non-empty list"),
     ("sequela.pgd.eps", [0.1, 1.5], "a non-empty list"),
     ("sequela.pgd.random_start", "yes", "true or false"),

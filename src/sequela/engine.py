@@ -95,15 +95,19 @@ class BatchStream:
 
     If `attack` is given, rows whose index is in `poisoned` are passed through the attack's
     `poison_batch` (trigger + target label) before augmentation, exactly as if the attacker had
-    shipped a poisoned dataset."""
+    shipped a poisoned dataset; with `relabel=False` they only carry the trigger (`attack.apply`) and
+    keep their true labels, and no other row changes (exact purification's triggered rows). Rows flagged in `plain` are never augmented (the retuning attack's
+    few poisoned images are fed as they are)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
                  generator: torch.Generator, shuffle: bool = True, augment: Augment | None = None,
-                 attack=None, poisoned: torch.Tensor | None = None, target: int = 0):
+                 attack=None, poisoned: torch.Tensor | None = None, target: int = 0,
+                 plain: torch.Tensor | None = None, relabel: bool = True):
         self.x, self.y = x.to(device), y.to(device)
+        self.plain = plain.to(device) if plain is not None else None
         self.batch_size, self.device, self.generator = batch_size, device, generator
         self.shuffle, self.augment = shuffle, augment
-        self.attack, self.target = attack, target
+        self.attack, self.target, self.relabel = attack, target, relabel
         self.poisoned = None
         if attack is not None:
             flags = torch.zeros(len(y), dtype=torch.bool)
@@ -122,9 +126,15 @@ class BatchStream:
             xb = self.x[idx].float().div_(255.0)
             yb = self.y[idx]
             if self.attack is not None:
-                xb, yb = self.attack.poison_batch(xb, yb, self.poisoned[idx], self.target, self.generator)
+                flags = self.poisoned[idx]
+                if self.relabel:
+                    xb, yb = self.attack.poison_batch(xb, yb, flags, self.target, self.generator)
+                elif bool(flags.any()):
+                    xb[flags] = self.attack.apply(xb[flags])
             if self.augment is not None:
-                xb = self.augment(xb, self.generator)
+                raw, xb = xb, self.augment(xb, self.generator)
+                if self.plain is not None:
+                    xb = torch.where(self.plain[idx][:, None, None, None], raw, xb)
             if self.device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, yb

@@ -18,7 +18,7 @@ from sequela.catalog import NUM_CLASSES
 from sequela.checker import Checker, fail
 from sequela.config import check_common, smallest_side
 from sequela.defenses.registry import DEFENSES, check_shared
-from sequela.measures import membership, reinject, robustness
+from sequela.measures import membership, reinject, retune, robustness
 from sequela.models import ARCHITECTURES
 from sequela.recipe import check_recipe, recipe_key
 
@@ -41,6 +41,7 @@ def validate(params: Any) -> list[str]:
     ablation.check(c)
     membership.check(c)
     reinject.check(c, c.get("grid.datasets"))
+    retune.check(c)
     robustness.check(c)
     downstream.check_transfer(c)
     downstream.check_encoder(c)

@@ -2,6 +2,7 @@
 
 Post-training (the backdoored model + the defender's clean data): ft, sft, fp, nad, nc, fst, ftsam.
 Training-time (the poisoned training set, retraining from scratch): abl, ac, spectral.
+Reference (knows the trigger, never a defense): ep.
 Adding a defense: its module with `run(ctx) -> dict` and `check(c, key)`, its line below, its
 params section.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sequela.checker import INF, Checker
-from sequela.defenses import abl, ac, finetune, fp, fst, ftsam, nad, nc, spectral
+from sequela.defenses import abl, ac, ep, finetune, fp, fst, ftsam, nad, nc, spectral
 from sequela.defenses.base import DefenseContext
 
 
@@ -21,6 +22,7 @@ class Defense:
     run: Callable[[DefenseContext], dict]    # changes ctx.model; returns extra figures
     check: Callable[[Checker, str], None]    # checks its params section, given its key
     needs_poisoned_set: bool = False         # training-time: retrains on the poisoned training set
+    knows_trigger: bool = False              # a reference (EP), not a defense: it stamps the real trigger
 
 
 DEFENSES: dict[str, Defense] = {
@@ -34,11 +36,12 @@ DEFENSES: dict[str, Defense] = {
     "abl": Defense(abl.run, abl.check, needs_poisoned_set=True),
     "ac": Defense(ac.run, ac.check, needs_poisoned_set=True),
     "spectral": Defense(spectral.run, spectral.check, needs_poisoned_set=True),
+    "ep": Defense(ep.run, ep.check, knows_trigger=True),
 }
 
 
 # What a defender holding only a model and clean data can run (sequela defend).
-CLEAN_DATA_ONLY = tuple(name for name, d in DEFENSES.items() if not d.needs_poisoned_set)
+CLEAN_DATA_ONLY = tuple(name for name, d in DEFENSES.items() if not (d.needs_poisoned_set or d.knows_trigger))
 
 
 def check_defenses(c: Checker) -> None:

@@ -26,6 +26,10 @@ from sequela.report.stats import paired, verdict
 
 CA_MARGIN = 0.02  # "keeps utility": SFT's clean accuracy at most 0.02 below the backdoored model's
 PLANTED_MARGIN = 0.5  # a backdoor is planted in a cell when ASR(none) - ASR(clean) >= this
+RELEARN_MARGIN = 0.05  # "relearns no faster than EP": P-ASR at most this above EP's
+# The purifying defenses whose retuning-attack rows are judged (each where the grid ran it).
+PURIFIERS = {"ft": "FT", "sft": "SFT", "fst": "FST", "ftsam": "FT-SAM", "sau": "SAU", "btidbf": "BTI-DBF(U)",
+             "pam": "PAM"}
 
 
 @dataclass
@@ -50,7 +54,21 @@ def claims(mia: str) -> list[Claim]:
               above=0.0),
         Claim("After FT the model is easier to re-backdoor than the clean model", "ft", "clean", "reinject_asr",
               above=0.0),
+        *retuning_claims(),
     ]
+
+
+def retuning_claims() -> list[Claim]:
+    """Min et al. (2024): a purified model relearns the backdoor from 5 poisons faster than the
+    clean model (P-ASR higher), where exact purification (EP, which knows the trigger) does not; so
+    each purifier is judged against both."""
+    rows = []
+    for key, name in PURIFIERS.items():
+        rows.append(Claim(f"After {name} the model relearns the backdoor faster than the clean model (P-ASR)",
+                          key, "clean", "p_asr", above=0.0))
+        rows.append(Claim(f"After {name} the model relearns the backdoor no faster than after EP "
+                          f"(P-ASR at most {RELEARN_MARGIN} above)", key, "ep", "p_asr", below=RELEARN_MARGIN))
+    return rows
 
 
 def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:

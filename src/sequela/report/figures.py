@@ -24,7 +24,8 @@ def save(fig: plt.Figure, path: Path) -> None:
 
 # Method and attack names as the papers write them, for legends and panel titles.
 NAMES = {"none": "no defense", "clean": "clean model", "ft": "FT", "sft": "SFT", "fp": "FP", "nad": "NAD",
-         "nc": "NC", "fst": "FST", "ftsam": "FT-SAM", "abl": "ABL", "ac": "AC", "spectral": "Spectral", "badnets": "BadNets", "blended": "Blended",
+         "nc": "NC", "fst": "FST", "ftsam": "FT-SAM", "sau": "SAU", "btidbf": "BTI-DBF(U)", "pam": "PAM",
+         "ep": "EP (knows the trigger)", "sbl": "SBL", "abl": "ABL", "ac": "AC", "spectral": "Spectral", "badnets": "BadNets", "blended": "Blended",
          "lf": "LF", "wanet": "WaNet", "inputaware": "Input-aware", "badencoder": "BadEncoder"}
 
 

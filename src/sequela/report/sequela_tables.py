@@ -22,6 +22,7 @@ MEASURES = {  # frame column -> label
     "mia_shadow_auc": "MIA shadow AUC",
     "mia_tpr_at_1fpr": "MIA TPR@1%FPR",
     "reinject_asr": "re-injection ASR",
+    "p_asr": "P-ASR (retuning attack)",
     "pgd_acc": "PGD accuracy",
 }
 
@@ -56,8 +57,9 @@ def sequela_rows(df: pd.DataFrame, models: list[str]) -> list[dict]:
                 row[label] = mean_sd(mine[key])[:2]
                 if model != "none":
                     row[f"Δ {label}"] = mean_sd(pick(from_none)[key])[:2]
-            if model != "clean":
-                row["re-injection ASR - clean"] = mean_sd(pick(from_clean)["reinject_asr"])[:2]
+            for key in ("reinject_asr", "p_asr"):
+                if model != "clean" and key in mine and mine[key].notna().any():
+                    row[f"{MEASURES[key]} - clean"] = mean_sd(pick(from_clean)[key])[:2]
             rows.append(row)
     return rows
 

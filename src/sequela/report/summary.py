@@ -21,7 +21,7 @@ from sequela.report.stats import mean_sd
 
 KEYS = ("paradigm", "dataset", "attack", "defense")
 FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_loss_auc_seen", "mia_loss_auc_unseen",
-           "mia_shadow_auc", "mia_shadow_auc_unseen", "mia_tpr_at_1fpr", "reinject_asr", "pgd_acc",
+           "mia_shadow_auc", "mia_shadow_auc_unseen", "mia_tpr_at_1fpr", "reinject_asr", "p_asr", "p_ca", "pgd_acc",
            "sequela_seconds")
 
 
@@ -68,7 +68,7 @@ def spread(seeds, values) -> dict | None:
 def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[str]) -> dict:
     """The paper's table for `dataset` (standalone): CA and ASR of the backdoored model, FT and SFT
     per attack, as means over seeds, and each claim's pooled mean difference. This is the file DVC
-    shows (`dvc exp show`, `dvc metrics diff`): at most 5 attacks x 3 models x 2 + 7 claims numbers.
+    shows (`dvc exp show`, `dvc metrics diff`): at most 5 attacks x 3 models x 2 + 9 claims numbers.
     The full summary stays in metrics/summary.json."""
     cells = nested.get("standalone", {}).get(dataset, {})
     table = {attack: {model: {figure: cells[attack][model][figure]["mean"] for figure in ("ca", "asr")}
@@ -79,7 +79,9 @@ def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[s
              "Membership risk falls after SFT": "sft_minus_none_mia",
              "Membership risk falls after FT": "ft_minus_none_mia",
              "After SFT the model is easier to re-backdoor than the clean model": "sft_minus_clean_reinject",
-             "After FT the model is easier to re-backdoor than the clean model": "ft_minus_clean_reinject"}
+             "After FT the model is easier to re-backdoor than the clean model": "ft_minus_clean_reinject",
+             "After SFT the model relearns the backdoor faster than the clean model (P-ASR)": "sft_minus_clean_p_asr",
+             "After FT the model relearns the backdoor faster than the clean model (P-ASR)": "ft_minus_clean_p_asr"}
     claims = {}
     for row in claim_rows:
         if row["paradigm"] == "standalone" and row["dataset"] == dataset and row["scope"].startswith("all attacks"):

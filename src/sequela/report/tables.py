@@ -14,7 +14,9 @@ import pandas as pd
 from sequela.io import atomic_write_text
 from sequela.report.stats import fmt, mean_sd
 
-LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "seconds": "s"}
+LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "seconds": "s", "p_asr": "P-ASR", "p_ca": "CA after RA"}
+# Models that are references, not defenses: every table says so in their header.
+REFERENCES = {"ep": "EP (reference, knows the trigger)"}
 
 
 def spread_rows(df: pd.DataFrame, index: list[str], column: str, order: list[str],
@@ -29,7 +31,7 @@ def spread_rows(df: pd.DataFrame, index: list[str], column: str, order: list[str
             for figure in figures:
                 if figure in cell and cell[figure].notna().any():
                     mean, sd, _ = mean_sd(cell[figure].astype(float))
-                    row[f"{value} {LABELS.get(figure, figure)}"] = (mean, sd)
+                    row[f"{REFERENCES.get(value, value)} {LABELS.get(figure, figure)}"] = (mean, sd)
         rows.append(row)
     return rows
 

@@ -1,0 +1,91 @@
+"""The retuning attack (RA) of Min et al., NeurIPS 2024 ("superficial safety"): does a purified
+model relearn its backdoor from a handful of poisons?
+
+The attacker fine-tunes a copy of the model on the defender's own clean split with its first `k`
+rows replaced by `k` of the attacker's poisoned training images (trigger stamped, target label; fed
+without augmentation, the clean rows keep the recipe's), by SGD at a constant rate with momentum
+and no weight decay, at the recipe's batch, for a few epochs. O-ASR is the model's ASR before (the
+defense's figure), P-ASR its ASR after. A defense that erased the backdoor leaves a P-ASR near the
+clean model's; one that only hid it lets the few poisons bring it back.
+
+The official code's setting is the default (k = 5, lr 0.01, momentum 0.9, no weight decay, no
+schedule, 5 epochs). Two departures: its poisoned rows may come from the target class (here they are
+drawn from the attacker's poisoned rows, non-target by construction), and it augments the clean
+rows once and freezes them (here they are re-augmented every epoch, as every other fine-tuning
+here). The re-injection
+measure (reinject.py) is the older, looser variant: its own 200 training rows, 10 poisons, weight
+decay, three draws; both are reported under their own names.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from sequela.attacks.base import Attack
+from sequela.checker import INF, Checker
+from sequela.data import Split
+from sequela.engine import Augment, BatchStream, fit, sgd
+from sequela.metrics import backdoor_metrics, evaluate
+from sequela.schedules import constant
+
+
+def check(c: Checker) -> None:
+    """`sequela.retune`: k at least 1 (a clean split with fewer rows is refused where it is built)."""
+    for key in ("k", "epochs", "eval_n"):
+        c.integer(f"sequela.retune.{key}", 1)
+    c.number("sequela.retune.lr", 0.0, INF)
+    c.number("sequela.retune.momentum", 0.0, 1.0, low_open=False)
+    c.number("sequela.retune.weight_decay", 0.0, INF, low_open=False)
+
+
+def retuning_set(clean: Split, train: Split, poisoned: torch.Tensor, k: int, attack: Attack, target: int,
+                 device: torch.device) -> tuple[Split, torch.Tensor]:
+    """The defender's clean split with its first `k` rows replaced by the first `k` of the
+    attacker's poisoned training rows, stamped and labelled with the target, kept as uint8 images
+    as a poisoned dataset would ship them. Returns the set and the flags of those rows."""
+    if k > min(len(clean), len(poisoned)):
+        raise ValueError(f"sequela.retune.k: {k} is more than the {len(clean)} clean rows or the "
+                         f"{len(poisoned)} poisoned training rows")
+    rows = train.x[poisoned[:k].cpu()].to(device).float().div(255.0)
+    stamped = attack.apply(rows).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
+    x, y = clean.x.clone(), clean.y.clone()
+    x[:k], y[:k] = stamped, target
+    flags = torch.zeros(len(y), dtype=torch.bool)
+    flags[:k] = True
+    return Split(x, y), flags
+
+
+@dataclass
+class Retuning:
+    k: int = 5
+    epochs: int = 5
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    eval_n: int = 1000
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, r: dict, batch_size: int, seed: int) -> Retuning:
+        """From params.yaml's `sequela.retune` and the recipe's batch."""
+        return cls(r["k"], r["epochs"], r["lr"], r["momentum"], r["weight_decay"], batch_size, r["eval_n"], seed)
+
+    def run(self, model: torch.nn.Module, data: Split, plain: torch.Tensor, test: Split, attack: Attack,
+            target: int, augment: Augment | None = None) -> dict:
+        """Retune a copy of `model` (the original is left untouched) on `retuning_set`'s `data`.
+        Returns P-ASR and CA after, on the whole test split, and the per-epoch ASR on a seeded
+        `eval_n` of it."""
+        device = next(model.parameters()).device
+        model = copy.deepcopy(model)
+        sample = test.sample(self.eval_n, self.seed)
+        stream = BatchStream(data.x, data.y, self.batch_size, device, torch.Generator().manual_seed(self.seed),
+                             augment=augment, plain=plain)
+        curve: list[float] = []
+        fit(model, stream, sgd(model, self.lr, self.momentum, self.weight_decay), constant(self.lr), self.epochs,
+            desc="retune", on_epoch=lambda epoch, lr: curve.append(backdoor_metrics(model, sample, attack, target)["asr"]))
+        after = evaluate(model, test, attack, target)
+        return {"p_asr": after["asr"], "p_ca": after["ca"], "retune_curve": [round(a, 4) for a in curve]}
