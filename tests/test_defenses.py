@@ -32,6 +32,8 @@ PARAMS = {
     "fst": {"lr": 0.01, "alpha": 0.2},
     "ftsam": {"lr": 0.01, "rho": 2.0, "eta": 0.01, "label_smoothing": 0.1},
     "ep": {"lr": 0.01, "share": 0.1},
+    "sau": {"lr": 1e-3, "eps": 0.2, "step": 0.2, "steps": 5, "beta1": 0.01, "beta2": 1.0, "lambda1": 1.0,
+            "lambda2": 0.0, "lambda3": 1.0},
     "ac": {"components": 10, "size_threshold": 0.35},
     "spectral": {"removal_factor": 1.5, "eps": 0.1, "budget": "stated"},
 }
@@ -64,7 +66,7 @@ def nc_run(planted_digits):
     return ctx, DEFENSES["nc"].run(ctx)
 
 
-@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst", "ftsam", "ep"])
+@pytest.mark.parametrize("name", ["fp", "nad", "nc", "fst", "ftsam", "ep", "sau"])
 def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_digits, nc_run, name):
     fixture = planted_digits if name == "nc" else planted
     if name == "nc":
@@ -98,6 +100,31 @@ def test_ep_stamps_its_share_of_clean_rows_with_the_real_trigger_under_true_labe
     from sequela.defenses.registry import CLEAN_DATA_ONLY
 
     assert DEFENSES["ep"].knows_trigger and "ep" not in CLEAN_DATA_ONLY
+
+
+def test_sau_finds_shared_adversarial_examples_within_its_radius(planted):
+    from sequela.defenses.sau import js_divergence, shared_perturbation
+
+    model = copy.deepcopy(planted["model"]).eval()
+    other = copy.deepcopy(planted["model"]).eval()
+    with torch.no_grad():  # a second model that differs: a few noisy weights
+        for q in other.parameters():
+            q.add_(torch.randn(q.shape, generator=torch.Generator().manual_seed(1)) * 0.01)
+    x, y = planted["test"].x[:64].float() / 255, planted["test"].y[:64]
+    # A weight of 1 on the adversarial term (the config's 0.01 is too weak for 5 steps on these blobs).
+    delta = shared_perturbation(model, other, x, y, {**PARAMS["sau"], "beta1": 1.0})
+    assert float(delta.abs().max()) <= PARAMS["sau"]["eps"] + 1e-6
+
+    def shared_share(d):
+        with torch.no_grad():
+            pred, pred0, clean = model(x + d).argmax(1), other(x + d).argmax(1), model(x).argmax(1)
+        return float(((pred == pred0) & (pred != clean)).float().mean())
+
+    noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1).sign() * PARAMS["sau"]["eps"]
+    assert shared_share(delta) > 0.6 and shared_share(delta) > shared_share(noise) + 0.3
+    p = torch.tensor([[0.2, 0.8]])
+    assert float(js_divergence(p, p)) == pytest.approx(0.0, abs=1e-7)
+    assert float(js_divergence(p, torch.tensor([[0.8, 0.2]]))) > 0.1
 
 
 def test_fst_holds_the_head_norm_and_its_penalty_pushes_the_head_away(planted):

@@ -1,6 +1,6 @@
 """The defense registry: name -> (run, check of its params section `defense.<name>`).
 
-Post-training (the backdoored model + the defender's clean data): ft, sft, fp, nad, nc, fst, ftsam.
+Post-training (the backdoored model + the defender's clean data): ft, sft, fp, nad, nc, fst, ftsam, sau.
 Training-time (the poisoned training set, retraining from scratch): abl, ac, spectral.
 Reference (knows the trigger, never a defense): ep.
 Adding a defense: its module with `run(ctx) -> dict` and `check(c, key)`, its line below, its
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sequela.checker import INF, Checker
-from sequela.defenses import abl, ac, ep, finetune, fp, fst, ftsam, nad, nc, spectral
+from sequela.defenses import abl, ac, ep, finetune, fp, fst, ftsam, nad, nc, sau, spectral
 from sequela.defenses.base import DefenseContext
 
 
@@ -33,6 +33,7 @@ DEFENSES: dict[str, Defense] = {
     "nc": Defense(nc.run, nc.check),
     "fst": Defense(fst.run, fst.check),
     "ftsam": Defense(ftsam.run, ftsam.check),
+    "sau": Defense(sau.run, sau.check),
     "abl": Defense(abl.run, abl.check, needs_poisoned_set=True),
     "ac": Defense(ac.run, ac.check, needs_poisoned_set=True),
     "spectral": Defense(spectral.run, spectral.check, needs_poisoned_set=True),
