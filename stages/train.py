@@ -30,22 +30,26 @@ def main() -> None:
     curve_test = test.sample(params["curves"]["eval_n"], args.seed)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     planted = planting.PlantingCheck(ds.shadow.to(device), attack, target, rule["min_asr"][args.attack])
-    run = train_classifier(ds.train, spec, recipe, device, args.seed,
-                           evaluate=lambda m: evaluate(m, curve_test, attack, target),
-                           attack=attack, poisoned=poisoned, target=target,
-                           desc=f"train {args.dataset}-{args.attack} seed {args.seed}",
-                           until=planted, max_rounds=rule["max_rounds"])
+    how = dict(evaluate=lambda m: evaluate(m, curve_test, attack, target), attack=attack, poisoned=poisoned,
+               target=target, desc=f"train {args.dataset}-{args.attack} seed {args.seed}", until=planted,
+               max_rounds=rule["max_rounds"])
+    if attack.sequential:  # SBL: the backdoor task with SAM, then the clean task under EWC
+        from sequela.sequential import train_sbl
+
+        run = train_sbl(ds.train, spec, recipe, device, args.seed, params["attack"][args.attack], **how)
+    else:
+        run = train_classifier(ds.train, spec, recipe, device, args.seed, **how)
 
     final = evaluate(run.model, test, attack, target)
     models.save(run.model, spec, layout.model(args.dataset, args.attack, args.seed))
     write_curve(run.curve, layout.train_curve(args.dataset, args.attack, args.seed))
     write_cell({"paradigm": layout.STANDALONE, "dataset": args.dataset, "attack": args.attack, "defense": "none",
                 "seed": args.seed, "ca": final["ca"], "asr": final["asr"], "ra": final["ra"],
-                "seconds": run.seconds, "epochs": recipe.epochs * run.rounds, "rounds": run.rounds,
+                "seconds": run.seconds, "epochs": len(run.curve), "rounds": run.rounds,
                 "attacker_check": planted.rounds, "device": device.type},
                layout.backdoored_metrics(args.dataset, args.attack, args.seed))
     print(f"train {args.dataset}-{args.attack} seed {args.seed}: CA {final['ca']:.3f} ASR {final['asr']:.3f} "
-          f"RA {final['ra']:.3f} after {run.rounds} round(s) of {recipe.epochs} epochs, in {run.seconds:.1f} s")
+          f"RA {final['ra']:.3f} after {len(run.curve)} epochs ({run.rounds} round(s)), in {run.seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ def test_fst_holds_the_head_norm_and_its_penalty_pushes_the_head_away(planted):
 
 
 def test_ftsam_ascends_rho_in_the_weight_scaled_norm_and_returns_to_the_weights(planted):
-    from sequela.defenses.ftsam import ascent
+    from sequela.sharpness import ascent
 
     model = copy.deepcopy(planted["model"])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -22,8 +22,9 @@ from sequela.data import Split
 from sequela.metrics import evaluate
 
 
-def check(c: Checker, attacks, key: str = "attack.budget") -> None:
-    """`attack.budget`: `max_rounds` and a `min_asr` in [0, 1] for every attack in `attacks`."""
+def check(c: Checker, attacks, key: str = "attack.budget", known=None) -> None:
+    """`attack.budget`: `max_rounds` and a `min_asr` in [0, 1] for every attack in `attacks` (and,
+    given the `known` attack names, for every entry, each of which must name one)."""
     c.integer(f"{key}.max_rounds")
     targets = c.get(f"{key}.min_asr")
     if not isinstance(targets, dict):
@@ -31,6 +32,10 @@ def check(c: Checker, attacks, key: str = "attack.budget") -> None:
     for name in attacks:
         if name not in targets:
             fail(f"{key}.min_asr", targets, f"an entry for every grid attack (missing: {name})")
+        c.number(f"{key}.min_asr.{name}", 0.0, 1.0, low_open=False, high_open=False)
+    for name in targets if known is not None else ():
+        if name not in known:
+            fail(f"{key}.min_asr", targets, f"attack names only (one of {', '.join(known)}; got {name})")
         c.number(f"{key}.min_asr.{name}", 0.0, 1.0, low_open=False, high_open=False)
 
 

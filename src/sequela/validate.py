@@ -34,7 +34,7 @@ def validate(params: Any) -> list[str]:
     side, smallest = smallest_side(c)
     for name, cls in ATTACKS.items():  # every section, the unused ones too: a broken one fails early
         cls.check_params(c, f"attack.{name}", side, smallest)
-    planting.check(c, c.get("grid.attacks"))
+    planting.check(c, c.get("grid.attacks"), known=tuple(ATTACKS))
     check_shared(c)
     for name, defense in DEFENSES.items():
         defense.check(c, f"defense.{name}")

@@ -24,6 +24,7 @@ class Attack:
 
     name: ClassVar[str]
     needs_clean_model: ClassVar[bool] = False  # create() gets context["clean_model"] when True
+    sequential: ClassVar[bool] = False  # the victim is trained by sequential.train_sbl, not plain SGD
 
     def __init__(self, tensors: dict[str, torch.Tensor], params: dict):
         self.tensors = dict(tensors)

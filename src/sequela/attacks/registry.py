@@ -12,13 +12,14 @@ from sequela.attacks.base import Attack, choose_poison_indices, save_artefact
 from sequela.attacks.blend import BadNets, Blended
 from sequela.attacks.inputaware import InputAware
 from sequela.attacks.lf import LowFrequency
+from sequela.attacks.sbl import SBL
 from sequela.attacks.wanet import WaNet
 from sequela.checker import Checker
 from sequela.config import smallest_side
 from sequela.errors import ConfigError
 from sequela.io import load_tensors, read_json
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (BadNets, Blended, LowFrequency, WaNet, InputAware)}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (BadNets, Blended, LowFrequency, WaNet, InputAware, SBL)}
 
 
 def check_attack(c: Checker, name: str) -> None:

@@ -18,26 +18,8 @@ import torch.nn.functional as F
 from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.engine import autocast, sgd
-from sequela.progress import bar
+from sequela.sharpness import sam_fit
 from sequela.schedules import cosine
-
-
-def ascent(model: torch.nn.Module, rho: float, eta: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Move every parameter to w + eps (ASAM's ascent step, from the gradients in .grad); returns
-    (parameter, eps) pairs to undo it."""
-    scaled, pairs = [], []
-    for name, p in model.named_parameters():
-        if p.grad is None:
-            continue
-        t = p.detach().abs() + eta if name.endswith("weight") else None
-        scaled.append((name, p, t, p.grad * t if t is not None else p.grad))
-    norm = torch.norm(torch.stack([g.norm() for *_, g in scaled])) + 1e-12
-    with torch.no_grad():
-        for _, p, t, g in scaled:
-            eps = (g * t if t is not None else g) * (rho / norm)
-            p.add_(eps)
-            pairs.append((p, eps))
-    return pairs
 
 
 def check(c: Checker, key: str) -> None:
@@ -58,27 +40,6 @@ def run(ctx: DefenseContext) -> dict:
         with autocast(ctx.device):
             return F.cross_entropy(model(x).float(), y, label_smoothing=smoothing)
 
-    step = 0
-    shown = bar(ctx.epochs * len(stream), "ftsam")
-    for epoch in range(1, ctx.epochs + 1):
-        model.train()
-        lrs = []
-        for x, y in stream:
-            lr = schedule(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss_of(x, y).backward()
-            moved = ascent(model, rho, eta)
-            optimizer.zero_grad(set_to_none=True)
-            loss_of(x, y).backward()      # the gradient at the worst point of the neighbourhood
-            with torch.no_grad():
-                for param, eps in moved:
-                    param.sub_(eps)           # ... applied at the original weights
-            optimizer.step()
-            lrs.append(lr)
-            step += 1
-            shown.update()
-        ctx.record(epoch, sum(lrs) / len(lrs))
-    shown.close()
+    sam_fit(model, stream, optimizer, schedule, ctx.epochs, loss_of, rho, eta, adaptive=True, on_epoch=ctx.record,
+            desc="ftsam")
     return {}
