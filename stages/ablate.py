@@ -4,29 +4,29 @@ attack of ablation.attacks.
 The point is the main grid with one setting changed (src/sequela/ablation.py). A defend-only sweep
 reruns the sweep's defenses (FT and/or SFT) on the main grid's backdoored models with the defend
 stage's code (sequela.defenses.apply); `poison_rate` plants its own poison, trains its own backdoored
-model as the train stage does (the attacker's budget rule included) and runs FT and SFT on it. Final
-CA, ASR and RA on the whole test split and each run's seconds; no models kept, no sequela measured.
-
-Where the value is the main grid's own, nothing is computed: the cell records which defenses the
-report reads from the main grid's cells instead. The (attack, defense) runs go side by side on a CPU."""
+model as the train stage does (the attacker's budget rule included) and runs FT, SFT and FST on it.
+Final CA, ASR and RA on the whole test split and each run's seconds; no models kept, no sequela.
+Where the value is the main grid's own, the defenses the grid ran are read from its cells, not
+computed again (the cell says which). The (attack, defense) runs go side by side on a CPU."""
 
 import layout
 from opening import open_stage, run_main
 
 from sequela import ablation, data, models
 from sequela.defenses.apply import Defended, apply_defense
-from sequela.defenses.finetune import FINE_TUNING
+from sequela.defenses import finetune, fst
 from sequela.errors import ConfigError
 from sequela.records import write_cell
 from sequela.workers import run_units
 
 # Each attack's backdoored model and data, set by main() before the workers fork.
 CELLS: dict[str, Defended] = {}
+RUNS = {**finetune.FINE_TUNING, "fst": fst.run}  # every defense a sweep lists
 
 
 def defend(unit: tuple[str, str]) -> dict:
     attack, name = unit
-    return apply_defense(name, FINE_TUNING[name], CELLS[attack]).figures
+    return apply_defense(name, RUNS[name], CELLS[attack]).figures
 
 
 def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> tuple[dict, tuple]:

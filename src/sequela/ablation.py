@@ -31,7 +31,8 @@ class Sweep:
 
 
 SWEEPS: dict[str, Sweep] = {
-    "poison_rate": Sweep("attack.poison_rate", ("none", "ft", "sft"), False, True, "attacker's poison rate",
+    # FST too: its paper's question is where vanilla tuning breaks as the poison rate falls.
+    "poison_rate": Sweep("attack.poison_rate", ("none", "ft", "sft", "fst"), False, True, "attacker's poison rate",
                          attacker=True),
     "clean_fraction": Sweep("defense.clean_fraction", ("ft", "sft"), False, True,
                             "defender's clean fraction"),
