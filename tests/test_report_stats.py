@@ -92,3 +92,39 @@ def test_a_cell_whose_backdoor_was_never_planted_is_left_out_of_the_pooled_row_a
     per_attack = [r for r in claims.claims_rows(df, mia="x") if r["scope"] == "blended"][0]
     assert per_attack["n"] == 3  # the per-attack rows keep every cell
 
+
+
+def retuned_frame() -> pd.DataFrame:
+    """BadNets and SBL x three seeds: P-ASR after FT 0.6 (clean 0.1, EP 0.2); FST's ASR 0.2 below FT's;
+    SBL's ASR after FT 0.5 above BadNets'."""
+    rows = []
+    for attack, lift in (("badnets", 0.0), ("sbl", 0.5)):
+        for seed, noise in zip((0, 1, 2), (0.0, 0.02, -0.02)):
+            for model, asr, p_asr in (("none", 1.0, 1.0), ("clean", 0.0, 0.1 + noise), ("ft", 0.4 + lift + noise, 0.6),
+                                      ("fst", 0.2 + lift + noise, 0.6 + noise), ("ep", 0.0, 0.2 + noise)):
+                rows.append({"paradigm": "standalone", "dataset": "digits", "attack": attack, "defense": model,
+                             "seed": seed, "asr": min(asr, 1.0), "ca": 0.9, "p_asr": p_asr})
+    return pd.DataFrame(rows)
+
+
+def test_retuning_claims_compare_each_purifier_with_the_clean_model_and_with_ep():
+    rows = {(r["claim"], r["scope"]): r for r in claims.claims_rows(retuned_frame(), mia="x")}
+    faster = rows[("After FT the model relearns the backdoor faster than the clean model (P-ASR)",
+                   "all attacks (seed means)")]
+    assert faster["compared"] == "p_asr: ft - clean" and faster["verdict"] == "supported" and faster["n"] == 3
+    no_faster = rows[("After FT the model relearns the backdoor no faster than after EP (P-ASR at most 0.05 above)",
+                      "all attacks (seed means)")]
+    assert no_faster["mean diff"] == pytest.approx(0.4, abs=1e-3) and no_faster["verdict"] == "contradicted"
+    # EP is the reference: it is never the `a` side of a claim.
+    assert not any(r["compared"].split(": ")[1].startswith("ep ") for r in rows.values())
+    assert rows[("FST leaves a lower ASR than FT", "all attacks (seed means)")]["verdict"] == "supported"
+    # A purifier the grid did not run (SAU) has no rows.
+    assert not any("SAU" in claim for claim, _ in rows)
+
+
+def test_sbl_survival_pairs_the_same_purifier_on_sbl_and_badnets_by_seed():
+    rows = {r["claim"]: r for r in claims.survival_rows(retuned_frame())}
+    ft = rows["SBL's backdoor survives FT better than BadNets'"]
+    assert ft["n"] == 3 and ft["mean diff"] == pytest.approx(0.5) and ft["verdict"] == "supported"
+    assert set(rows) == {"SBL's backdoor survives FT better than BadNets'",
+                         "SBL's backdoor survives FST better than BadNets'"}

@@ -54,8 +54,15 @@ def claims(mia: str) -> list[Claim]:
               above=0.0),
         Claim("After FT the model is easier to re-backdoor than the clean model", "ft", "clean", "reinject_asr",
               above=0.0),
+        *family_claims(),
         *retuning_claims(),
     ]
+
+
+def family_claims() -> list[Claim]:
+    """The direction each newer fine-tuning defense's paper reports against plain FT: a lower ASR."""
+    return [Claim(f"{name} leaves a lower ASR than FT", key, "ft", "asr", below=0.0)
+            for key, name in PURIFIERS.items() if key not in ("ft", "sft")]
 
 
 def retuning_claims() -> list[Claim]:
@@ -119,4 +126,23 @@ def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
                              "compared": f"{claim.figure}: {claim.a} - {claim.b}", "n": p.n,
                              "mean diff": round(p.mean, 3), "95% CI": f"[{p.low:.3f}, {p.high:.3f}]",
                              "verdict": verdict(p, claim.below, claim.above), "excluded (not planted)": out})
+    return rows
+
+
+def survival_rows(df: pd.DataFrame) -> list[dict]:
+    """SBL's claim (Pham et al., 2024): its backdoor survives fine-tuning where the same trigger
+    trained the usual way does not. Per purifier, the per-seed ASR after it on SBL's model minus on
+    BadNets' (the same square trigger), with its t-interval over seeds; the bound 0 fixed first."""
+    rows = []
+    for (paradigm, dataset), mine in df.groupby(["paradigm", "dataset"], sort=False):
+        wide = mine.pivot_table(index="seed", columns=["attack", "defense"], values="asr", sort=False)
+        for key, name in PURIFIERS.items():
+            if ("sbl", key) not in wide or ("badnets", key) not in wide:
+                continue
+            p = paired((wide[("sbl", key)] - wide[("badnets", key)]).dropna().to_numpy())
+            rows.append({"paradigm": paradigm, "dataset": dataset,
+                         "claim": f"SBL's backdoor survives {name} better than BadNets'", "scope": "sbl vs badnets",
+                         "compared": f"asr after {key}: sbl - badnets", "n": p.n, "mean diff": round(p.mean, 3),
+                         "95% CI": f"[{p.low:.3f}, {p.high:.3f}]", "verdict": verdict(p, None, 0.0),
+                         "excluded (not planted)": ""})
     return rows
