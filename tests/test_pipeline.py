@@ -234,7 +234,7 @@ def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):
     # the poison-rate sweep trains its own backdoored model: its point carries "none" too, and the
     # main grid's rate (0.1, not listed) is added from the main grid
     rates = summary["ablation"]["digits"]["badnets"]["poison_rate"]
-    assert set(rates) == {"0.05", "0.1"} and set(rates["0.05"]) == {"none", "ft", "sft"}
+    assert set(rates) == {"0.05", "0.1"} and set(rates["0.05"]) == {"none", "ft", "sft", "fst"}
     assert rates["0.1"]["none"]["ca"]["seeds"] == summary["standalone"]["digits"]["badnets"]["none"]["ca"]["seeds"]
     cell = json.loads((repo / ABLATION.format(seed=0, point="poison_rate-0.05")).read_text())
     assert cell["attacks"]["badnets"]["models"]["none"]["n_poison"] < 0.06 * 1077
