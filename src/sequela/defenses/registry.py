@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sequela.checker import INF, Checker
-from sequela.defenses import abl, ac, ep, finetune, fp, fst, ftsam, nad, nc, sau, spectral
+from sequela.defenses import abl, ac, btidbf, ep, finetune, fp, fst, ftsam, nad, nc, pam, sau, spectral
 from sequela.defenses.base import DefenseContext
 
 
@@ -34,6 +34,8 @@ DEFENSES: dict[str, Defense] = {
     "fst": Defense(fst.run, fst.check),
     "ftsam": Defense(ftsam.run, ftsam.check),
     "sau": Defense(sau.run, sau.check),
+    "btidbf": Defense(btidbf.run, btidbf.check),
+    "pam": Defense(pam.run, pam.check),
     "abl": Defense(abl.run, abl.check, needs_poisoned_set=True),
     "ac": Defense(ac.run, ac.check, needs_poisoned_set=True),
     "spectral": Defense(spectral.run, spectral.check, needs_poisoned_set=True),

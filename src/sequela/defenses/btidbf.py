@@ -1,0 +1,211 @@
+"""BTI-DBF(U) (Xu et al., ICLR 2024): invert the backdoor by decoupling benign features, then unlearn.
+
+The defender holds clean images only. A generator G (a small U-Net) is first trained to be the
+identity as the model sees it. Then, per round: a mask m on the last stage's feature map is fit so
+that m * features keep the class and (1 - m) * features lose it (m marks the benign features); G is
+trained to move the non-benign features (1 - m) as far as it can while keeping the benign ones
+and keeping G(x) within `norm_bound` of x (mean squared error), and from the second round to send
+G(x) to the detected target (the class most of the clean images go to under G). The inverted
+images stand for triggered ones: unlearning fine-tunes the model on the clean data with a share
+of each batch replaced by G(x) under the TRUE labels, plus a feature-matching term.
+
+As the official code: U-Net with InstanceNorm and LeakyReLU, no output activation; pre-training 50
+epochs, mask 20 epochs (Adam 0.01), inversion 30 epochs (Adam 1e-3), norm bound 0.3, feature bound
+3, weight 0.01 on the benign term, unlearning share 0.1 with Adam 1e-4, the model in train mode.
+Departures: the U-Net has `depth` down-samplings (2 at 16x16) and `width` channels, sized for the
+data; it works in [0, 1] pixels (the reference in normalised space); the unlearning epochs are
+`defense.epochs` split evenly over `rounds` rounds (FT's rule; the reference runs 5 rounds of 30),
+and the generator's epochs are the reference's. PAM (pam.py) reuses the inversion.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sequela.checker import INF, Checker
+from sequela.defenses.base import DefenseContext
+from sequela.engine import Adam, BatchStream
+from sequela.progress import bar
+
+
+def block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.InstanceNorm2d(c_out, affine=True),
+                         nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1),
+                         nn.InstanceNorm2d(c_out, affine=True), nn.LeakyReLU(0.2, inplace=True))
+
+
+class UNet(nn.Module):
+    """Encoder-decoder with skip connections: `depth` 2x down-samplings, `width` channels at the top."""
+
+    def __init__(self, channels: int, width: int = 16, depth: int = 2):
+        super().__init__()
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList([block(channels, widths[0])] + [block(a, b) for a, b in zip(widths, widths[1:])])
+        self.up = nn.ModuleList([nn.Conv2d(b, a, 1) for a, b in zip(widths, widths[1:])])
+        self.merge = nn.ModuleList([block(2 * a, a) for a in widths[:-1]])
+        self.out = nn.Conv2d(widths[0], channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, layer in enumerate(self.down):
+            x = layer(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for up, merge, skip in zip(reversed(self.up), reversed(self.merge), reversed(skips[:-1])):
+            x = merge(torch.cat([up(F.interpolate(x, scale_factor=2.0)), skip], 1))
+        return self.out(x)
+
+
+def feature_map(model, x: torch.Tensor) -> torch.Tensor:
+    return model.stage_outputs(x)[-1]
+
+
+def head(model, feat: torch.Tensor) -> torch.Tensor:
+    return model.fc(model.pool(feat).flatten(1))
+
+
+def check(c: Checker, key: str) -> None:
+    for name in ("width", "depth", "rounds", "pretrain_epochs", "mask_epochs", "invert_epochs"):
+        c.integer(f"{key}.{name}")
+    for name in ("norm_bound", "feature_bound", "benign_weight", "mask_lr", "generator_lr", "lr"):
+        c.number(f"{key}.{name}", 0.0, INF)
+    c.number(f"{key}.share", 0.0, 1.0, high_open=False)
+
+
+class Inversion:
+    """The generator, the benign-feature mask and the detected target, refit each round."""
+
+    def __init__(self, ctx: DefenseContext, p: dict):
+        self.ctx, self.p = ctx, p
+        channels = ctx.clean.x.shape[1]
+        with torch.random.fork_rng(devices=[]):  # its own seeded initialisation, whatever ran before
+            torch.manual_seed(ctx.seed)
+            self.generator = UNet(channels, int(p["width"]), int(p["depth"])).to(ctx.device)
+        self.stream = BatchStream(ctx.clean.x, ctx.clean.y, ctx.defender_batch, ctx.device, ctx.generator)
+        self.target: int | None = None
+        self.mask: torch.Tensor | None = None
+
+    def frozen(self, fn):
+        model = self.ctx.model
+        was = model.training
+        model.eval()
+        for q in model.parameters():
+            q.requires_grad_(False)
+        try:
+            return fn(model)
+        finally:
+            for q in model.parameters():
+                q.requires_grad_(True)
+            model.train(was)
+
+    def pretrain(self) -> None:
+        """G toward the identity, as the model sees it: same predictions, same features, same image."""
+        def run(model):
+            opt = Adam(self.generator.parameters(), lr=1e-3)
+            for _ in range(int(self.p["pretrain_epochs"])):
+                for x, _ in self.stream:
+                    g = self.generator(x)
+                    with torch.no_grad():
+                        p_x, f_x = model(x).softmax(1), feature_map(model, x)
+                    image = F.mse_loss(g, x)
+                    loss = (-(p_x * model(g).log_softmax(1)).sum(1).mean() + F.mse_loss(feature_map(model, g), f_x)
+                            + (100.0 if image.item() > 0.1 else 0.01) * image)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        self.frozen(run)
+
+    def fit_mask(self) -> None:
+        """m = tanh(M)/2 + 1/2 keeping the class in m * features and removing it from (1 - m) * features."""
+        def run(model):
+            with torch.no_grad():
+                shape = feature_map(model, self.ctx.clean.x[:1].to(self.ctx.device).float() / 255).shape[1:]
+            raw = torch.randn(shape, generator=self.ctx.generator).to(self.ctx.device).requires_grad_(True)
+            opt = Adam([raw], lr=float(self.p["mask_lr"]))
+            for _ in range(int(self.p["mask_epochs"])):
+                for x, y in self.stream:
+                    with torch.no_grad():
+                        feat = feature_map(model, x)
+                    m = torch.tanh(raw) / 2 + 0.5
+                    loss = F.cross_entropy(head(model, m * feat), y) - F.cross_entropy(head(model, (1 - m) * feat), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            self.mask = (torch.tanh(raw) / 2 + 0.5).detach()
+        self.frozen(run)
+
+    def invert(self, round_index: int) -> None:
+        """G moves the non-benign features, keeps the benign ones, stays within the image bound; from
+        the second round it also aims G(x) at the detected target."""
+        p, m = self.p, self.mask
+
+        def run(model):
+            opt = Adam(self.generator.parameters(), lr=float(p["generator_lr"]))
+            for _ in range(int(p["invert_epochs"])):
+                for x, y in self.stream:
+                    g = self.generator(x)
+                    with torch.no_grad():
+                        f_x = feature_map(model, x)
+                    f_g = feature_map(model, g)
+                    image, benign = F.mse_loss(g, x), F.mse_loss(m * f_g, m * f_x)
+                    if image.item() > float(p["norm_bound"]) or benign.item() > float(p["feature_bound"]):
+                        loss = image
+                    else:
+                        loss = -F.mse_loss((1 - m) * f_g, (1 - m) * f_x) + float(p["benign_weight"]) * benign
+                        if round_index > 0 and self.target is not None:
+                            loss = loss + F.cross_entropy(model(g), torch.full_like(y, self.target))
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            self.target = self.detect_target(model)
+        self.frozen(run)
+
+    @torch.no_grad()
+    def detect_target(self, model) -> int:
+        """The class most clean images go to through G (with a little noise, as the reference)."""
+        counts = None
+        for x, _ in self.stream:
+            noise = torch.randn(x.shape, generator=self.ctx.generator).to(x.device) * 0.03
+            logits = model(self.generator(x + noise))
+            found = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).float()
+            counts = found if counts is None else counts + found
+        return int(counts.argmax())
+
+    @torch.no_grad()
+    def mix(self, x: torch.Tensor, share: float) -> torch.Tensor:
+        """The batch with a random int(share * B) + 1 rows replaced by G(x) (labels untouched)."""
+        n = min(len(x), int(share * len(x)) + 1)
+        rows = torch.randperm(len(x), generator=self.ctx.generator)[:n].to(x.device)
+        out = x.clone()
+        out[rows] = self.generator(x[rows])
+        return out
+
+
+def run(ctx: DefenseContext) -> dict:
+    p, model = ctx.params, ctx.model
+    inversion = Inversion(ctx, p)
+    inversion.pretrain()
+    rounds, epochs = int(p["rounds"]), ctx.epochs
+    per_round = [epochs // rounds + (1 if r < epochs % rounds else 0) for r in range(rounds)]
+    stream = ctx.clean_stream()
+    opt = Adam(model.parameters(), lr=float(p["lr"]))
+    shown, epoch = bar(epochs * len(stream), "btidbf"), 0
+    for r in range(rounds):
+        inversion.fit_mask()
+        inversion.invert(r)
+        for _ in range(per_round[r]):
+            model.train()
+            for x, y in stream:
+                mixed = inversion.mix(x, float(p["share"]))
+                with torch.no_grad():
+                    target_feat = feature_map(model, x)
+                loss = F.cross_entropy(model(mixed), y) + F.mse_loss(feature_map(model, mixed), target_feat)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                shown.update()
+            epoch += 1
+            ctx.record(epoch, float(p["lr"]))
+    shown.close()
+    return {"detected_target": inversion.target}
