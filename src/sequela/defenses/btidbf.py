@@ -182,30 +182,41 @@ class Inversion:
         return out
 
 
-def run(ctx: DefenseContext) -> dict:
-    p, model = ctx.params, ctx.model
+def unlearn_in_rounds(ctx: DefenseContext, step, lr: float, desc: str) -> dict:
+    """Pre-train the generator, then per round refit the mask, invert, and unlearn: `step(x, mixed,
+    y)` updates the model on one clean batch and its inverted mix. `defense.epochs` of unlearning
+    are split evenly over the rounds."""
+    p = ctx.params
     inversion = Inversion(ctx, p)
     inversion.pretrain()
     rounds, epochs = int(p["rounds"]), ctx.epochs
     per_round = [epochs // rounds + (1 if r < epochs % rounds else 0) for r in range(rounds)]
     stream = ctx.clean_stream()
-    opt = Adam(model.parameters(), lr=float(p["lr"]))
-    shown, epoch = bar(epochs * len(stream), "btidbf"), 0
+    shown, epoch = bar(epochs * len(stream), desc), 0
     for r in range(rounds):
         inversion.fit_mask()
         inversion.invert(r)
         for _ in range(per_round[r]):
-            model.train()
+            ctx.model.train()
             for x, y in stream:
-                mixed = inversion.mix(x, float(p["share"]))
-                with torch.no_grad():
-                    target_feat = feature_map(model, x)
-                loss = F.cross_entropy(model(mixed), y) + F.mse_loss(feature_map(model, mixed), target_feat)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                step(x, inversion.mix(x, float(p["share"])), y)
                 shown.update()
             epoch += 1
-            ctx.record(epoch, float(p["lr"]))
+            ctx.record(epoch, lr)
     shown.close()
     return {"detected_target": inversion.target}
+
+
+def run(ctx: DefenseContext) -> dict:
+    model, lr = ctx.model, float(ctx.params["lr"])
+    opt = Adam(model.parameters(), lr=lr)
+
+    def step(x: torch.Tensor, mixed: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.no_grad():
+            target_feat = feature_map(model, x)
+        loss = F.cross_entropy(model(mixed), y) + F.mse_loss(feature_map(model, mixed), target_feat)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return unlearn_in_rounds(ctx, step, lr, "btidbf")

@@ -15,8 +15,6 @@ rounds (FT's rule; the reference runs 30 per round).
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
@@ -24,7 +22,6 @@ from sequela.checker import INF, Checker
 from sequela.defenses import btidbf
 from sequela.defenses.base import DefenseContext
 from sequela.engine import sgd
-from sequela.progress import bar
 
 
 def check(c: Checker, key: str) -> None:
@@ -47,31 +44,17 @@ def toward(params: list[torch.Tensor], anchor: list[torch.Tensor], rho: float) -
 
 def run(ctx: DefenseContext) -> dict:
     p, model = ctx.params, ctx.model
-    anchor = [q.detach().clone() for q in copy.deepcopy(model).parameters()]
-    params = list(model.parameters())
-    inversion = btidbf.Inversion(ctx, p)
-    inversion.pretrain()
-    rounds, epochs, rho, lr = int(p["rounds"]), ctx.epochs, float(p["rho"]), float(p["lr"])
-    per_round = [epochs // rounds + (1 if r < epochs % rounds else 0) for r in range(rounds)]
-    stream = ctx.clean_stream()
+    anchor = [q.detach().clone() for q in model.parameters()]  # the backdoored weights
+    params, rho, lr = list(model.parameters()), float(p["rho"]), float(p["lr"])
     opt = sgd(model, lr, float(p["momentum"]), weight_decay=0.0)
-    shown, epoch = bar(epochs * len(stream), "pam"), 0
-    for r in range(rounds):
-        inversion.fit_mask()
-        inversion.invert(r)
-        for _ in range(per_round[r]):
-            model.train()
-            for x, y in stream:
-                mixed = inversion.mix(x, float(p["share"]))
-                steps = toward(params, anchor, rho)
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(mixed), y).backward()   # the gradient on the path to the backdoor ...
-                with torch.no_grad():
-                    for q, step in zip(params, steps):
-                        q.sub_(step)                            # ... applied at the weights
-                opt.step()
-                shown.update()
-            epoch += 1
-            ctx.record(epoch, lr)
-    shown.close()
-    return {"detected_target": inversion.target}
+
+    def step(x: torch.Tensor, mixed: torch.Tensor, y: torch.Tensor) -> None:
+        steps = toward(params, anchor, rho)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(mixed), y).backward()   # the gradient on the path to the backdoor ...
+        with torch.no_grad():
+            for q, moved in zip(params, steps):
+                q.sub_(moved)                           # ... applied at the weights
+        opt.step()
+
+    return btidbf.unlearn_in_rounds(ctx, step, lr, "pam")
