@@ -63,3 +63,21 @@ def test_the_reports_of_the_experiment_commit_are_kept_whole(tmp_path):
     assert not out.with_name("digits-5-seeds.partial").exists()
     with pytest.raises(study.StudyError, match="no git ref"):
         study.experiment_ref("other", repo)
+
+
+def test_every_committed_study_passes_the_check_stage_with_its_values():
+    """A study's values must pass the same check the pipeline's first stage runs (a study that set the
+    grid's attacks without the lists that must lie within them failed there, after its setup)."""
+    import copy
+
+    from sequela.validate import validate
+
+    for path in sorted((ROOT / "studies").glob("*.yaml")):
+        params = copy.deepcopy(PARAMS)
+        for key, value in study.read_study(path, PARAMS).items():
+            *parents, last = key.split(".")
+            node = params
+            for part in parents:
+                node = node[part]
+            node[last] = value
+        assert validate(params) == [], path.name
