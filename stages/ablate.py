@@ -14,14 +14,14 @@ from opening import open_stage, run_main
 
 from sequela import ablation, data, models
 from sequela.defenses.apply import Defended, apply_defense
-from sequela.defenses import finetune, fst
+from sequela.defenses import finetune, fst, pam
 from sequela.errors import ConfigError
 from sequela.records import write_cell
 from sequela.workers import run_units
 
 # Each attack's backdoored model and data, set by main() before the workers fork.
 CELLS: dict[str, Defended] = {}
-RUNS = {**finetune.FINE_TUNING, "fst": fst.run}  # every defense a sweep lists
+RUNS = {**finetune.FINE_TUNING, "fst": fst.run, "pam": pam.run}  # every defense a sweep lists
 
 
 def defend(unit: tuple[str, str]) -> dict:

@@ -44,6 +44,8 @@ SWEEPS: dict[str, Sweep] = {
     "sft_phase1_fraction": Sweep("defense.sft.phase1_fraction", ("sft",), False, False,
                                  "SFT phase-1 share of the steps"),
     "sft_cycle_steps": Sweep("defense.sft.cycle_steps", ("sft",), True, True, "SFT cycle length (steps)"),
+    # PAM's rho is a distance in weight space, so its reference value does not carry across models.
+    "pam_rho": Sweep("defense.pam.rho", ("pam",), False, True, "PAM's rho (weight-space step)"),
 }
 
 
@@ -59,6 +61,7 @@ SWEEP_RANGES = {
     "sft_phase1_fraction": (0.0, 1.0, True, True, "shares of the steps in [0, 1]"),
     "sft_cycle_steps": (2, INF, True, False, "cycle lengths in steps, integers >= 2"),
     "poison_rate": (0.0, 1.0, False, False, "poison rates in (0, 1)"),
+    "pam_rho": (0.0, INF, True, False, "rho >= 0"),
 }
 
 

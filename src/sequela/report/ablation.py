@@ -17,7 +17,7 @@ from sequela.report.summary import spread
 from sequela.report.tables import LABELS, write_rows
 
 FIGURES = ("ca", "asr", "ra", "seconds")
-ORDER = ("none", "ft", "sft", "fst")
+ORDER = ("none", "ft", "sft", "fst", "pam")
 # The rule for "the defense removes the backdoor" at a point, fixed before any sweep was run: every
 # seed's ASR after it is at most this (the digits clean model's ASR floor is below 0.1).
 REMOVED_ASR = 0.2
