@@ -48,11 +48,15 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (kl(p) + kl(q)) / 2
 
 
-def shared_perturbation(model, backdoored, x: torch.Tensor, y: torch.Tensor, p: dict) -> torch.Tensor:
+def shared_perturbation(model, backdoored, x: torch.Tensor, y: torch.Tensor, p: dict,
+                        clean_pred0: torch.Tensor | None = None) -> torch.Tensor:
     """The inner maximisation: delta (||delta||_inf <= eps) whose x + delta both models misclassify
-    with the same label, by signed steps on beta1 * L_adv + beta2 * L_js."""
+    with the same label, by signed steps on beta1 * L_adv + beta2 * L_js. `clean_pred0`: the
+    backdoored model's labels of x, where the caller has them already."""
     with torch.no_grad():
-        clean_pred, clean_pred0 = model(x).argmax(1), backdoored(x).argmax(1)
+        clean_pred = model(x).argmax(1)
+        if clean_pred0 is None:
+            clean_pred0 = backdoored(x).argmax(1)
     delta = torch.full_like(x, p["eps"])
     n = len(x)
     for _ in range(p["steps"]):
@@ -72,14 +76,16 @@ def shared_perturbation(model, backdoored, x: torch.Tensor, y: torch.Tensor, p: 
     return delta.detach()
 
 
-def shared_loss(model, backdoored, x_adv: torch.Tensor, y: torch.Tensor, clean_pred0: torch.Tensor) -> torch.Tensor:
+def shared_loss(model, backdoored, x_adv: torch.Tensor, y: torch.Tensor,
+                clean_pred0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """L_sh: on the rows where x + delta fools the backdoored model (its label is neither the true one
-    nor its clean answer), -log(1 - p_model(that label)), summed and divided by the batch."""
+    nor its clean answer), -log(1 - p_model(that label)), summed and divided by the batch. Also
+    returns the backdoored model's labels of x + delta (it is frozen: they do not change)."""
     with torch.no_grad():
         adv_pred0 = backdoored(x_adv).argmax(1)
     rows = (adv_pred0 != y) & (adv_pred0 != clean_pred0)
     probs = model(x_adv).softmax(1).gather(1, adv_pred0[:, None]).squeeze(1)
-    return -(1.0 - probs[rows]).clamp_min(1e-12).log().sum() / len(x_adv)
+    return -(1.0 - probs[rows]).clamp_min(1e-12).log().sum() / len(x_adv), adv_pred0
 
 
 def run(ctx: DefenseContext) -> dict:
@@ -93,19 +99,18 @@ def run(ctx: DefenseContext) -> dict:
     for epoch in range(1, ctx.epochs + 1):
         model.eval()  # BatchNorm frozen, as the reference
         for x, y in stream:
-            delta = shared_perturbation(model, backdoored, x, y, p)
             with torch.no_grad():
                 clean_pred0 = backdoored(x).argmax(1)
-            x_adv = x + delta
-            loss = p["lambda1"] * F.cross_entropy(model(x), y) + p["lambda3"] * shared_loss(
-                model, backdoored, x_adv, y, clean_pred0)
+            x_adv = x + shared_perturbation(model, backdoored, x, y, p, clean_pred0)
+            unlearn, pred0 = shared_loss(model, backdoored, x_adv, y, clean_pred0)
+            loss = p["lambda1"] * F.cross_entropy(model(x), y) + p["lambda3"] * unlearn
             if p["lambda2"]:
                 loss = loss + p["lambda2"] * F.cross_entropy(model(x_adv), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             with torch.no_grad():
-                pred, pred0 = model(x_adv).argmax(1), backdoored(x_adv).argmax(1)
+                pred = model(x_adv).argmax(1)
                 shared_rows += int(((pred == pred0) & (pred0 != y)).sum())
                 rows += len(y)
             shown.update()
