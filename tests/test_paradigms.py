@@ -13,7 +13,7 @@
 import torch
 
 from sequela import badencoder, downstream, models
-from sequela.measures import reused
+from sequela.measures import retune, reused
 from sequela.recipe import Recipe
 from sequela.data import Dataset
 from sequela.sources import load_digits
@@ -239,7 +239,8 @@ def test_badencoder_backdoor_reaches_the_downstream_classifier():
 
 
 SEQUELA = {"reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
-           "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True}}
+           "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True},
+           "retune": {"k": 20, "epochs": 4, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "eval_n": 60}}
 
 
 def test_downstream_members_are_seeded_training_rows_as_many_as_the_test_images():
@@ -262,3 +263,14 @@ def test_downstream_sequela_leaves_the_model_untouched_and_reinjection_plants_th
     # A model that never saw the trigger takes it from 20 poisoned images: re-injection is measured
     # against the downstream target, with the shipped trigger.
     assert figures["reinject_last_asr"] > figures["reinject_asr_before"] + 0.2, figures
+    # The retuning attack, on the user's own training set with k of its rows swapped for poisons,
+    # plants the trigger too; its per-epoch curve has one point per epoch.
+    assert len(figures["retune_curve"]) == SEQUELA["retune"]["epochs"] and 0.0 <= figures["p_ca"] <= 1.0
+    assert figures["p_asr"] > c.evaluate(result.model)["asr"] + 0.2, figures
+
+
+def test_downstream_retuning_poisons_are_seeded_non_target_rows():
+    labels = torch.tensor([0, 1, 2, 0, 3, 4, 0, 5])
+    rows = retune.non_target_rows(labels, 0, 3, seed=1)
+    assert len(rows) == 3 and len(rows.unique()) == 3 and bool((labels[rows] != 0).all())
+    assert torch.equal(rows, retune.non_target_rows(labels, 0, 3, seed=1))

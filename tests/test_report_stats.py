@@ -93,6 +93,19 @@ def test_a_cell_whose_backdoor_was_never_planted_is_left_out_of_the_pooled_row_a
     assert per_attack["n"] == 3  # the per-attack rows keep every cell
 
 
+def test_a_cell_that_failed_the_attackers_own_check_is_left_out_though_its_lift_is_large():
+    df = frame()
+    df["attacker_check"] = None
+    for attack, seed, last in (("badnets", 0, 0.97), ("blended", 2, 0.88)):  # blended/2 missed its 0.95
+        row = (df["attack"] == attack) & (df["seed"] == seed) & (df["defense"] == "none")
+        df.loc[row, "attacker_check"] = pd.Series([[{"shadow_asr": 0.5}, {"shadow_asr": last}]], index=df.index[row])
+    pooled = claims.claims_rows(df, mia="x", min_asr={"badnets": 0.95, "blended": 0.95})[0]
+    assert pooled["excluded (not planted)"] == "blended/2"
+    assert claims.claims_rows(df, mia="x", min_asr={"badnets": 0.95, "blended": 0.85})[0]["excluded (not planted)"] == ""
+    # without the targets (the paradigms' cells) only the lift rule applies
+    assert claims.claims_rows(df, mia="x")[0]["excluded (not planted)"] == ""
+
+
 
 def retuned_frame() -> pd.DataFrame:
     """BadNets and SBL x three seeds: P-ASR after FT 0.6 (clean 0.1, EP 0.2); FST's ASR 0.2 below FT's;

@@ -41,6 +41,14 @@ def check(c: Checker) -> None:
     c.number("sequela.retune.weight_decay", 0.0, INF, low_open=False)
 
 
+def non_target_rows(labels: torch.Tensor, target: int, k: int, seed: int) -> torch.Tensor:
+    """`k` training rows whose label is not the target, a seeded draw: the poisons of a cell that has
+    no poisoned training rows of its own (the transfer and encoder paradigms' downstream task)."""
+    candidates = (labels != target).nonzero().flatten()
+    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed))
+    return candidates[order[:k]]
+
+
 def retuning_set(clean: Split, train: Split, poisoned: torch.Tensor, k: int, attack: Attack, target: int,
                  device: torch.device) -> tuple[Split, torch.Tensor]:
     """The defender's clean split with its first `k` rows replaced by the first `k` of the

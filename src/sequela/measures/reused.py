@@ -9,6 +9,10 @@
 - Re-injection: the attacker fine-tunes the downstream model on `n_clean` clean downstream images
   plus `k` non-target ones stamped with the shipped trigger and relabelled to the downstream target,
   with `sequela.reinject`'s settings; the headline is the mean ASR over epochs and draws.
+- The retuning attack (retune.py, `sequela.retune`): the user's downstream training set with its
+  first `k` rows replaced by `k` non-target downstream training images (a seeded draw) stamped with
+  the shipped trigger and labelled with the downstream target; P-ASR and CA after. The user
+  fine-tunes on all of its downstream data (FT, SFT), so that set is the "defender's clean split".
 - PGD accuracy (the mean over the budgets) on a seeded subset of the downstream test images, with `sequela.pgd`'s settings.
 
 "clean" (the head on the clean upstream model or encoder) is the reference: a defended model that
@@ -23,14 +27,15 @@ import torch
 
 from sequela.checker import Checker
 from sequela.engine import Augment, predict_logits, seed_everything
-from sequela.measures import reinject, robustness
+from sequela.measures import reinject, retune, robustness
 from sequela.measures.membership import MEMBER_STREAM, attacks_on_logits, metric_figures
 from sequela.measures.robustness import pgd_figures
 
 
 def check(c: Checker) -> None:
-    """The settings the paradigms' sequela read: re-injection and PGD (no shadow model downstream)."""
+    """The settings the paradigms' sequela read: re-injection, retuning and PGD (no shadow model downstream)."""
     reinject.check(c, [])
+    retune.check(c)
     robustness.check(c)
 
 
@@ -50,9 +55,15 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
     mia = attacks_on_logits(predict_logits(model, ds.train.x[rows], float32=True), ds.train.y[rows],
                             predict_logits(model, ds.test.x, float32=True), ds.test.y)
     reinjection = reinject.Reinjection.from_settings(r, cell.recipe.momentum, cell.recipe.weight_decay, cell.seed)
-    reinjected = reinject.repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target,
-                          Augment(cell.recipe.crop_padding, cell.recipe.flip))
-    return {**metric_figures(mia), "mia_n": len(rows), **reinject.figures(reinjected),
+    augment = Augment(cell.recipe.crop_padding, cell.recipe.flip)
+    reinjected = reinject.repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target, augment)
+    t = settings["retune"]
+    device = next(model.parameters()).device
+    poisons = retune.non_target_rows(ds.train.y, cell.target, t["k"], cell.seed)
+    retuning_set = retune.retuning_set(ds.train, ds.train, poisons, t["k"], cell.trigger, cell.target, device)
+    retuned = retune.Retuning.from_settings(t, cell.recipe.batch_size, cell.seed).run(
+        model, *retuning_set, cell.test, cell.trigger, cell.target, augment)
+    return {**metric_figures(mia), "mia_n": len(rows), **reinject.figures(reinjected), **retuned,
             **pgd_figures(model, ds.test, p, cell.seed),
             "sequela_seconds": time.perf_counter() - start}
 

@@ -6,10 +6,13 @@ attack, the per-seed difference (model a - model b, both from that seed's backdo
 unit. Pooled over attacks ("all attacks"), the differences are first averaged over the attacks
 within each seed, and the t-interval is taken over those per-seed means: n is the number of seeds.
 
-A pooled row leaves out every (attack, seed) cell whose backdoor was never planted, by a rule fixed
-before any result was seen: planted means the backdoored model's ASR is at least PLANTED_MARGIN
-above the clean reference's ASR with the same trigger (the trigger's floor) in that seed. Excluded
-cells are named in the row. Per-attack rows keep every cell.
+A pooled row leaves out every (attack, seed) cell whose backdoor was never planted, by two rules
+fixed before any result was seen. The attacker's own check: its model missed the attack's
+`attack.budget.min_asr` on the shadow split after its last round (planting.py; the attacker would
+not ship it, and the check reads no test image). The lift: the backdoored model's ASR is less than
+PLANTED_MARGIN above the clean reference's ASR with the same trigger (the trigger's floor) in that
+seed; the paradigms' cells, trained without the attacker's check, are held to this one alone.
+Excluded cells are named in the row. Per-attack rows keep every cell.
 
 Each row gives n, the mean difference and its 95% t-interval, and a verdict fixed by `stats.verdict`:
 supported when the whole interval lies on the claimed side, contradicted when it lies wholly on the
@@ -87,14 +90,21 @@ def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:
     return pd.Series(dtype=float) if b is None else (wide[claim.a] - b).dropna()
 
 
-def unplanted(df: pd.DataFrame) -> set[tuple[str, int]]:
-    """(attack, seed) cells whose backdoored model's ASR is less than PLANTED_MARGIN above the clean
-    reference's with the same trigger."""
+def unplanted(df: pd.DataFrame, min_asr: dict[str, float] | None = None) -> set[tuple[str, int]]:
+    """(attack, seed) cells whose backdoor was not planted: the attacker's check (the last round's
+    shadow-split ASR, `attacker_check` of the backdoored model's cell) below `min_asr[attack]`, or
+    the backdoored model's ASR less than PLANTED_MARGIN above the clean reference's."""
     wide = df.pivot_table(index=["attack", "seed"], columns="defense", values="asr", sort=False)
-    if "none" not in wide or "clean" not in wide:
-        return set()
-    lift = wide["none"] - wide["clean"]
-    return {cell for cell, value in lift.items() if not value >= PLANTED_MARGIN}
+    missed = set()
+    if "none" in wide and "clean" in wide:
+        lift = wide["none"] - wide["clean"]
+        missed = {cell for cell, value in lift.items() if not value >= PLANTED_MARGIN}
+    if min_asr and "attacker_check" in df:
+        backdoored = df[(df["defense"] == "none") & df["attack"].isin(list(min_asr))]
+        for attack, seed, check in zip(backdoored["attack"], backdoored["seed"], backdoored["attacker_check"]):
+            if isinstance(check, list) and check and check[-1]["shadow_asr"] < min_asr[attack]:
+                missed.add((attack, seed))
+    return missed
 
 
 def pooled_over_attacks(diffs: pd.Series, excluded: set) -> pd.Series:
@@ -103,14 +113,15 @@ def pooled_over_attacks(diffs: pd.Series, excluded: set) -> pd.Series:
     return kept.groupby(level="seed", sort=False).mean()
 
 
-def claims_rows(df: pd.DataFrame, mia: str) -> list[dict]:
+def claims_rows(df: pd.DataFrame, mia: str, min_asr: dict[str, float] | None = None) -> list[dict]:
     """One row per (paradigm, dataset, claim, scope): scope "all attacks" pools the planted cells,
-    seed by seed. A claim whose figure a cell group does not measure is left out."""
+    seed by seed (`min_asr`: the attacker's planting targets, attack.budget.min_asr). A claim whose
+    figure a cell group does not measure is left out."""
     rows = []
     for (paradigm, dataset), mine in df.groupby(["paradigm", "dataset"], sort=False):
         # A downstream user fine-tunes on all of its data: no unseen members, so all of them answer.
         measured = mia in mine and mine[mia].notna().any()
-        excluded = unplanted(mine)
+        excluded = unplanted(mine, min_asr)
         for claim in claims(mia if measured else "mia_loss_auc"):
             if claim.figure not in mine:
                 continue

@@ -17,7 +17,7 @@ from sequela.report import figures, sequela_tables, tables
 
 MODELS = ("clean", "none", "ft", "sft")
 FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_tpr_at_1fpr", "reinject_asr",
-           "reinject_asr_before", "pgd_acc", "sequela_seconds")
+           "reinject_asr_before", "p_asr", "p_ca", "pgd_acc", "sequela_seconds")
 
 
 def rows_of(paradigm: str, pair: str, attack: str, seed: int, cell: dict) -> list[dict]:
