@@ -49,3 +49,8 @@ def test_a_page_renders_the_reports_tables_and_provenance(tmp_path, monkeypatch)
     assert "Not run yet" in pages.render(later, Path("docs/results"))
     index = pages.index([ran, later])
     assert "[later](later.md)" in index and "not run yet" in index and "ran at `abc1234`" in index
+    # A report rebuilt from the same cells by later report code names both commits; no time is made up.
+    run = {"commit": "abc1234", "report_commit": "def5678", "date": "2026-01-02", "machine": "a CPU", "threads": "1"}
+    Path("reports/studies/ran/run.json").write_text(json.dumps(run))
+    page = pages.render(pages.named_studies(Path("studies"), Path("reports"))[1], Path("docs/results"))
+    assert "`abc1234`" in page and "report stage of commit `def5678`" in page and " min." not in page

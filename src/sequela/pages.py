@@ -64,9 +64,11 @@ def provenance(study: Study) -> str:
     if not run.is_file():
         return "Rebuilt by the command above; the commit that last changed these reports is in their git history."
     info = json.loads(run.read_text())
-    minutes = info["seconds"] / 60
-    return (f"Ran at commit `{info['commit']}` on {info['date']}, on {info['machine']} "
-            f"(threads: {info['threads']}), in {minutes:.0f} min.")
+    text = f"Ran at commit `{info['commit']}` on {info['date']}, on {info['machine']} (threads: {info['threads']})"
+    text += f", in {info['seconds'] / 60:.0f} min." if "seconds" in info else "."
+    if "report_commit" in info:  # the same cells, reported by a later commit's report code
+        text += f" Its report was rebuilt from those cells by the report stage of commit `{info['report_commit']}`."
+    return text
 
 
 def render(study: Study, page_dir: Path) -> str:
