@@ -53,6 +53,10 @@ def repo(tmp_path_factory) -> Path:
     # attacker's poison rate, which plants and trains its own model.
     params["ablation"].update(attacks=["badnets"], points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05"])
     params["sequela"]["reinject"].update(draws=2, epochs=2)
+    # The sequela measures' own properties are tested in test_sequela.py; here each runs, briefly.
+    params["sequela"]["retune"].update(epochs=1)
+    params["sequela"]["pgd"].update(eps=[0.0313725], steps=3, n=50)
+    params["sequela"]["membership"]["mlp"].update(epochs=100)
     # The transfer paradigm's smoke cell, one epoch of its head; the encoder's, just long enough to
     # plant BadEncoder's backdoor (a narrower encoder, 2 SimCLR epochs, a shorter head).
     params["transfer"].update(attacks=["badnets"], head={"epochs": 1, "lr": 0.01})
