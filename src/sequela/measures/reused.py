@@ -58,9 +58,8 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
     augment = Augment(cell.recipe.crop_padding, cell.recipe.flip)
     reinjected = reinject.repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target, augment)
     t = settings["retune"]
-    device = next(model.parameters()).device
     poisons = retune.non_target_rows(ds.train.y, cell.target, t["k"], cell.seed)
-    retuning_set = retune.retuning_set(ds.train, ds.train, poisons, t["k"], cell.trigger, cell.target, device)
+    retuning_set = retune.retuning_set(ds.train, ds.train, poisons, t["k"], cell.trigger, cell.target, cell.device)
     retuned = retune.Retuning.from_settings(t, cell.recipe.batch_size, cell.seed).run(
         model, *retuning_set, cell.test, cell.trigger, cell.target, augment)
     return {**metric_figures(mia), "mia_n": len(rows), **reinject.figures(reinjected), **retuned,
