@@ -1,5 +1,5 @@
 """A real slice of the grid on one device, without DVC: prepare, clean, shadow, poison, train, defend
-(FT and SFT) and sequela, by the pipeline's own stage scripts, for one attack and one seed, then the
+(FT and SFT, or the defenses named by --defenses) and sequela, by the pipeline's own stage scripts, for one attack and one seed, then the
 training stage once more with the same seed to see whether it repeats bit for bit.
 
 Made for the GPU machine, which has torch but neither DVC nor a network: carry the repository and
@@ -43,10 +43,10 @@ def workspace(params: dict, data_root: Path) -> Path:
 def run(scratch: Path, script: str, *args: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(scratch / "src"), "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
+    # stdout passes through as each stage prints it (a unit's line when it ends); stderr is kept for a failure
     result = subprocess.run([sys.executable, f"stages/{script}.py", *args], cwd=scratch, env=env,
-                            capture_output=True, text=True)
+                            stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
-    print(result.stdout.strip(), flush=True)
     if result.returncode != 0:
         raise SystemExit(f"{script} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return seconds
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18", help="the recipe's model for this run")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--defenses", nargs="+", default=["ft", "sft"], help="names from the defense registry")
     parser.add_argument("--data-root", default="data/raw")
     parser.add_argument("--out", default="slice.json")
     parser.add_argument("--smoke", action="store_true", help="digits, one epoch of everything (CPU check)")
@@ -73,6 +74,7 @@ def main() -> None:
         args.dataset, args.model, args.epochs = "digits", "small_cnn", 1
         params["defense"]["epochs"] = 1
         params["sequela"]["reinject"].update(draws=1, epochs=1)
+        params["sequela"]["retune"]["epochs"] = 1
     recipe = params["recipe"][args.dataset]
     recipe = recipe[recipe["use"]] if "use" in recipe else recipe
     recipe["model"] = args.model
@@ -80,7 +82,7 @@ def main() -> None:
         recipe.pop("width", None)
     if args.epochs:
         recipe["epochs"] = args.epochs
-    params["grid"].update(datasets=[args.dataset], attacks=[args.attack], defenses=["ft", "sft"], seeds=[args.seed])
+    params["grid"].update(datasets=[args.dataset], attacks=[args.attack], defenses=args.defenses, seeds=[args.seed])
     params["ablation"]["datasets"] = params["ablation"]["attacks"] = []
     params["transfer"]["upstream"] = params["transfer"]["attacks"] = params["encoder"]["pretrain"] = []
     scratch = workspace(params, Path(args.data_root))
@@ -92,7 +94,7 @@ def main() -> None:
         "poison": run(scratch, "poison", "--dataset", d, "--attack", a, "--seed", s),
         "train": run(scratch, "train", "--dataset", d, "--attack", a, "--seed", s),
         "defend": run(scratch, "defend", "--dataset", d, "--attack", a, "--seed", s),
-        "sequela": run(scratch, "sequela_cell", "--dataset", d, "--attack", a, "--seed", s),
+        "sequela": run(scratch, "measure", "--dataset", d, "--attack", a, "--seed", s),
     }
     model = scratch / f"data/standalone/{d}/seed{s}/backdoored/{a}/none/model.safetensors"
     cells = scratch / f"metrics/cells/standalone/{d}/seed{s}"

@@ -47,3 +47,13 @@ def test_stage_times_reads_the_fanouts_own_stage_times_and_the_wall_span(tmp_pat
     rows = stage_time_rows(log)
     assert rows["train"] == 130 and rows["defend"] == 30 and rows["all stages"] == 160
     assert rows["wall (fanout, stages overlap)"] == 100
+
+
+def test_the_cuda_slice_runs_stage_scripts_that_exist():
+    # it runs on a machine without DVC, so nothing else notices when a stage script is renamed
+    import re
+
+    source = (ROOT / "benchmarks" / "cuda_slice.py").read_text()
+    scripts = set(re.findall(r'run\(scratch, "(\w+)"', source))
+    assert {"prepare", "clean", "train", "defend", "measure"} <= scripts
+    assert all((ROOT / "stages" / f"{name}.py").is_file() for name in scripts), scripts

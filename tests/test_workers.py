@@ -24,6 +24,7 @@ def train_tiny(seed: int) -> dict:
 
 def test_results_do_not_depend_on_the_worker_count(monkeypatch):
     units = [3, 1, 4, 1, 5]
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
     parallel = workers.run_units(train_tiny, units, CPU)
     monkeypatch.setattr(workers, "available_cores", lambda: 1)
     assert workers.worker_count(CPU, len(units)) == 1
@@ -39,6 +40,15 @@ def test_results_do_not_depend_on_the_worker_count(monkeypatch):
 
 def test_worker_count_is_bounded_by_cores_and_units(monkeypatch):
     monkeypatch.setattr(workers, "available_cores", lambda: 16)
+    monkeypatch.setattr(workers, "fork_is_safe", lambda: True)
     assert workers.worker_count(CPU, 3) == 3
     assert workers.worker_count(CPU, 40) == 16
     assert workers.worker_count(torch.device("cuda"), 8) == 1
+
+
+def test_cpu_units_stay_in_the_stage_process_where_forking_is_unsafe(monkeypatch):
+    # on a machine with a CUDA device a process forked after a backward pass cannot run autograd
+    monkeypatch.setattr(workers, "available_cores", lambda: 16)
+    monkeypatch.setattr(workers.torch.cuda, "is_available", lambda: True)
+    assert not workers.fork_is_safe() and workers.worker_count(CPU, 8) == 1
+    assert [r["seed"] for r in workers.run_units(train_tiny, [2, 7], CPU)] == [2, 7]

@@ -38,10 +38,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def fork_is_safe() -> bool:
+    """Whether a forked worker may run autograd. Once a process has run a backward pass on a machine
+    that has a CUDA device, torch's autograd engine keeps a thread per device, and a process forked
+    from it cannot run backward at all (torch raises); so CPU units on a GPU machine stay in the
+    stage's process."""
+    return "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_available()
+
+
 def worker_count(device: torch.device, units: int) -> int:
     """How many processes a stage's units run in: 1 on a GPU, else min(cores, units), and 1
-    where processes cannot be forked."""
-    if device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+    where processes cannot be forked safely."""
+    if device.type != "cpu" or not fork_is_safe():
         return 1
     return max(1, min(available_cores(), units))
 
