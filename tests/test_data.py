@@ -55,3 +55,16 @@ def test_unknown_dataset_is_refused():
 
     with pytest.raises(ValueError, match="dataset: 'imagenet'"):
         sources.load("imagenet", "unused")
+
+
+def test_the_digits_variants_are_digits_turned_or_mirrored_with_the_same_labels_and_splits():
+    ds = sources.load("digits", "unused", seed=0, test_fraction=0.25)
+    mirror = sources.load("digits-mirror", "unused", seed=0, test_fraction=0.25)
+    turned = sources.load("digits-rot90", "unused", seed=0, test_fraction=0.25)
+    for split in ("train", "test"):
+        plain, m, t = getattr(ds, split), getattr(mirror, split), getattr(turned, split)
+        assert torch.equal(m.y, plain.y) and torch.equal(t.y, plain.y)
+        assert torch.equal(m.x.flip(-1), plain.x)  # column j is column 15 - j
+        assert torch.equal(torch.rot90(t.x, -1, dims=(2, 3)), plain.x)
+        assert not torch.equal(m.x, plain.x) and not torch.equal(t.x, m.x)
+    assert mirror.classes == ds.classes and mirror.name == "digits-mirror"

@@ -47,7 +47,7 @@ def repo(tmp_path_factory) -> Path:
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["grid"] = {"seeds": [0, 1], "datasets": ["digits"], "attacks": ["badnets"], "defenses": ["ft", "sft"]}
-    params["recipe"]["digits"].update(epochs=2)
+    params["recipe"]["digits"].update(epochs=8)  # a second each on digits; a backbone that transfers
     params["defense"]["epochs"] = 1
     # Two ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
     # attacker's poison rate, which plants and trains its own model.
@@ -57,9 +57,11 @@ def repo(tmp_path_factory) -> Path:
     params["sequela"]["retune"].update(epochs=1)
     params["sequela"]["pgd"].update(eps=[0.0313725], steps=3, n=50)
     params["sequela"]["membership"]["mlp"].update(epochs=100)
-    # The transfer paradigm's smoke cell, one epoch of its head; the encoder's, just long enough to
+    # The transfer paradigm's smoke cell with its head as in the default; the encoder's, just long enough to
     # plant BadEncoder's backdoor (a narrower encoder, 2 SimCLR epochs, a shorter head).
-    params["transfer"].update(attacks=["badnets"], head={"epochs": 1, "lr": 0.01})
+    params["transfer"].update(upstream=["digits"], downstream=["digits-mirror"], attacks=["badnets"],
+                              head={"epochs": 10, "lr": 0.01})
+    params["encoder"].update(pretrain=["digits"], downstream=["digits"])
     params["encoder"]["model"].update(width=16)
     params["encoder"]["simclr"].update(epochs=2)
     params["encoder"]["badencoder"].update(epochs=12)
@@ -116,13 +118,14 @@ def test_repro_builds_every_output(repo):
     for name in ("curves-digits", "curves-baselines-digits", "sft-schedule", "ablation-clean_fraction",
                  "ablation-poison_rate", "sequela-digits", "reinjection-digits", "ca-vs-asr-digits", "triggers-digits"):
         assert (repo / "reports/figures" / f"{name}.png").is_file()
-    for paradigm, pair, attack in (("transfer", "digits-to-digits-rot90", "badnets"),
+    for paradigm, pair, attack in (("transfer", "digits-to-digits-mirror", "badnets"),
                                    ("encoder", "digits-to-digits", "badencoder")):
         cell = summary[paradigm][pair][attack]
         assert set(cell) == {"clean", "none", "ft", "sft"} and all(cell[m]["asr"]["n"] == 2 for m in cell)
         assert all(0.0 <= cell[m][k]["mean"] <= 1.0 for m in cell for k in ("reinject_asr", "mia_loss_auc", "pgd_acc"))
-        if paradigm == "encoder":  # BadEncoder plants on digits (the transfer smoke pair does not: docs/paradigms.md)
-            assert all(cell["none"]["asr"]["seeds"][s] > cell["clean"]["asr"]["seeds"][s] + 0.5 for s in ("0", "1")), cell
+        # each paradigm's smoke backdoor reaches the user's task: far above the clean model's floor
+        asr = {s: (cell["none"]["asr"]["seeds"][s], cell["clean"]["asr"]["seeds"][s]) for s in ("0", "1")}
+        assert all(none > floor + 0.5 for none, floor in asr.values()), (paradigm, asr)
         for name in (paradigm, f"{paradigm}-sequela"):
             for suffix in (".md", ".csv", ".tex"):
                 assert (repo / "reports/tables" / f"{name}{suffix}").is_file()
@@ -132,7 +135,7 @@ def test_repro_builds_every_output(repo):
     from safetensors.torch import load_file
     shipped = load_file(repo / "data/standalone/digits/seed0/backdoored/badnets/none/model.safetensors")
     for model, same in (("none", True), ("ft", False)):
-        reused = load_file(repo / f"data/transfer/digits-to-digits-rot90/seed0/badnets/{model}/model.safetensors")
+        reused = load_file(repo / f"data/transfer/digits-to-digits-mirror/seed0/badnets/{model}/model.safetensors")
         backbone = [k for k in shipped if not k.startswith("fc.")]
         assert all(torch.equal(shipped[k], reused[k]) for k in backbone) == same, model
     external = summary["external"]["smoke"]["external"]

@@ -13,6 +13,7 @@ import math
 NUM_CLASSES = {
     "digits": 10,
     "digits-rot90": 10,
+    "digits-mirror": 10,
     "mnist": 10,
     "fashion-mnist": 10,
     "cifar10": 10,
@@ -23,18 +24,19 @@ NUM_CLASSES = {
 }
 DATASETS = tuple(NUM_CLASSES)
 
-# The sets without an official test split: `data.test_fraction` carves one. `digits-rot90` is digits
-# turned a quarter turn, a built-in domain shift for the transfer paradigm's offline smoke cell.
-NO_TEST_SPLIT = ("digits", "digits-rot90")
+# The sets without an official test split: `data.test_fraction` carves one. `digits-rot90` and
+# `digits-mirror` are digits turned a quarter turn and mirrored (sources.VARIANTS), built-in
+# downstream tasks for the transfer paradigm's offline cells.
+NO_TEST_SPLIT = ("digits", "digits-rot90", "digits-mirror")
 
 # Side of the square images as the pipeline stores them (digits is enlarged 8 -> 16, STL-10 and
 # GTSRB are resized to 32).
-IMAGE_SIDE = {"digits": 16, "digits-rot90": 16, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "gtsrb": 32,
+IMAGE_SIDE = {"digits": 16, "digits-rot90": 16, "digits-mirror": 16, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "cifar100": 32, "gtsrb": 32,
               "svhn": 32, "stl10": 32}
 
 # (train, test) images of the official splits; digits has one pool of 1,797 that `data.test_fraction`
 # splits.
-SPLIT_SIZES = {"digits": (1797, 0), "digits-rot90": (1797, 0), "mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
+SPLIT_SIZES = {"digits": (1797, 0), "digits-rot90": (1797, 0), "digits-mirror": (1797, 0), "mnist": (60000, 10000), "fashion-mnist": (60000, 10000),
                "cifar10": (50000, 10000), "cifar100": (50000, 10000), "gtsrb": (39209, 12630),
                "svhn": (73257, 26032), "stl10": (5000, 8000)}
 

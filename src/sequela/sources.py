@@ -24,8 +24,8 @@ def load(name: str, root: str | Path, seed: int = 0, test_fraction: float = 0.25
         raise ValueError(f"dataset: {name!r} is not one of {', '.join(DATASETS)}")
     if name == "digits":
         return load_digits(seed, test_fraction)
-    if name == "digits-rot90":
-        return rotated(load_digits(seed, test_fraction), "digits-rot90")
+    if name in VARIANTS:
+        return variant(load_digits(seed, test_fraction), name)
     from sequela import (
         torchvision_sets,  # imported lazily: torchvision is slow to import
     )
@@ -56,9 +56,17 @@ def load_digits(seed: int, test_fraction: float) -> Dataset:
     )
 
 
-def rotated(ds: Dataset, name: str) -> Dataset:
-    """Every image turned a quarter turn anticlockwise, same labels and splits: a domain shift that
-    needs no download (the transfer paradigm's smoke cell). The images are digits' own, so a model
-    trained on digits has seen them upright: a smoke test of the plumbing, not an independent domain."""
-    turn = lambda s: Split(torch.rot90(s.x, 1, dims=(2, 3)).contiguous(), s.y)  # noqa: E731
-    return Dataset(name, ds.classes, turn(ds.train), turn(ds.test), ds.source + ", turned 90 degrees")
+# digits seen another way, same labels and splits: the transfer paradigm's offline downstream tasks.
+# The images are digits' own, so a model trained on digits has seen them the other way round: a test
+# of the plumbing and of whether a backdoor carries, not an independent domain (docs/paradigms.md).
+VARIANTS = {
+    "digits-rot90": ("turned a quarter turn anticlockwise", lambda x: torch.rot90(x, 1, dims=(2, 3))),
+    "digits-mirror": ("mirrored left to right", lambda x: torch.flip(x, dims=(3,))),
+}
+
+
+def variant(ds: Dataset, name: str) -> Dataset:
+    """`ds` with every image transformed as VARIANTS[name] says."""
+    what, transform = VARIANTS[name]
+    turn = lambda s: Split(transform(s.x).contiguous(), s.y)  # noqa: E731
+    return Dataset(name, ds.classes, turn(ds.train), turn(ds.test), f"{ds.source}, {what}")

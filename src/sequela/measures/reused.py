@@ -30,6 +30,7 @@ from sequela.engine import Augment, predict_logits, seed_everything
 from sequela.measures import reinject, retune, robustness
 from sequela.measures.membership import MEMBER_STREAM, attacks_on_logits, metric_figures
 from sequela.measures.robustness import pgd_figures
+from sequela.workers import run_units
 
 
 def check(c: Checker) -> None:
@@ -67,7 +68,23 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
             "sequela_seconds": time.perf_counter() - start}
 
 
+# What the forked workers of measure_all read (workers.run_units sends a unit's name, not its data).
+_JOB: tuple = ()
+
+
+def _measure_one(name: str) -> dict:
+    results, cell, settings = _JOB
+    return measure(results[name].model, cell, settings)
+
+
 def measure_all(results: dict, cell, settings: dict) -> None:
-    """Add each model's sequela figures to its figures (`results`: name -> downstream.Result)."""
-    for result in results.values():
-        result.figures.update(measure(result.model, cell, settings))
+    """Add each model's sequela figures to its figures (`results`: name -> downstream.Result). The
+    models are independent units: on a CPU they run side by side, one thread each (workers.py)."""
+    global _JOB
+    _JOB = (results, cell, settings)
+    try:
+        names = list(results)
+        for name, figures in zip(names, run_units(_measure_one, names, cell.device)):
+            results[name].figures.update(figures)
+    finally:
+        _JOB = ()
