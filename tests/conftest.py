@@ -66,3 +66,14 @@ def planted_digits():
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
     return {"model": model, "train": ds.train, "test": ds.test, "attack": attack, "poisoned": poisoned, "target": 0,
             "spec": spec}
+
+
+# The longest files first: with `--dist loadfile` the workers take whole files in collection order, so
+# the pipeline file (over four minutes, its tiny grid's `dvc repro` in one fixture) started last made
+# the suite's wall time its start plus its length. First, it runs beside everything else.
+SLOWEST_FIRST = ("test_pipeline.py", "test_fanout.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = lambda item: SLOWEST_FIRST.index(item.path.name) if item.path.name in SLOWEST_FIRST else len(SLOWEST_FIRST)  # noqa: E731
+    items.sort(key=rank)
