@@ -57,15 +57,16 @@ def repo(tmp_path_factory) -> Path:
     params["sequela"]["retune"].update(epochs=1)
     params["sequela"]["pgd"].update(eps=[0.0313725], steps=3, n=50)
     params["sequela"]["membership"]["mlp"].update(epochs=100)
-    # The transfer paradigm's smoke cell with its head as in the default; the encoder's, just long enough to
-    # plant BadEncoder's backdoor (a narrower encoder, 2 SimCLR epochs, a shorter head).
+    # The paradigms' smoke cells, each just long enough to plant: the transfer head 4 epochs; for the encoder,
+    # a narrower encoder, 2 SimCLR epochs, a shorter head.
     params["transfer"].update(upstream=["digits"], downstream=["digits-mirror"], attacks=["badnets"],
-                              head={"epochs": 10, "lr": 0.01})
+                              head={"epochs": 4, "lr": 0.01})
     params["encoder"].update(pretrain=["digits"], downstream=["digits"])
     params["encoder"]["model"].update(width=16)
     params["encoder"]["simclr"].update(epochs=2)
     params["encoder"]["badencoder"].update(epochs=12)
-    params["encoder"]["head"].update(epochs=60, lr=1e-3, hidden=32)
+    # The user's FeatureNorm choice (two more heads per model) has its own test in test_paradigms.py.
+    params["encoder"]["head"].update(epochs=60, lr=1e-3, hidden=32, standardize=True)
     # A model trained elsewhere, as an external cell: an untrained digits CNN and folders of digits.
     external_folder(repo / "external/smoke")
     params["external"].update(cells=["smoke"], targets={"smoke": 0}, batch_size=16, crop_padding=1)
