@@ -68,9 +68,9 @@ def planted_digits():
             "spec": spec}
 
 
-# The longest files first: with `--dist loadfile` the workers take whole files in collection order, so
-# the pipeline file (over four minutes, its tiny grid's `dvc repro` in one fixture) started last made
-# the suite's wall time its start plus its length. First, it runs beside everything else.
+# The longest files first: with `--dist loadfile` the workers take whole files in collection order, and
+# the pipeline file (about four minutes, its tiny grid's `dvc repro` in one fixture) must not be the
+# last to start.
 SLOWEST_FIRST = ("test_pipeline.py", "test_fanout.py")
 
 

@@ -52,7 +52,7 @@ def repo(tmp_path_factory) -> Path:
     # Two ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
     # attacker's poison rate, which plants and trains its own model.
     params["ablation"].update(attacks=["badnets"], points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05"])
-    params["sequela"]["reinject"].update(draws=2, epochs=2)
+    params["sequela"]["reinject"].update(draws=1, epochs=1)
     # The sequela measures' own properties are tested in test_sequela.py; here each runs, briefly.
     params["sequela"]["retune"].update(epochs=1)
     params["sequela"]["pgd"].update(eps=[0.0313725], steps=3, n=50)
