@@ -156,15 +156,6 @@ def test_bad_slot_settings_get_one_line(dag, flag, value):
     assert "Traceback" not in result.stderr
 
 
-def test_clone_mode_workers_push_and_the_coordinator_restores_without_recomputing(dag, tmp_path_factory):
-    remote = tmp_path_factory.mktemp("remote")
-    result = fanout(dag, "--clone", str(dag), "--remote", str(remote))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert not (dag / "times").exists()  # every stage ran in a worker's clone, none here
-    assert "Running stage" not in result.stdout and "is cached - skipping run" in result.stdout
-    assert_complete(dag)  # restored from the run-cache the workers pushed
-
-
 def test_a_stage_imports_the_code_of_the_checkout_it_runs_in(tmp_path):
     # A clone's stage must run the clone's commit, not the editable install's checkout.
     from sequela.cli.fanout import with_code_of
@@ -174,10 +165,10 @@ def test_a_stage_imports_the_code_of_the_checkout_it_runs_in(tmp_path):
     assert with_code_of({}, tmp_path)["PYTHONPATH"] == str(tmp_path / "src")
 
 
-def test_clone_mode_leaves_git_tracked_outputs_to_the_coordinator(dag, tmp_path_factory):
-    # A stage with an uncached output (the report's git-tracked summary) has no run-cache entry:
-    # a worker's result could not come back, so the coordinator's closing repro builds it, and
-    # only it, from the restored stages.
+def test_clone_mode_workers_push_and_the_coordinator_restores_all_but_git_tracked_outputs(dag, tmp_path_factory):
+    # Every cached stage runs in a worker's clone and comes back through the run-cache it pushed. A
+    # stage with an uncached output (the report's git-tracked summary) has no run-cache entry: a
+    # worker's result could not come back, so the coordinator's closing repro builds it, and only it.
     with open(dag / "dvc.yaml", "a") as f:
         f.write("  r:\n    cmd: python step.py r out/c.txt\n    deps:\n      - step.py\n      - out/c.txt\n"
                 "    outs:\n      - out/r.txt:\n          cache: false\n")
@@ -188,6 +179,7 @@ def test_clone_mode_leaves_git_tracked_outputs_to_the_coordinator(dag, tmp_path_
     assert "left to this workspace's closing dvc repro --pull" in result.stdout
     ran = [line for line in result.stdout.splitlines() if line.startswith("Running stage")]
     assert ran == ["Running stage 'r':"], ran
+    assert "is cached - skipping run" in result.stdout  # the others restored, not recomputed
     assert sorted(p.name for p in (dag / "times").iterdir()) == ["r.end", "r.start"]  # only r ran here
     assert "warning" not in result.stderr
     assert_complete(dag)
