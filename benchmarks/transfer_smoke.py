@@ -28,28 +28,22 @@ import layout  # noqa: E402
 
 from sequela import downstream, models, sources  # noqa: E402
 from sequela.attacks.registry import load_artefact  # noqa: E402
-from sequela.data import Dataset, Split  # noqa: E402
 from sequela.recipe import Recipe  # noqa: E402
 
-TRANSFORMS = {
-    "same": lambda x: x,
-    "shift-1": lambda x: torch.roll(x, (1, 1), dims=(2, 3)),
-    "mirror": lambda x: torch.flip(x, dims=(3,)),
-    "rot90": lambda x: torch.rot90(x, 1, dims=(2, 3)),
-    "rot180": lambda x: torch.rot90(x, 2, dims=(2, 3)),
-    "invert": lambda x: 255 - x,
+# The registered variants (sources.VARIANTS: digits-rot90, digits-mirror) and four more candidates.
+CANDIDATES = {
+    "digits": ("unchanged", lambda x: x),
+    "digits-shift1": ("shifted one pixel down and right", lambda x: torch.roll(x, (1, 1), dims=(2, 3))),
+    "digits-rot180": ("turned half a turn", lambda x: torch.rot90(x, 2, dims=(2, 3))),
+    "digits-invert": ("inverted, 255 - x", lambda x: 255 - x),
+    **sources.VARIANTS,
 }
-
-
-def transformed(ds: Dataset, name: str) -> Dataset:
-    turn = lambda s: Split(TRANSFORMS[name](s.x).contiguous(), s.y)  # noqa: E731
-    return Dataset(name, ds.classes, turn(ds.train), turn(ds.test), name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attacks", nargs="+", default=["badnets"])
-    parser.add_argument("--variants", nargs="+", default=list(TRANSFORMS), choices=list(TRANSFORMS))
+    parser.add_argument("--variants", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     args = parser.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     torch.set_num_threads(1)
@@ -60,7 +54,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for attack in args.attacks:
         for variant in args.variants:
-            ds = transformed(base, variant)
+            ds = sources.transformed(base, variant, *CANDIDATES[variant])
             for seed in params["grid"]["seeds"]:
                 trigger, _, meta = load_artefact(layout.poison("digits", attack, seed), device)
                 cell = downstream.Cell(ds, trigger, meta["target"], recipe, params["transfer"]["head"],

@@ -67,13 +67,3 @@ def planted_digits():
     return {"model": model, "train": ds.train, "test": ds.test, "attack": attack, "poisoned": poisoned, "target": 0,
             "spec": spec}
 
-
-# The longest files first: with `--dist loadfile` the workers take whole files in collection order, and
-# the pipeline file (about four minutes, its tiny grid's `dvc repro` in one fixture) must not be the
-# last to start.
-SLOWEST_FIRST = ("test_pipeline.py", "test_fanout.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = lambda item: SLOWEST_FIRST.index(item.path.name) if item.path.name in SLOWEST_FIRST else len(SLOWEST_FIRST)  # noqa: E731
-    items.sort(key=rank)

@@ -67,6 +67,10 @@ VARIANTS = {
 
 def variant(ds: Dataset, name: str) -> Dataset:
     """`ds` with every image transformed as VARIANTS[name] says."""
-    what, transform = VARIANTS[name]
+    return transformed(ds, name, *VARIANTS[name])
+
+
+def transformed(ds: Dataset, name: str, what: str, transform) -> Dataset:
+    """`ds` under a new name with `transform` applied to every image batch, labels and splits kept."""
     turn = lambda s: Split(transform(s.x).contiguous(), s.y)  # noqa: E731
     return Dataset(name, ds.classes, turn(ds.train), turn(ds.test), f"{ds.source}, {what}")
