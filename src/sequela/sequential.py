@@ -51,6 +51,19 @@ def task_split(n: int, poisoned: torch.Tensor, clean_share: float, seed: int) ->
 def fisher_diagonal(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mean over the images of the squared per-image gradient of the loss (BatchNorm in eval mode)."""
     model.eval()
+    # vmap cannot convert a batch to channels_last (the compact CNN's CPU layout); a layout changes
+    # the speed of a forward pass, not its value, so the per-image passes run contiguous.
+    channels_last = getattr(model, "channels_last", False)
+    if channels_last:
+        model.channels_last = False
+    try:
+        return _fisher_diagonal(model, images, labels)
+    finally:
+        if channels_last:
+            model.channels_last = True
+
+
+def _fisher_diagonal(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
 
