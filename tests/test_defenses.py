@@ -340,3 +340,32 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
     DEFENSES[name].run(ctx)
     assert isinstance(ctx.model, models.Classifier) and ctx.model.fc.in_features == 16
     assert ctx.model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", ["btidbf", "pam"])
+def test_inversion_defenses_run_under_cpu_bf16_and_leave_float32_weights(name):
+    """Where a recipe sets cpu_bf16, BTI-DBF(U) and PAM run their generator and model under bf16
+    autocast (their inversion is most of their cost); the weights they leave stay float32."""
+    from sequela import engine, models
+
+    spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
+            "width": 4, "input_shape": [3, 32, 32]}
+    train, test = colour_blobs(64, seed=0), colour_blobs(32, seed=1)
+    from sequela.attacks.registry import ATTACKS, choose_poison_indices
+
+    g = torch.Generator().manual_seed(0)
+    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
+    recipe = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
+    fixture = {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack,
+               "poisoned": choose_poison_indices(train.y, 0, 0.1, g), "target": 0, "spec": spec}
+    ctx = context(fixture, name, epochs=1, recipe=recipe, pretrain_epochs=1, mask_epochs=1, invert_epochs=2)
+    before = copy.deepcopy(ctx.model.state_dict())
+    engine.use_cpu_bf16(True)
+    try:
+        DEFENSES[name].run(ctx)
+    finally:
+        engine.use_cpu_bf16(False)
+    after = ctx.model.state_dict()
+    assert all(v.dtype == before[k].dtype for k, v in after.items())
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    assert not all(torch.equal(v, before[k]) for k, v in after.items())  # it unlearned something

@@ -41,9 +41,10 @@ _CPU_BF16 = False
 
 
 def use_cpu_bf16(enabled: bool) -> None:
-    """Run CPU forward passes under bf16 autocast too. Worth it only on CPUs with AMX (Sapphire Rapids
-    and later: 2.1-2.7x per training step of compact_cnn, benchmarks/compact_cnn.py); without AMX
-    bf16 is slower than float32. The weights, the optimiser and the loss stay float32."""
+    """Run CPU forward passes under bf16 autocast too. Worth it only on CPUs with bf16 instructions
+    (AMX on Intel: 2.1-2.7x per training step of compact_cnn; AVX512-BF16 on AMD: 1.8x;
+    benchmarks/compact_cnn.py); without them bf16 is slower than float32. The weights, the optimiser
+    and the loss stay float32."""
     global _CPU_BF16
     _CPU_BF16 = bool(enabled)
 

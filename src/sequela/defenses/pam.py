@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from sequela.checker import INF, Checker
 from sequela.defenses import btidbf
 from sequela.defenses.base import DefenseContext
-from sequela.engine import sgd
+from sequela.engine import autocast, sgd
 
 
 def check(c: Checker, key: str) -> None:
@@ -51,7 +51,9 @@ def run(ctx: DefenseContext) -> dict:
     def step(x: torch.Tensor, mixed: torch.Tensor, y: torch.Tensor) -> None:
         steps = toward(params, anchor, rho)
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(mixed), y).backward()   # the gradient on the path to the backdoor ...
+        with autocast(ctx.device):
+            loss = F.cross_entropy(model(mixed).float(), y)
+        loss.backward()                                 # the gradient on the path to the backdoor ...
         with torch.no_grad():
             for q, moved in zip(params, steps):
                 q.sub_(moved)                           # ... applied at the weights
