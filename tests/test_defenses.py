@@ -342,10 +342,10 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
     assert ctx.model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
 
 
-@pytest.mark.parametrize("name", ["btidbf", "pam"])
-def test_inversion_defenses_run_under_cpu_bf16_and_leave_float32_weights(name):
-    """Where a recipe sets cpu_bf16, BTI-DBF(U) and PAM run their generator and model under bf16
-    autocast (their inversion is most of their cost); the weights they leave stay float32."""
+@pytest.mark.parametrize("name", ["sau", "btidbf", "pam"])
+def test_the_costliest_defenses_run_under_cpu_bf16_and_leave_float32_weights(name):
+    """Where a recipe sets cpu_bf16, SAU (its inner PGD) and BTI-DBF(U) and PAM (their generator)
+    run their forward passes under bf16 autocast; the weights they leave stay float32."""
     from sequela import engine, models
 
     spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
@@ -358,7 +358,8 @@ def test_inversion_defenses_run_under_cpu_bf16_and_leave_float32_weights(name):
     recipe = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
     fixture = {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack,
                "poisoned": choose_poison_indices(train.y, 0, 0.1, g), "target": 0, "spec": spec}
-    ctx = context(fixture, name, epochs=1, recipe=recipe, pretrain_epochs=1, mask_epochs=1, invert_epochs=2)
+    short = {} if name == "sau" else {"pretrain_epochs": 1, "mask_epochs": 1, "invert_epochs": 2}
+    ctx = context(fixture, name, epochs=1, recipe=recipe, **short)
     before = copy.deepcopy(ctx.model.state_dict())
     engine.use_cpu_bf16(True)
     try:

@@ -17,7 +17,9 @@ same for CIFAR-10, CIFAR-100 and GTSRB:
 - Adam at a constant 1e-4, no weight decay, the model kept in eval mode (BatchNorm frozen), the
   clean data without augmentation.
 Departure: epochs are `defense.epochs` and the batch the defender's, as for FT and SFT (the config's
-100 rounds of batch 256 on 2,500 CIFAR-10 images are scaled by the same rule).
+100 rounds of batch 256 on 2,500 CIFAR-10 images are scaled by the same rule). Like every training
+loop here, the forward passes run under bf16 autocast where the recipe asks for it (CUDA,
+`cpu_bf16`), with the logits taken to float32 before every loss, softmax and argmax.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 
 from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
-from sequela.engine import Adam, BatchStream
+from sequela.engine import Adam, BatchStream, autocast
 from sequela.progress import bar
 
 
@@ -53,15 +55,16 @@ def shared_perturbation(model, backdoored, x: torch.Tensor, y: torch.Tensor, p: 
     """The inner maximisation: delta (||delta||_inf <= eps) whose x + delta both models misclassify
     with the same label, by signed steps on beta1 * L_adv + beta2 * L_js. `clean_pred0`: the
     backdoored model's labels of x, where the caller has them already."""
-    with torch.no_grad():
-        clean_pred = model(x).argmax(1)
+    with torch.no_grad(), autocast(x.device):
+        clean_pred = model(x).float().argmax(1)
         if clean_pred0 is None:
-            clean_pred0 = backdoored(x).argmax(1)
+            clean_pred0 = backdoored(x).float().argmax(1)
     delta = torch.full_like(x, p["eps"])
     n = len(x)
     for _ in range(p["steps"]):
         delta.requires_grad_(True)
-        out, out0 = model(x + delta), backdoored(x + delta)
+        with autocast(x.device):
+            out, out0 = model(x + delta).float(), backdoored(x + delta).float()
         pred, pred0 = out.argmax(1), out0.argmax(1)
         fooled, fooled0 = pred != clean_pred, pred0 != clean_pred0
         shared = fooled & fooled0 & (pred == pred0)
@@ -81,10 +84,12 @@ def shared_loss(model, backdoored, x_adv: torch.Tensor, y: torch.Tensor,
     """L_sh: on the rows where x + delta fools the backdoored model (its label is neither the true one
     nor its clean answer), -log(1 - p_model(that label)), summed and divided by the batch. Also
     returns the backdoored model's labels of x + delta (it is frozen: they do not change)."""
-    with torch.no_grad():
-        adv_pred0 = backdoored(x_adv).argmax(1)
+    with torch.no_grad(), autocast(x_adv.device):
+        adv_pred0 = backdoored(x_adv).float().argmax(1)
     rows = (adv_pred0 != y) & (adv_pred0 != clean_pred0)
-    probs = model(x_adv).softmax(1).gather(1, adv_pred0[:, None]).squeeze(1)
+    with autocast(x_adv.device):
+        logits = model(x_adv).float()
+    probs = logits.softmax(1).gather(1, adv_pred0[:, None]).squeeze(1)
     return -(1.0 - probs[rows]).clamp_min(1e-12).log().sum() / len(x_adv), adv_pred0
 
 
@@ -99,18 +104,19 @@ def run(ctx: DefenseContext) -> dict:
     for epoch in range(1, ctx.epochs + 1):
         model.eval()  # BatchNorm frozen, as the reference
         for x, y in stream:
-            with torch.no_grad():
-                clean_pred0 = backdoored(x).argmax(1)
+            with torch.no_grad(), autocast(ctx.device):
+                clean_pred0 = backdoored(x).float().argmax(1)
             x_adv = x + shared_perturbation(model, backdoored, x, y, p, clean_pred0)
             unlearn, pred0 = shared_loss(model, backdoored, x_adv, y, clean_pred0)
-            loss = p["lambda1"] * F.cross_entropy(model(x), y) + p["lambda3"] * unlearn
-            if p["lambda2"]:
-                loss = loss + p["lambda2"] * F.cross_entropy(model(x_adv), y)
+            with autocast(ctx.device):
+                loss = p["lambda1"] * F.cross_entropy(model(x).float(), y) + p["lambda3"] * unlearn
+                if p["lambda2"]:
+                    loss = loss + p["lambda2"] * F.cross_entropy(model(x_adv).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            with torch.no_grad():
-                pred = model(x_adv).argmax(1)
+            with torch.no_grad(), autocast(ctx.device):
+                pred = model(x_adv).float().argmax(1)
                 shared_rows += int(((pred == pred0) & (pred0 != y)).sum())
                 rows += len(y)
             shown.update()
