@@ -66,4 +66,3 @@ def planted_digits():
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
     return {"model": model, "train": ds.train, "test": ds.test, "attack": attack, "poisoned": poisoned, "target": 0,
             "spec": spec}
-

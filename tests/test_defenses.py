@@ -320,25 +320,32 @@ def colour_blobs(n: int, seed: int) -> Split:
     return Split(grey.x.repeat(1, 3, 1, 1), grey.y)
 
 
+COMPACT_RECIPE = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
+
+
+def compact_fixture(n_train: int, n_test: int) -> dict:
+    """A BadNets-poisoned colour-blob set and an untrained compact CNN of width 4: the 32x32 model
+    the CPU recipe uses, channels_last included."""
+    from sequela import models
+    from sequela.attacks.registry import ATTACKS, choose_poison_indices
+
+    spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
+            "width": 4, "input_shape": [3, 32, 32]}
+    train, test = colour_blobs(n_train, seed=0), colour_blobs(n_test, seed=1)
+    g = torch.Generator().manual_seed(0)
+    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
+    return {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack,
+            "poisoned": choose_poison_indices(train.y, 0, 0.1, g), "target": 0, "spec": spec}
+
+
 @pytest.mark.parametrize("name", sorted(DEFENSES))
 def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
     """The defenses find their layers by name (stages, channel_mask, features), so the 32x32 model
     needs no defense-specific code: each runs end to end on it and leaves a working classifier."""
     from sequela import models
 
-    spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
-            "width": 4, "input_shape": [3, 32, 32]}
-    train, test = colour_blobs(96, seed=0), colour_blobs(40, seed=1)
-    g = torch.Generator().manual_seed(0)
-    from sequela.attacks.registry import ATTACKS, choose_poison_indices
-
-    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
-    poisoned = choose_poison_indices(train.y, 0, 0.1, g)
     quick = {"nc": {"steps": 20}, "nad": {"te_epochs": 1}, "abl": {"isolation_epochs": 1, "unlearning_epochs": 1}}
-    recipe = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
-    fixture = {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack, "poisoned": poisoned,
-               "target": 0, "spec": spec}
-    ctx = context(fixture, name, epochs=1, recipe=recipe, **quick.get(name, {}))
+    ctx = context(compact_fixture(96, 40), name, epochs=1, recipe=COMPACT_RECIPE, **quick.get(name, {}))
     DEFENSES[name].run(ctx)
     assert isinstance(ctx.model, models.Classifier) and ctx.model.fc.in_features == 16
     assert ctx.model(torch.rand(2, 3, 32, 32)).shape == (2, 4)
@@ -348,20 +355,10 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
 def test_the_costliest_defenses_run_under_cpu_bf16_and_leave_float32_weights(name):
     """Where a recipe sets cpu_bf16, SAU (its inner PGD) and BTI-DBF(U) and PAM (their generator)
     run their forward passes under bf16 autocast; the weights they leave stay float32."""
-    from sequela import engine, models
+    from sequela import engine
 
-    spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
-            "width": 4, "input_shape": [3, 32, 32]}
-    train, test = colour_blobs(64, seed=0), colour_blobs(32, seed=1)
-    from sequela.attacks.registry import ATTACKS, choose_poison_indices
-
-    g = torch.Generator().manual_seed(0)
-    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
-    recipe = Recipe(model="compact_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=2, width=4)
-    fixture = {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack,
-               "poisoned": choose_poison_indices(train.y, 0, 0.1, g), "target": 0, "spec": spec}
     short = {} if name == "sau" else {"pretrain_epochs": 1, "mask_epochs": 1, "invert_epochs": 2}
-    ctx = context(fixture, name, epochs=1, recipe=recipe, **short)
+    ctx = context(compact_fixture(64, 32), name, epochs=1, recipe=COMPACT_RECIPE, **short)
     before = copy.deepcopy(ctx.model.state_dict())
     engine.use_cpu_bf16(True)
     try:

@@ -49,7 +49,6 @@ def test_plain_sam_ascends_exactly_rho_and_the_fisher_is_the_mean_squared_per_im
     assert all(torch.allclose(fisher[k], expected[k], rtol=1e-4, atol=1e-9) for k in expected)
 
 
-
 def test_the_fisher_runs_on_the_channels_last_compact_cnn_and_leaves_its_layout_as_it_was():
     # The 32x32 sets' CPU recipe model converts its input to channels_last, which vmap cannot do.
     spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.5] * 3, "std": [0.25] * 3,
@@ -65,6 +64,7 @@ def test_the_fisher_runs_on_the_channels_last_compact_cnn_and_leaves_its_layout_
             grad, = torch.autograd.grad(F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), p)
             expected += grad.pow(2) / len(x)
         assert torch.allclose(fisher[k], expected, rtol=1e-4, atol=1e-9), k
+
 
 @pytest.fixture(scope="module")
 def trained():
