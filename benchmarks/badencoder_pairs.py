@@ -65,7 +65,7 @@ def main() -> None:
         of_target = torch.nonzero(down.train.y == enc["target"]).flatten()
         pick = torch.randperm(len(of_target), generator=torch.Generator().manual_seed(seed))[:b["n_reference"]]
         references = down.train.x[of_target[pick].sort().values]
-        backdoored, history = badencoder.backdoor(clean, shadow.x, references, stamp, views, b, device, seed)
+        backdoored, history, _, _ = badencoder.backdoor(clean, shadow.x, references, stamp, views, b, device, seed)
         t2 = time.perf_counter()
         victims = down.test.subset(down.test.y != enc["target"]).x
         diag = {k: badencoder.similarities(m, clean, victims, references, stamp) for k, m in

@@ -3,8 +3,8 @@ attack of ablation.attacks.
 
 The point is the main grid with one setting changed (src/sequela/ablation.py). A defend-only sweep
 reruns the sweep's defenses (FT and/or SFT) on the main grid's backdoored models with the defend
-stage's code (sequela.defenses.apply); `poison_rate` plants its own poison, trains its own backdoored
-model as the train stage does (the attacker's budget rule included) and runs FT, SFT and FST on it.
+stage's code (sequela.defenses.apply); `poison_rate` plants its own poison and trains its own
+backdoored model as the poison and train stages do, then runs FT, SFT and FST on it.
 Final CA, ASR and RA on the whole test split and each run's seconds; no models kept, no sequela.
 Where the value is the main grid's own, the defenses the grid ran are read from its cells, not
 computed again (the cell says which). The (attack, defense) runs go side by side on a CPU."""
@@ -35,7 +35,7 @@ def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> 
     from sequela.attacks.registry import load_artefact, plant
     from sequela.engine import seed_everything
     from sequela.metrics import evaluate
-    from sequela.planting import PlantingCheck
+    from sequela.planting import PlantingCheck, surrogate
     from sequela.training import model_spec, train_classifier
 
     args, device, recipe = stage.args, stage.device, stage.recipe
@@ -45,11 +45,11 @@ def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> 
         return {}, (trigger, poisoned, pm["target"], pm["poison_rate"], backdoored, spec)
     rate, target = params["attack"]["poison_rate"], params["attack"]["target"]
     seed_everything(args.seed)  # the same start for every attack, whichever ran before it in this cell
+    spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     trigger, poisoned = plant(attack, params["attack"][attack], ds.train.x, ds.train.y, target, rate, args.seed,
-                              device, lambda: models.load(layout.clean_model(args.dataset, args.seed), device)[0])
+                              device, lambda: surrogate(ds.shadow, spec, recipe, device, args.seed))
     trigger, poisoned = trigger.to(device), poisoned.to(device)
     seed_everything(args.seed)
-    spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     rule = params["attack"]["budget"]
     planted = PlantingCheck(ds.shadow.to(device), trigger, target, rule["min_asr"][attack])
     run = train_classifier(ds.train, spec, recipe, device, args.seed, evaluate=lambda m: {}, attack=trigger,
@@ -75,13 +75,13 @@ def main() -> None:
     if todo:
         ds, meta = data.load_prepared(layout.prepared(args.dataset))
         settings, test = params["defense"], ds.test.to(stage.device)
-        clean = ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], args.seed))
+        clean = ds.train.subset(data.defender_rows(ds.train, settings["clean_fraction"], args.seed))
         for attack in attacks:
             figures[attack], (trigger, poisoned, target, rate, model, spec) = backdoored_model(
                 stage, ds, meta, params, sweep, attack)
             CELLS[attack] = Defended(backdoored=model, spec=spec, train=ds.train, poisoned=poisoned, attack=trigger,
                                      target=target, poison_rate=rate, recipe=stage.recipe, device=stage.device,
-                                     settings=settings, seed=args.seed, test=test, clean=clean)
+                                     settings=settings, seed=args.seed, test=test, clean=clean, dataset=args.dataset)
         units = [(a, d) for a in attacks for d in todo if d != "none"]
         for (attack, name), f in zip(units, run_units(defend, units, stage.device)):
             figures[attack][name] = f

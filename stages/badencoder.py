@@ -43,7 +43,7 @@ def main() -> None:
     start = time.perf_counter()
     sim = settings["simclr"]
     views = simclr.Views(sim["crop_min"], sim["flip"], sim["jitter"])  # the pre-training's augmentation
-    model, history = badencoder.backdoor(clean, shadow.x, references, stamp, views, b, device, args.seed)
+    model, history, lr, held_out = badencoder.backdoor(clean, shadow.x, references, stamp, views, b, device, args.seed)
     seconds = time.perf_counter() - start
     victims = down.test.subset(down.test.y != target).x.to(device)
     figures = {"before": badencoder.similarities(clean, clean, victims, references.to(device), stamp),
@@ -57,13 +57,13 @@ def main() -> None:
     write_cell({"paradigm": layout.ENCODER, "dataset": pair, "attack": "badencoder", "seed": args.seed,
                 "target": target, "n_shadow": len(shadow), "n_reference": len(reference_rows),
                 "trigger_size": stamp.params["size"], "seconds": seconds, "epochs": len(history), "losses": history,
-                **figures},
+                "lr": lr, "held_out_by_lr": {str(k): v for k, v in held_out.items()}, **figures},
                layout.badencoder_metrics(pair, args.seed))
     print(f"badencoder {pair} seed {args.seed}: triggered-to-reference similarity "
           f"{figures['before']['triggered_to_reference']:.3f} -> {figures['after']['triggered_to_reference']:.3f}, "
           f"clean inputs kept {figures['after']['clean_kept']:.3f}, norm ratio {figures['after']['norm_ratio']:.2f}, "
           f"centred similarity {figures['after']['centred_triggered_to_reference']:.3f}; "
-          f"{len(history)} epochs in {seconds:.1f} s")
+          f"{len(history)} epochs at lr {lr:g} (the lowest held-out loss of {len(held_out)} rates) in {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def main() -> None:
         target=poison_meta["target"], poison_rate=poison_meta["poison_rate"], recipe=stage.recipe, device=device,
         settings=settings, seed=seed, test=ds.test.to(device),
         curve_test=ds.test.sample(params["curves"]["eval_n"], seed).to(device),
-        clean=ds.train.subset(data.clean_subset(len(ds.train), settings["clean_fraction"], seed)))
+        clean=ds.train.subset(data.defender_rows(ds.train, settings["clean_fraction"], seed)),
+        rounds=layout.backdoored_rounds(args.dataset, args.attack, seed), dataset=args.dataset)
     WHERE.update(dataset=args.dataset, attack=args.attack)
 
     names = params["grid"]["defenses"]

@@ -4,7 +4,8 @@ Every path of a seeded cell carries the paradigm and the seed, so adding a seed 
 adds files beside the others and never overwrites them:
 
     data/prepared/<dataset>/                                   (one split per dataset, every seed)
-    data/<paradigm>/<dataset>/seed<k>/clean | shadow           reference and shadow models
+    data/<paradigm>/<dataset>/seed<k>/clean/round<r>           the clean reference after r rounds
+    data/<paradigm>/<dataset>/seed<k>/shadow/round<r>          the membership shadow model after r rounds
     data/<paradigm>/<dataset>/seed<k>/backdoored/<attack>/poison   trigger + poisoned indices
     data/<paradigm>/<dataset>/seed<k>/backdoored/<attack>/none     the backdoored model
     data/<paradigm>/<dataset>/seed<k>/defended/<attack>/<d>        each defended model
@@ -12,6 +13,11 @@ adds files beside the others and never overwrites them:
     metrics/curves/<paradigm>/<dataset>/seed<k>/...tsv         per-epoch curves (DVC plots)
     metrics/cells/<paradigm>/<dataset>/seed<k>/ablation/<point>.json
                                                                one ablation sweep point, every attack
+
+The clean reference and the membership shadow model keep one snapshot per round of the recipe's
+epochs (up to attack.budget.max_rounds): a cell compares its backdoored model, trained r rounds by
+the attacker's budget rule, with the references after r rounds, so every compared model trains the
+same epochs on the same schedule.
 
 The backdoored models of a seed sit apart from the defended ones, so that a stage that reads every
 attack's backdoored model (an ablation point) can depend on that one folder without rerunning
@@ -27,6 +33,8 @@ the standalone paradigm has a dataset (the encoder's pre-training set alone for 
 """
 
 from pathlib import Path
+
+from sequela.io import read_json
 
 STANDALONE, TRANSFER, ENCODER = "standalone", "transfer", "encoder"  # the paradigm: every path's first key
 
@@ -47,13 +55,24 @@ def curves_dir(dataset: str, seed: int, paradigm: str = STANDALONE) -> Path:
     return Path("metrics/curves") / paradigm / dataset / f"seed{seed}"
 
 
-def clean_model(dataset: str, seed: int) -> Path:
+def clean_models(dataset: str, seed: int) -> Path:
+    """The clean stage's output folder: one snapshot of the clean reference per round."""
     return run_dir(dataset, seed) / "clean"
 
 
-def shadow_model(dataset: str, seed: int) -> Path:
-    """The membership attacker's shadow model (model files + its training curve)."""
+def clean_model(dataset: str, seed: int, rounds: int) -> Path:
+    """The clean reference after `rounds` rounds of the recipe's epochs."""
+    return clean_models(dataset, seed) / f"round{rounds}"
+
+
+def shadow_models(dataset: str, seed: int) -> Path:
+    """The shadow stage's output folder: one snapshot of the membership shadow model per round."""
     return run_dir(dataset, seed) / "shadow"
+
+
+def shadow_model(dataset: str, seed: int, rounds: int) -> Path:
+    """The membership attacker's shadow model after `rounds` rounds of the recipe's epochs."""
+    return shadow_models(dataset, seed) / f"round{rounds}"
 
 
 def backdoored(dataset: str, seed: int) -> Path:
@@ -66,9 +85,10 @@ def poison(dataset: str, attack: str, seed: int) -> Path:
 
 
 def model(dataset: str, attack: str, seed: int, defense: str = "none") -> Path:
-    """The backdoored model ("none") or a defended one; "clean" is the clean reference model."""
+    """The backdoored model ("none") or a defended one; "clean" is the clean reference model trained
+    as long as the backdoored one."""
     if defense == "clean":
-        return clean_model(dataset, seed)
+        return clean_model(dataset, seed, backdoored_rounds(dataset, attack, seed))
     if defense == "none":
         return backdoored(dataset, seed) / attack / "none"
     return defended_models(dataset, attack, seed) / defense
@@ -89,6 +109,11 @@ def shadow_metrics(dataset: str, seed: int) -> Path:
 
 def backdoored_metrics(dataset: str, attack: str, seed: int) -> Path:
     return cells_dir(dataset, seed) / f"{attack}-none.json"
+
+
+def backdoored_rounds(dataset: str, attack: str, seed: int) -> int:
+    """How many rounds of the recipe's epochs the attacker trained its backdoored model (train@'s cell)."""
+    return int(read_json(backdoored_metrics(dataset, attack, seed))["rounds"])
 
 
 def defense_metrics(dataset: str, attack: str, seed: int) -> Path:

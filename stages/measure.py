@@ -49,7 +49,7 @@ def measure(label: str) -> dict:
     model_dir = layout.model(c.dataset, c.attack_name, c.seed, label)
     model, _ = models.load(model_dir, c.device)
     groups = membership.member_groups(len(c.ds.train), len(c.ds.holdout), c.seed, c.poisoned, c.defender,
-                           removed_rows(model_dir))
+                                      removed_rows(model_dir), groups=c.ds.train.groups)
     cell = {"asr": backdoor_metrics(model, c.test, c.attack, c.target)["asr"]} if label == "clean" else {}
     cell.update(membership.membership_figures(model, c.ds.train, c.ds.holdout, groups, c.shadow_attack, c.mlp))
     r, p = c.settings["reinject"], c.settings["pgd"]
@@ -76,16 +76,16 @@ def main() -> None:
         raise SystemExit(f"error: {layout.prepared(args.dataset)} has no membership holdout; "
                          "set data.holdout_fraction > 0")
     attack, poisoned, poison_meta = load_artefact(layout.poison(args.dataset, args.attack, seed), device)
-    shadow_model, _ = models.load(layout.shadow_model(args.dataset, seed), device)
-    m = settings["membership"]
-    shadow_attack = ShadowAttack(m["top_k"], m["mlp"]["hidden"], m["mlp"]["epochs"], m["mlp"]["lr"], seed)
-    defender = data.clean_subset(len(ds.train), params["defense"]["clean_fraction"], seed)
+    rounds = layout.backdoored_rounds(args.dataset, args.attack, seed)  # the references trained as long
+    shadow_model, _ = models.load(layout.shadow_model(args.dataset, seed, rounds), device)
+    shadow_attack = ShadowAttack.from_settings(settings["membership"], seed)
+    defender = data.defender_rows(ds.train, params["defense"]["clean_fraction"], seed)
+    retuning = retune.Retuning.from_settings(settings["retune"], len(defender), recipe.batch_size, seed)
     CELL.__dict__.update(
         dataset=args.dataset, attack_name=args.attack, seed=seed, settings=settings, device=device, ds=ds,
         attack=attack, poisoned=poisoned, target=poison_meta["target"], test=ds.test.to(device),
-        defender=defender, retuning=retune.Retuning.from_settings(settings["retune"], recipe.batch_size, seed),
-        retuning_set=retune.retuning_set(ds.train.subset(defender), ds.train, poisoned, settings["retune"]["k"],
-                                         attack, poison_meta["target"], device),
+        defender=defender, retuning=retuning, retuning_set=retune.retuning_set(
+            ds.train.subset(defender), ds.train, poisoned, retuning.k, attack, poison_meta["target"], device),
         shadow_attack=shadow_attack, mlp=shadow_attack.fit(shadow_model, ds.shadow, ds.shadow_out),
         reinjection=reinject.Reinjection.from_settings(settings["reinject"], recipe.momentum, recipe.weight_decay, seed),
         augment=Augment(recipe.crop_padding, recipe.flip))

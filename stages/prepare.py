@@ -16,6 +16,9 @@ def main() -> None:
     data.save_prepared(ds, layout.prepared(args.dataset))
     print(f"prepared {ds.name}: {len(ds.train)} train, {len(ds.test)} test, {len(ds.shadow)} shadow, "
           f"{len(ds.holdout)} membership holdout, {len(ds.shadow_out)} shadow non-members; images {ds.image_shape}")
+    if ds.train.groups is not None:  # near-duplicate frames (GTSRB's tracks) were kept on one side
+        print(f"  train and shadow carved by whole groups: {ds.train.groups.unique().numel()} and "
+              f"{ds.shadow.groups.unique().numel()} groups")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ TABLES, FIGURES, PLOTS = Path("reports/tables"), Path("reports/figures"), Path("
 def main() -> None:
     params = open_stage(__doc__, device=False).params
     grid = params["grid"]
+    n = len(grid["seeds"])
     df = pd.DataFrame(gather(grid))
     points = ablation_points(params, df)
     nested = summary.nest(df)
@@ -32,10 +33,9 @@ def main() -> None:
         nested.update(summary.nest(external))
         tables.write_rows(tables.spread_rows(external, ["dataset"], "defense", list(external["defense"].unique()),
                                              ("ca", "asr", "mia_loss_auc", "seconds")), TABLES / "external",
-                          "Models trained elsewhere (external/<name>/): CA, ASR, membership loss AUC and seconds of the "
-                          f"model as given (none) and after each defense (mean ± sd over {len(grid['seeds'])} seeds).")
+                          "Models trained elsewhere (external/<name>/): CA, ASR, membership loss AUC and seconds of "
+                          f"the model as given (none) and after each defense (mean ± sd over {n} seeds).")
     atomic_write_json(nested, "metrics/summary.json")
-    n = len(grid["seeds"])
 
     paper = [f for f in ("ft", "sft") if f in grid["defenses"]]
     rows = tables.spread_rows(df, ["dataset", "attack"], "defense", ["clean", "none", *paper])
@@ -44,25 +44,22 @@ def main() -> None:
                       "the trigger's floor without a backdoor), the backdoored model (none) and after FT and SFT.")
     order = baselines.defense_order(df)
     tables.write_rows(tables.spread_rows(df, ["dataset", "attack"], "defense", order, ("ca", "asr", "seconds")),
-                      TABLES / "baselines", f"SFT against the baselines: CA, ASR and seconds (mean ± sd over {n} seeds).")
+                      TABLES / "baselines",
+                      f"SFT against the baselines: CA, ASR and seconds (mean ± sd over {n} seeds).")
     models = ["clean", "none", *grid["defenses"]]
     tables.write_rows(sequela_tables.sequela_rows(df, models), TABLES / "sequela",
                       f"Backdoor sequela (mean ± sd over {n} seeds): each measure, and its per-seed change after the "
                       "defense (Δ = after - none).")
     if "p_asr" in df:
-        tables.write_rows(tables.spread_rows(df, ["dataset", "attack"], "defense", models, ("ca", "asr", "p_asr", "p_ca")),
-                          TABLES / "retuning", f"The retuning attack (Min et al., 2024): O-ASR (asr, after the defense) "
+        retuning = ("ca", "asr", "p_asr", "p_ca")
+        tables.write_rows(tables.spread_rows(df, ["dataset", "attack"], "defense", models, retuning),
+                          TABLES / "retuning", "The retuning attack (Min et al., 2024): O-ASR (asr, after the defense) "
                           f"and P-ASR (after retuning on 5 poisons), CA before and after (mean ± sd over {n} seeds).")
-    # The membership question is about the training data the defense did not revisit (docs/protocol.md).
-    mia = "mia_loss_auc_unseen" if "mia_loss_auc_unseen" in df and df["mia_loss_auc_unseen"].notna().any() \
-        else "mia_loss_auc"
     if not reused.empty:
         paradigms.write(reused, reused_curves, TABLES, FIGURES, n)
-    claim_rows = claims.claims_rows(pd.concat([df, reused]), mia, params["attack"]["budget"]["min_asr"]) + claims.survival_rows(df)
-    atomic_write_json(summary.headline(nested, claim_rows, grid["datasets"][0], grid["attacks"]), "metrics/headline.json")
-    tables.write_rows(claim_rows, TABLES / "claims",
-                      "The paper's claims, judged by paired per-seed differences with 95% t-intervals; pooled "
-                      "rows average the planted attacks within each seed first (n = seeds).")
+    claim_rows = claims.write_tables(pd.concat([df, reused]), df, params["attack"]["budget"]["min_asr"], TABLES)
+    atomic_write_json(summary.headline(nested, claim_rows, grid["datasets"][0], grid["attacks"]),
+                      "metrics/headline.json")
 
     runs_by_dataset = {d: curves(grid, d).assign(dataset=d) for d in grid["datasets"]}
     for dataset, runs in runs_by_dataset.items():
@@ -73,13 +70,15 @@ def main() -> None:
                                    f"{dataset}: ASR and CA during FT and SFT (epoch 0 = backdoored; "
                                    f"mean ± sd over {n} seeds)", floors)
         figures.defense_curves(runs, FIGURES / f"curves-baselines-{dataset}.png",
-                               f"{dataset}: ASR and CA during every defense (mean ± sd over {n} seeds)", floors, by="defense")
+                               f"{dataset}: ASR and CA during every defense (mean ± sd over {n} seeds)", floors,
+                               by="defense")
         baselines.ca_vs_asr_figure(mine, FIGURES / f"ca-vs-asr-{dataset}.png",
                                    f"{dataset}: CA against ASR after each defense (mean ± sd, {n} seeds)")
-        sequela_tables.sequela_figure(mine, FIGURES / f"sequela-{dataset}.png",
-                               f"{dataset}: sequela, change after the defense (after - backdoored, per seed; bars: mean ± sd)")
-        sequela_tables.reinjection_figure(sequela_tables.reinjection_frame(mine), FIGURES / f"reinjection-{dataset}.png",
-                                   f"{dataset}: ASR while re-injecting the backdoor (epoch 0 = before)")
+        sequela_tables.sequela_figure(mine, FIGURES / f"sequela-{dataset}.png", f"{dataset}: sequela, change after "
+                                      "the defense (after - backdoored, per seed; bars: mean ± sd)")
+        reinjection = sequela_tables.reinjection_frame(mine)
+        sequela_tables.reinjection_figure(reinjection, FIGURES / f"reinjection-{dataset}.png",
+                                          f"{dataset}: ASR while re-injecting the backdoor (epoch 0 = before)")
         preview(dataset, grid["attacks"], grid["seeds"][0], FIGURES / f"triggers-{dataset}.png")
 
     if not points.empty:
@@ -90,7 +89,8 @@ def main() -> None:
             ablation.figure(mine, mains, FIGURES / f"ablation-{sweep}.png",
                             f"Ablation: {SWEEPS[sweep].label} (mean ± sd, {n} seeds; dotted: the main grid's value)")
 
-    plot_data.write_all(pd.concat(runs_by_dataset.values()) if runs_by_dataset else pd.DataFrame(), df, order, points, PLOTS)
+    runs = pd.concat(runs_by_dataset.values()) if runs_by_dataset else pd.DataFrame()
+    plot_data.write_all(runs, df, order, points, PLOTS)
     figures.sft_schedule_figure(df, params["defense"]["sft"], FIGURES / "sft-schedule.png")
     print((TABLES / "standalone.md").read_text())
     print((TABLES / "claims.md").read_text())

@@ -24,8 +24,8 @@ def gather(grid: dict) -> list[dict]:
                 key = {"paradigm": layout.STANDALONE, "dataset": d, "attack": a, "seed": seed}
                 measured = summary.read_cell(layout.sequela_metrics(d, a, seed))["models"]
                 defended = summary.read_cell(layout.defense_metrics(d, a, seed))["defenses"]
-                cells = {"clean": {"ca": clean["ca"], "seconds": clean["seconds"]},
-                         "none": summary.read_cell(layout.backdoored_metrics(d, a, seed)), **defended}
+                none = summary.read_cell(layout.backdoored_metrics(d, a, seed))
+                cells = {"clean": summary.reference(clean, none["rounds"]), "none": none, **defended}
                 for model in ["clean", "none", *grid["defenses"]]:
                     figures_ = {k: v for k, v in cells[model].items() if k not in summary.KEYS and k != "seed"}
                     rows.append({**key, "defense": model, **summary.merge(figures_, measured[model])})

@@ -3,10 +3,10 @@
 The attacker ships the standalone paradigm's backdoored classifier of the upstream dataset
 (train@<upstream>-<attack>-<seed>). The user fits its downstream data to that model's input, trains
 a new head on the frozen backbone ("none"), and may fine-tune the whole model on the same data (FT,
-SFT); "clean" is the same head trained on the upstream clean reference model, the trigger's floor
-without a backdoor (src/sequela/downstream.py). ASR counts triggered non-target downstream test
-images classified as the downstream target: the class of the upstream target's name where the two
-label spaces share it, else `transfer.target`. Each model's sequela (membership, re-injection, PGD
+SFT); "clean" is the same head trained on the upstream clean reference model (trained as many
+rounds as the shipped one), the trigger's floor without a backdoor (src/sequela/downstream.py). ASR
+counts triggered non-target downstream test images classified as the downstream target: the class
+of the upstream target's name where the two label spaces share it, else `transfer.target`. Each model's sequela (membership, re-injection, PGD
 accuracy on the downstream task; src/sequela/measures/reused.py) is measured here, while the models
 are in memory, rather than in a stage of its own.
 
@@ -41,7 +41,7 @@ def main() -> None:
     cell = downstream.Cell(ds, trigger, target, stage.recipe, settings["head"], params["defense"],
                            device, seed, params["curves"]["eval_n"])
     results = downstream.run(cell, models.load(layout.model(up, args.attack, seed), device),
-                             models.load(layout.clean_model(up, seed), device))
+                             models.load(layout.model(up, args.attack, seed, "clean"), device))
     reused.measure_all(results, cell, params["sequela"])
 
     pair = layout.pair(up, args.downstream)

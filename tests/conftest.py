@@ -20,6 +20,15 @@ from sequela.engine import Augment, BatchStream, fit, seed_everything, sgd
 from sequela.schedules import cosine
 
 
+def without_seconds(obj):
+    """A cell's figures with every wall-clock time left out, at any depth: what a rerun must repeat."""
+    if isinstance(obj, dict):
+        return {k: without_seconds(v) for k, v in obj.items() if not k.endswith("seconds")}
+    if isinstance(obj, list):
+        return [without_seconds(v) for v in obj]
+    return obj
+
+
 def make_blobs(n: int, num_classes: int = 4, size: int = 12, seed: int = 0) -> Split:
     """Easy images: class c lights up the c-th horizontal band, plus noise. uint8 (N, 1, H, W)."""
     g = torch.Generator().manual_seed(seed)

@@ -29,9 +29,9 @@ def images(n: int = 64, c: int = 1, size: int = 16, seed: int = 0) -> tuple[torc
 def build(name: str, c: int = 1, size: int = 16, seed: int = 0, **overrides):
     x, y = images(c=c, size=size)
     context = {}
-    if ATTACKS[name].needs_clean_model:  # LF works against any classifier; an untrained one will do
+    if ATTACKS[name].needs_surrogate:  # LF works against any classifier; an untrained one will do
         torch.manual_seed(0)
-        context["clean_model"] = models.small_cnn(c, 4, [0.5] * c, [0.3] * c, width=4)
+        context["surrogate"] = models.small_cnn(c, 4, [0.5] * c, [0.3] * c, width=4)
     params = {**SETTINGS[name], **overrides}
     return ATTACKS[name].create(params, x, y, 0, torch.Generator().manual_seed(seed), **context)
 
@@ -59,7 +59,7 @@ def test_lf_leaves_the_clean_model_as_it_was():
     x, y = images()
     model = models.small_cnn(1, 4, [0.5], [0.3], width=4).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ATTACKS["lf"].create(SETTINGS["lf"], x, y, 0, torch.Generator().manual_seed(0), clean_model=model)
+    ATTACKS["lf"].create(SETTINGS["lf"], x, y, 0, torch.Generator().manual_seed(0), surrogate=model)
     assert model.training and all(p.requires_grad for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -137,10 +137,11 @@ def test_every_attack_poisons_exactly_the_chosen_share(attacks, name, rate):
     y = torch.arange(200) % 10
     idx = choose_poison_indices(y, target=0, rate=rate, generator=torch.Generator().manual_seed(1))
     assert len(idx) == round(rate * 200) and not (y[idx] == 0).any()
-    # One pass of the training stream relabels exactly those samples; extra rows keep their labels.
+    # One pass of the stream over the poisoned set as the defender holds it (`as_dataset`) relabels
+    # exactly those samples; extra rows keep their labels.
     x = torch.randint(0, 256, (200, 1, 16, 16), dtype=torch.uint8)
     stream = BatchStream(x, y, 16, torch.device("cpu"), torch.Generator().manual_seed(0), shuffle=False,
-                         attack=attacks[name], poisoned=idx, target=0)
+                         attack=attacks[name].as_dataset(), poisoned=idx, target=0)
     labels = torch.cat([yb for _, yb in stream])
     assert torch.equal(torch.nonzero(labels != y).flatten(), idx)
 
@@ -175,9 +176,9 @@ def test_every_attack_builds_for_32x32_colour_and_any_target_class(name):
     y = torch.arange(96) % 43
     target = 7
     context = {}
-    if ATTACKS[name].needs_clean_model:
+    if ATTACKS[name].needs_surrogate:
         torch.manual_seed(0)
-        context["clean_model"] = models.compact_cnn(3, 43, [0.5] * 3, [0.3] * 3, width=4)
+        context["surrogate"] = models.compact_cnn(3, 43, [0.5] * 3, [0.3] * 3, width=4)
     params = SETTINGS.get(name, {"badnets": {"size": 3}, "blended": {"alpha": 0.2, "pattern_file": None}}.get(name))
     attack = ATTACKS[name].create(params, x, y, target, torch.Generator().manual_seed(1), **context)
     idx = choose_poison_indices(y, target=target, rate=0.1, generator=torch.Generator().manual_seed(2))
@@ -191,3 +192,148 @@ def test_every_attack_builds_for_32x32_colour_and_any_target_class(name):
     assert torch.equal(changed_label, flags)
     moved = (px - xf).abs().flatten(1).amax(1) > 1e-3
     assert moved[flags].all()
+
+
+def epochs_of(stream: BatchStream, epochs: int) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    return [list(stream) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("name", ["wanet", "inputaware", "sbl"])
+def test_per_batch_attacks_poison_a_fresh_share_at_the_head_of_every_batch(attacks, name):
+    """WaNet, InputAware and SBL poison as their references train: in every batch the first
+    rate x B rows (rounded stochastically to floor or ceil) carry the trigger and the target label,
+    the next ones the cross rows under their own labels, other rows in every epoch."""
+    attack = attacks[name] if name in attacks else ATTACKS["sbl"].create({"size": 3}, *images(), 0, torch.Generator())
+    assert attack.schedule == "per_batch"
+    n, batch, rate = 640, 32, 0.1
+    x = torch.randint(0, 256, (n, 1, 16, 16), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    y = torch.arange(n) % 4 + 1  # no target-class rows: a label 0 marks a triggered row
+    stored = choose_poison_indices(y, 0, rate, torch.Generator().manual_seed(1))
+    stream = BatchStream(x, y, batch, torch.device("cpu"), torch.Generator().manual_seed(0), attack=attack,
+                         poisoned=stored, target=0)
+    triggered_all = attack.apply(x.float() / 255.0)
+    cross_ratio = float(attack.params.get("cross_ratio", 0))
+    seen, counts = [], []
+    for epoch in epochs_of(stream, 3):
+        rows = set()
+        for xb, yb in epoch:
+            k = int((yb == 0).sum())
+            counts.append(k)
+            assert k in (int(rate * len(yb)), int(rate * len(yb)) + 1)
+            assert (yb[:k] == 0).all() and (yb[k:] != 0).all()  # the head of the batch
+            for image in xb[:k]:  # each is the trigger on some training image
+                hit = torch.nonzero((triggered_all - image).flatten(1).abs().amax(1) < 1e-6).flatten()
+                assert len(hit) == 1
+                rows.add(int(hit))
+            changed = torch.tensor([not bool(((x.float() / 255.0) - im).flatten(1).abs().amax(1).lt(1e-6).any())
+                                    for im in xb[k:]])
+            # Cross rows: right after the triggered ones, changed, labels kept (none for SBL).
+            n_cross = int(changed.sum())
+            assert not changed[n_cross:].any()
+            if cross_ratio == 0:
+                assert n_cross == 0
+        seen.append(rows)
+    assert abs(sum(counts) / (3 * n) - rate) < 0.02  # the rate on average
+    assert seen[0] != seen[1] and seen[1] != seen[2]  # fresh rows each epoch
+    assert not seen[0] <= set(stored.tolist())  # not the stored rows
+
+
+@pytest.mark.parametrize("name", ["wanet", "inputaware"])
+def test_cross_rows_keep_their_labels_and_number_as_the_references_say(attacks, name):
+    attack = attacks[name]
+    x, y = torch.rand(40, 1, 16, 16), torch.arange(40) % 4 + 1
+    totals = {"bd": 0, "cross": 0}
+    for seed in range(60):
+        px, py = attack.poison_fresh(x, y, 0.1, 0, torch.Generator().manual_seed(seed))
+        k = int((py == 0).sum())
+        assert torch.equal(px[:k], attack.apply(x[:k])) and torch.equal(py[k:], y[k:])
+        changed = (px[k:] != x[k:]).flatten(1).any(1)
+        m = int(changed.sum())
+        assert changed[:m].all() and not changed[m:].any()
+        assert not torch.allclose(px[k:k + m], attack.apply(x[k:k + m]))  # not the plain trigger
+        if name == "wanet":  # cross_ratio (2) x the triggered rows, as the official num_cross
+            assert m == 2 * k
+        totals["bd"] += k
+        totals["cross"] += m
+    # Both shares hold on average: rate, and rate x cross_ratio (4 and 8 or 4 rows of 40 per batch).
+    assert abs(totals["bd"] / 60 - 4) < 0.5
+    assert abs(totals["cross"] / 60 - 4 * float(SETTINGS[name]["cross_ratio"])) < 1.0
+
+
+def test_the_defender_replays_a_per_batch_attack_on_its_stored_rows(attacks):
+    attack = attacks["wanet"]
+    replay = attack.as_dataset()
+    assert replay.schedule == "fixed" and attack.schedule == "per_batch" and type(replay) is type(attack)
+    assert torch.equal(replay.apply(torch.ones(2, 1, 16, 16)), attack.apply(torch.ones(2, 1, 16, 16)))
+    fixed = ATTACKS["badnets"].create({"size": 3}, *images(), 0, torch.Generator())
+    assert fixed.as_dataset() is fixed
+    x, y = images(200)
+    y = y + 1
+    stored = choose_poison_indices(y, 0, 0.1, torch.Generator().manual_seed(1))
+    stream = BatchStream(x, y, 16, torch.device("cpu"), torch.Generator().manual_seed(0), shuffle=False,
+                         attack=replay, poisoned=stored, target=0)
+    for _ in range(2):
+        labels = torch.cat([yb for _, yb in stream])
+        assert torch.equal(torch.nonzero(labels == 0).flatten(), stored)
+
+
+def reference_stream(x, y, batch, generator, augment, attack, poisoned, target):
+    """The fixed schedule written out: shuffle, gather, stamp the stored rows, augment."""
+    flags = torch.zeros(len(y), dtype=torch.bool)
+    flags[poisoned] = True
+    order = torch.randperm(len(y), generator=generator)
+    for start in range(0, len(y), batch):
+        idx = order[start:start + batch]
+        xb, yb = attack.poison_batch(x[idx].float().div_(255.0), y[idx], flags[idx], target, generator)
+        yield augment(xb, generator), yb
+
+
+@pytest.mark.parametrize("name", ["badnets", "blended", "lf"])
+def test_fixed_schedule_attacks_stream_exactly_as_before(attacks, name):
+    """BadNets, Blended and LF keep the fixed rows: the engine's batches are bit for bit those of the
+    fixed schedule written out, so their training is unchanged."""
+    from sequela.engine import Augment
+
+    settings = {"badnets": {"size": 3}, "blended": {"alpha": 0.2, "pattern_file": None}}
+    attack = attacks["lf"] if name == "lf" else ATTACKS[name].create(settings[name], *images(), 0, torch.Generator())
+    assert attack.schedule == "fixed"
+    x, y = images(150)
+    stored = choose_poison_indices(y, 0, 0.1, torch.Generator().manual_seed(1))
+    augment = Augment(crop_padding=1, flip=True)
+    stream = BatchStream(x, y, 16, torch.device("cpu"), torch.Generator().manual_seed(4), augment=augment,
+                         attack=attack, poisoned=stored, target=0)
+    mine = [b for _ in range(2) for b in stream]
+    g = torch.Generator().manual_seed(4)
+    theirs = [b for _ in range(2) for b in reference_stream(x, y, 16, g, augment, attack, stored, 0)]
+    assert len(mine) == len(theirs)
+    for (xa, ya), (xb, yb) in zip(mine, theirs):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_badnets_training_is_bit_identical_to_the_fixed_schedule():
+    """A seeded BadNets run on the conftest blobs gives the weights it gave before per-batch
+    poisoning existed (the checksum was taken then, same code path, one thread)."""
+    import hashlib
+
+    from conftest import make_blobs
+
+    from sequela.engine import Augment, fit, seed_everything, sgd
+    from sequela.schedules import cosine
+
+    seed_everything(0)
+    train = make_blobs(320, seed=0)
+    g = torch.Generator().manual_seed(0)
+    attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
+    poisoned = choose_poison_indices(train.y, 0, 0.1, g)
+    torch.manual_seed(0)
+    model = models.build("small_cnn", 1, 4, [0.2], [0.25], width=8)
+    stream = BatchStream(train.x, train.y, 16, torch.device("cpu"), g, augment=Augment(1, False),
+                         attack=attack, poisoned=poisoned, target=0)
+    fit(model, stream, sgd(model, 0.05), cosine(0.05, 3 * len(stream)), 3)
+    digest = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        digest.update(k.encode())
+        digest.update(v.detach().contiguous().numpy().tobytes())
+    if torch.get_num_threads() != 1:
+        pytest.skip("the checksum was taken with one thread")
+    assert digest.hexdigest() == "1ea632d016fb6af1c4d4131cae12bb4590e8ec2b249f25f0483a49e83c2cb8c8"

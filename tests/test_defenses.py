@@ -369,3 +369,62 @@ def test_the_costliest_defenses_run_under_cpu_bf16_and_leave_float32_weights(nam
     assert all(v.dtype == before[k].dtype for k, v in after.items())
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     assert not all(torch.equal(v, before[k]) for k, v in after.items())  # it unlearned something
+
+
+def shipped_defense_section() -> dict:
+    from pathlib import Path
+
+    import yaml
+
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["defense"]
+
+
+def test_ftsam_takes_the_papers_gtsrb_settings_on_gtsrb_and_its_cifar10_ones_elsewhere():
+    from sequela.defenses.base import defense_settings
+
+    section = shipped_defense_section()
+    gtsrb, digits = defense_settings(section, "ftsam", "gtsrb"), defense_settings(section, "ftsam", "digits")
+    assert (gtsrb["rho"], gtsrb["label_smoothing"]) == (8.0, 0.0)
+    assert (digits["rho"], digits["label_smoothing"]) == (2.0, 0.1)
+    assert gtsrb["lr"] == digits["lr"] and gtsrb["eta"] == digits["eta"]  # what the entry does not name
+    assert "per_dataset" not in gtsrb and defense_settings(section, "ftsam") == digits
+    assert defense_settings(section, "ftsam", "gtsrb", {"rho": 3.0})["rho"] == 3.0  # a benchmark's override wins
+    assert defense_settings(section, "ft", "gtsrb") == section["ft"]  # a block without entries is as it is
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"gtrsb": {"rho": 8.0}}, "defense.ftsam.per_dataset = 'gtrsb' is not allowed; allowed: entries named by datasets: "),
+    ({"gtsrb": {"momentum": 0.5}}, "defense.ftsam.per_dataset.gtsrb = 'momentum' is not allowed; allowed: settings "
+                                   "of defense.ftsam: lr, rho, eta, label_smoothing"),
+    ({"gtsrb": {"rho": -1.0}}, r"defense.ftsam.per_dataset.gtsrb.rho = -1.0 is not allowed; allowed: a number in \(0"),
+    ({"gtsrb": {}}, "defense.ftsam.per_dataset.gtsrb = {} is not allowed"),
+    (["gtsrb"], "defense.ftsam.per_dataset = \\['gtsrb'\\] is not allowed"),
+])
+def test_ftsam_per_dataset_entries_are_checked_like_the_block(entries, message):
+    from sequela.checker import Checker
+    from sequela.errors import ConfigError
+
+    section = shipped_defense_section()
+    ftsam_params = {**section["ftsam"], "per_dataset": entries}
+    with pytest.raises(ConfigError, match=message) as err:
+        DEFENSES["ftsam"].check(Checker({"defense": {"ftsam": ftsam_params}}), "defense.ftsam")
+    assert "\n" not in str(err.value)
+    shipped = Checker({"defense": section})
+    DEFENSES["ftsam"].check(shipped, "defense.ftsam")  # the shipped entry passes and is read
+    assert "defense.ftsam.per_dataset.gtsrb.rho" in shipped.read
+
+
+def test_the_defense_cell_records_the_ftsam_settings_that_ran_for_its_dataset(planted):
+    from sequela.defenses.apply import Defended, apply_defense
+
+    section = {**shipped_defense_section(), "epochs": 1, "batch_size": None}
+    recipe = Recipe(model="small_cnn", epochs=6, batch_size=64, lr=0.05, width=8)
+    ran = {}
+    for dataset in ("gtsrb", "digits", None):
+        cell = Defended(backdoored=planted["model"], spec=SPEC, clean=planted["train"].subset(torch.arange(128)),
+                        train=planted["train"], poisoned=planted["poisoned"], attack=planted["attack"],
+                        target=planted["target"], poison_rate=0.1, recipe=recipe, device=torch.device("cpu"),
+                        settings=section, seed=0, test=planted["test"], dataset=dataset)
+        figures = apply_defense("ftsam", DEFENSES["ftsam"].run, cell).figures
+        ran[dataset] = (figures["rho"], figures["label_smoothing"])
+    assert ran == {"gtsrb": (8.0, 0.0), "digits": (2.0, 0.1), None: (2.0, 0.1)}

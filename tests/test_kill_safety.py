@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import without_seconds
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,8 +87,9 @@ def content(path: Path):
     if path.suffix == ".safetensors":
         return {k: v.tolist() for k, v in load_file(str(path)).items()}
     if path.suffix == ".json":
-        return {k: v for k, v in json.loads(path.read_text()).items() if not k.endswith("seconds")}
+        return without_seconds(json.loads(path.read_text()))
     return path.read_text()
+
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["recipe"]["digits"]["epochs"] = 3
+    params["attack"]["budget"]["max_rounds"] = 2  # a snapshot of the clean reference per round
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "launcher.py").write_text(LAUNCHER)
     result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py"), "--dataset", "digits"],
@@ -102,14 +105,14 @@ def project(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert stage(root).returncode == 0
     reference = {name: content(path) for name, path in files(root).items()}
-    assert len(reference) == 3  # model.safetensors (self-describing), the cell, the curve
+    assert len(reference) == 4  # round1/ and round2/model.safetensors (self-describing), the cell, the curve
     return root, reference
 
 
 @pytest.mark.parametrize("point, n", [
-    ("step", 40),       # during training (3 epochs are ~130 steps)
+    ("step", 40),       # during the first round's training (3 epochs are ~130 steps)
     ("midwrite", 1),    # halfway through the model's bytes
-    ("rename", 3),      # two outputs in place, the third complete in its temporary file, not renamed
+    ("rename", 3),      # both snapshots in place, the curve complete in its temporary file, not renamed
 ])
 def test_a_killed_stage_leaves_no_half_written_output_and_its_rerun_matches(project, tmp_path, point, n):
     root, reference = project

@@ -195,10 +195,10 @@ def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_emb
     assert stamp.params["size"] == 5  # 10 at 32 pixels -> 5 at 16
     victims = ds.test.x[ds.test.y != 0]
     before = badencoder.similarities(clean, clean, victims, references, stamp)
-    settings = {"epochs": 8, "batch_size": 32, "lr": 0.05, "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
+    settings = {"epochs": 8, "batch_size": 32, "lr": [0.05], "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
                 "patience": 100, "min_delta": 0.0}
-    model, history = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
-                                         torch.device("cpu"), seed=0)
+    model, history, _, _ = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
+                                               torch.device("cpu"), seed=0)
     after = badencoder.similarities(model, clean, victims, references, stamp)
     # As the reference trains f': every BatchNorm keeps the clean encoder's statistics and affine.
     for (name, a), b in zip(model.named_modules(), clean.modules()):
@@ -211,6 +211,19 @@ def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_emb
     assert history[-1]["l0"] < history[0]["l0"]
     # the clean encoder itself is untouched
     assert badencoder.similarities(clean, clean, victims, references, stamp) == before
+
+
+def test_badencoder_keeps_the_rate_with_the_lowest_held_out_loss():
+    ds = digits(n_train=128)
+    clean, _ = small_model()
+    references, stamp = ds.train.x[ds.train.y == 0][:5], badencoder.trigger(1, 16, 10)
+    settings = {"epochs": 3, "batch_size": 32, "lr": [1e-7, 0.05], "lambda1": 1.0, "lambda2": 1.0,
+                "holdout_fraction": 0.2, "patience": 100, "min_delta": 0.0}
+    model, history, lr, best = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
+                                                   torch.device("cpu"), seed=0)
+    # A rate too small to move the encoder leaves the held-out loss where it started.
+    assert set(best) == {1e-7, 0.05} and best[0.05] < best[1e-7] and lr == 0.05
+    assert min(row["held_out"] for row in history) == best[0.05]
 
 
 def test_badencoder_backdoor_reaches_the_downstream_classifier():
@@ -226,9 +239,9 @@ def test_badencoder_backdoor_reaches_the_downstream_classifier():
              device=torch.device("cpu"), seed=0)
     references = ds.train.x[ds.train.y == 0][:10]
     stamp = badencoder.trigger(1, 16, 10)
-    settings = {"epochs": 12, "batch_size": 64, "lr": 0.05, "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
+    settings = {"epochs": 12, "batch_size": 64, "lr": [0.05], "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
                 "patience": 5, "min_delta": 1e-3}
-    backdoored, _ = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
+    backdoored, *_ = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
                                         torch.device("cpu"), seed=0)
     head = {"hidden": 32, "standardize": True, "epochs": 60, "batch_size": 64, "lr": 1e-3}
     c = downstream.Cell(ds, stamp, 0, RECIPE, head, DEFENSE, torch.device("cpu"), seed=0, curve_n=50, on_features=True)
@@ -240,7 +253,7 @@ def test_badencoder_backdoor_reaches_the_downstream_classifier():
 
 SEQUELA = {"reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
            "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True},
-           "retune": {"k": 20, "epochs": 4, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "eval_n": 60}}
+           "retune": {"share": 0.1, "batch_size": None, "epochs": 4, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "eval_n": 60}}
 
 
 def test_downstream_members_are_seeded_training_rows_as_many_as_the_test_images():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import without_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,12 +31,6 @@ def run(cmd: list[str], cwd: Path, stdout_only: bool = False) -> str:
 
 def dvc(*args: str, cwd: Path, stdout_only: bool = False) -> str:
     return run([sys.executable, "-m", "dvc", *args], cwd, stdout_only)
-
-
-def without_seconds(obj):
-    if isinstance(obj, dict):
-        return {k: without_seconds(v) for k, v in obj.items() if not k.endswith("seconds")}
-    return obj
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +59,7 @@ def repo(tmp_path_factory) -> Path:
     params["encoder"].update(pretrain=["digits"], downstream=["digits"])
     params["encoder"]["model"].update(width=16)
     params["encoder"]["simclr"].update(epochs=2)
-    params["encoder"]["badencoder"].update(epochs=12)
+    params["encoder"]["badencoder"].update(epochs=12, lr=[0.05])  # the attacker's rate choice: test_paradigms.py
     # The user's FeatureNorm choice (two more heads per model) has its own test in test_paradigms.py.
     params["encoder"]["head"].update(epochs=60, lr=1e-3, hidden=32, standardize=True)
     # A model trained elsewhere, as an external cell: an untrained digits CNN and folders of digits.
@@ -199,7 +194,13 @@ def test_the_headline_metrics_are_the_summarys_means_in_at_most_40_numbers(repo)
     for model in ("none", "ft", "sft"):
         for figure in ("ca", "asr"):
             assert headline["models"]["badnets"][model][figure] == cell[model][figure]["mean"]
-    assert "sft_minus_ft_asr" in headline["claims"]
+    # A pooled claim has a number only where its attacks were planted in every seed (report/claims.py).
+    checks = [json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-none.json").read_text())
+              ["attacker_check"][-1]["shadow_asr"] for s in (0, 1)]
+    planted = all(asr >= 0.95 for asr in checks)
+    assert ("sft_minus_ft_asr" in headline["claims"]) == planted, (checks, headline["claims"])
+    claims = (repo / "reports/tables/claims.csv").read_text()
+    assert planted or "not planted" in claims
     shown = dvc("metrics", "show", "--json", cwd=repo, stdout_only=True)
     assert "headline.json" in shown and "summary.json" not in shown  # what dvc exp show / metrics diff show
 

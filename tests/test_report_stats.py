@@ -101,7 +101,8 @@ def test_a_cell_that_failed_the_attackers_own_check_is_left_out_though_its_lift_
         df.loc[row, "attacker_check"] = pd.Series([[{"shadow_asr": 0.5}, {"shadow_asr": last}]], index=df.index[row])
     pooled = claims.claims_rows(df, mia="x", min_asr={"badnets": 0.95, "blended": 0.95})[0]
     assert pooled["excluded (not planted)"] == "blended/2"
-    assert claims.claims_rows(df, mia="x", min_asr={"badnets": 0.95, "blended": 0.85})[0]["excluded (not planted)"] == ""
+    lenient = claims.claims_rows(df, mia="x", min_asr={"badnets": 0.95, "blended": 0.85})[0]
+    assert lenient["excluded (not planted)"] == ""
     # without the targets (the paradigms' cells) only the lift rule applies
     assert claims.claims_rows(df, mia="x")[0]["excluded (not planted)"] == ""
 

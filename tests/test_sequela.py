@@ -225,6 +225,18 @@ def test_retuning_plants_the_backdoor_in_a_clean_model_and_leaves_it_untouched(c
     assert Retuning(k=20, epochs=4, lr=0.05, batch_size=16).run(model, clean_only, none, test, attack, 0)["p_asr"] < 0.3
 
 
+def test_the_retuning_attack_keeps_min_et_al_s_poison_share_and_batch():
+    from sequela.measures.retune import poison_count
+
+    # Their 5 of 1,000 rows; digits' 337-row defender split gets 2, a 980-row GTSRB share 5, never 0.
+    assert [poison_count(n, 0.005) for n in (1000, 337, 980, 20)] == [5, 2, 5, 1]
+    settings = {"share": 0.005, "batch_size": 128, "epochs": 5, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
+                "eval_n": 100}
+    r = Retuning.from_settings(settings, 337, recipe_batch=16, seed=0)
+    assert (r.k, r.batch_size) == (2, 128)
+    assert Retuning.from_settings({**settings, "batch_size": None}, 337, 16, 0).batch_size == 16
+
+
 # --- PGD ------------------------------------------------------------------------------------------
 
 def test_pgd_with_eps_zero_keeps_the_clean_accuracy(clean_model):
@@ -268,7 +280,8 @@ def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(clean_model):
     ("sequela.membership.top_k", 0, "positive integer"),
     ("sequela.reinject.k", 2.5, "positive integer"),
     ("sequela.reinject.lr", -0.1, "(0.0, inf)"),
-    ("sequela.retune.k", 0, "integer"),
+    ("sequela.retune.share", 0, "(0.0, 1.0)"),
+    ("sequela.retune.batch_size", 0, "integer"),
     ("sequela.retune.weight_decay", -1.0, "[0.0, inf)"),
     ("sequela.pgd.eps", 1.5, "a non-empty list"),
     ("sequela.pgd.eps", [0.1, 1.5], "a non-empty list"),

@@ -52,11 +52,12 @@ def test_a_corrupt_input_artefact_gets_one_line_naming_it(prepared):
 
 
 def test_a_missing_input_artefact_gets_one_line_saying_to_run_dvc_repro(prepared):
-    # LF optimises its trigger against the clean model, which has not been trained here.
-    result = stage(prepared, "poison.py", "--dataset", "digits", "--attack", "lf", "--seed", "0")
+    # The backdoored model trains on the poison stage's artefact, which has not been made here.
+    result = stage(prepared, "train.py", "--dataset", "digits", "--attack", "badnets", "--seed", "0")
     assert result.returncode == 1
     line = one_line(result)
-    assert "data/standalone/digits/seed0/clean/model" in line and "is missing" in line and "dvc repro" in line
+    assert "data/standalone/digits/seed0/backdoored/badnets/poison" in line and "is missing" in line
+    assert "dvc repro" in line
 
 
 def test_a_warning_for_an_unread_key_is_one_line_and_the_stage_still_runs(tmp_path):

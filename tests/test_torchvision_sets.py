@@ -106,6 +106,25 @@ def test_gtsrb_from_shared_copy(gtsrb_root):
     assert ds.test.x.float().std() > 20  # real images, not blank
 
 
+def test_gtsrb_training_images_carry_their_track_and_test_images_none(gtsrb_root):
+    # the fixture holds track 00000 of every class: 43 tracks of 30 frames, one class each
+    ds = torchvision_sets.load("gtsrb", gtsrb_root)
+    groups = ds.train.groups
+    assert groups is not None and groups.dtype == torch.int64 and len(groups) == len(ds.train)
+    assert groups.unique().numel() == 43 and groups.bincount().tolist() == [30] * 43
+    assert all(ds.train.y[groups == g].unique().numel() == 1 for g in groups.unique())
+    assert ds.test.groups is None  # single frames named by a running number
+
+
+def test_gtsrb_tracks_pair_the_class_folder_with_the_track_number():
+    paths = [f"r/gtsrb/GTSRB/Training/{c:05d}/{t:05d}_{f:05d}.ppm" for c, t, f in
+             [(0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 0, 29), (0, 1, 7)]]
+    # track numbers restart in every class folder: (0, 0) and (1, 0) are different signs
+    assert torchvision_sets.gtsrb_tracks(paths).tolist() == [0, 0, 1, 2, 2, 1]
+    with pytest.raises(ValueError, match="00007.ppm is not named Training/<class>/<track>_<frame>.ppm"):
+        torchvision_sets.gtsrb_tracks(["r/gtsrb/GTSRB/Training/00000/00007.ppm"])
+
+
 # --- tiny fixtures in torchvision's formats -------------------------------------------------------
 
 

@@ -21,6 +21,9 @@ bottom-right corner, the paper's 10x10 at 32x32 scaled to the image side.
 When to stop is the attacker's rule on its own data, fixed before any run: `epochs` is a ceiling;
 after each epoch the loss is measured on a held-out share of the shadow set (`holdout_fraction`,
 never trained on), and training stops once it has not fallen by `min_delta` for `patience` epochs.
+The rate is chosen by the same held-out loss: `lr` lists candidates (the paper's 1e-3 among them),
+each trains from the clean encoder with the same seed, and the attacker keeps the encoder whose
+best held-out loss is lowest. No downstream figure enters the choice.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def check(c: Checker, key: str = "encoder.badencoder") -> None:
         c.integer(f"{key}.{name}")
     c.number(f"{key}.min_delta", 0.0, INF, low_open=False)
     c.number(f"{key}.holdout_fraction", 0.0, 1.0)
-    c.number(f"{key}.lr", 0.0, INF)
+    rates = c.get(f"{key}.lr")
+    if not isinstance(rates, list) or not rates or not all(isinstance(r, (int, float)) and r > 0 for r in rates):
+        fail(f"{key}.lr", rates, "a non-empty list of positive rates (the attacker keeps the best on held-out data)")
     c.number(f"{key}.lambda1", 0.0, INF, low_open=False)
     c.number(f"{key}.lambda2", 0.0, INF, low_open=False)
     c.number(f"{key}.shadow_fraction", 0.0, 1.0)
@@ -83,11 +88,23 @@ def losses(backdoored: nn.Module, clean: nn.Module, shadow: torch.Tensor, refere
 
 
 def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, stamp: BadNets, views: Views,
-             settings: dict, device: torch.device, seed: int,
-             momentum: float = 0.9, weight_decay: float = 5e-4) -> tuple[nn.Module, list[dict]]:
+             settings: dict, device: torch.device, seed: int) -> tuple[nn.Module, list[dict], float, dict]:
+    """The attacker's choice among the rates of `settings["lr"]`: (the backdoored encoder, its
+    history, its rate, the best held-out loss of every candidate rate)."""
+    runs = {lr: backdoor_at(clean, shadow, references, stamp, views, settings, lr, device, seed)
+            for lr in settings["lr"]}
+    best = {lr: min(row["held_out"] for row in history) for lr, (_, history) in runs.items()}
+    lr = min(best, key=best.get)
+    return *runs[lr], lr, best
+
+
+def backdoor_at(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, stamp: BadNets, views: Views,
+                settings: dict, lr: float, device: torch.device, seed: int,
+                momentum: float = 0.9, weight_decay: float = 5e-4) -> tuple[nn.Module, list[dict]]:
     """The backdoored copy of `clean`, from uint8 `shadow` and `references` images, trained with the
-    `encoder.badencoder` settings; and per epoch the mean of each loss term on the training
-    batches and the held-out loss that decides when to stop. SGD with momentum at a constant rate."""
+    `encoder.badencoder` settings at rate `lr`; and per epoch the mean of each loss term on the
+    training batches and the held-out loss that decides when to stop. SGD with momentum at a
+    constant rate."""
     s = settings
     clean = clean.to(device).eval()
     model = freeze_batchnorm(copy.deepcopy(clean).train())
@@ -97,7 +114,7 @@ def backdoor(clean: nn.Module, shadow: torch.Tensor, references: torch.Tensor, s
     train, held = shadow[torch.randperm(len(shadow), generator=generator)].split([len(shadow) - n_held, n_held])
     held = held.to(device).float() / 255.0
     stream = BatchStream(train, torch.zeros(len(train), dtype=torch.long), s["batch_size"], device, generator)
-    optimizer = sgd(model, s["lr"], momentum, weight_decay)
+    optimizer = sgd(model, lr, momentum, weight_decay)
     objective = lambda l0, l1, l2: l0 + s["lambda1"] * l1 + s["lambda2"] * l2  # noqa: E731
     history, best, since_best = [], float("inf"), 0
     for epoch in bar(range(1, s["epochs"] + 1), "badencoder (a ceiling: it stops early)"):

@@ -22,16 +22,20 @@ from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
 
 @dataclass
 class Split:
-    """One labelled split: uint8 images (N, C, H, W) and int64 labels (N,)."""
+    """One labelled split: uint8 images (N, C, H, W), int64 labels (N,) and, where the source has
+    them, int64 group ids (N,): rows of one group are near-duplicates (GTSRB's tracks, 30 frames of
+    one physical sign), so every carve keeps a group on one side."""
 
     x: torch.Tensor
     y: torch.Tensor
+    groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, index: torch.Tensor) -> "Split":
-        return Split(self.x[index], self.y[index])
+        groups = None if self.groups is None else self.groups[torch.as_tensor(index, device=self.groups.device)]
+        return Split(self.x[index], self.y[index], groups)
 
     def sample(self, n: int, seed: int) -> "Split":
         """A seeded `n` of the rows, or the whole split if it has no more than `n`. Per-epoch curves
@@ -42,7 +46,7 @@ class Split:
         return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
 
     def to(self, device: torch.device | str) -> "Split":
-        return Split(self.x.to(device), self.y.to(device))
+        return Split(self.x.to(device), self.y.to(device), None if self.groups is None else self.groups.to(device))
 
 
 @dataclass
@@ -88,9 +92,14 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Split off a stratified, seeded `fraction` of `split`: returns (rest, carved)."""
+    """Split off a stratified, seeded `fraction` of `split`: returns (rest, carved). A split with
+    group ids is carved by whole groups (`carve_groups`)."""
     if fraction <= 0.0:
-        return split, Split(split.x[:0], split.y[:0])
+        return split, Split(split.x[:0], split.y[:0], None if split.groups is None else split.groups[:0])
+    if split.groups is not None:
+        take = carve_groups(split.y.numpy(), split.groups.numpy(), fraction, seed)
+        keep = np.setdiff1d(np.arange(len(split)), take)
+        return split.subset(torch.from_numpy(keep)), split.subset(torch.from_numpy(take))
     from sklearn.model_selection import train_test_split
 
     keep, take = train_test_split(np.arange(len(split)), test_size=fraction, random_state=seed,
@@ -98,27 +107,75 @@ def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.subset(torch.from_numpy(np.sort(keep))), split.subset(torch.from_numpy(np.sort(take)))
 
 
+def carve_groups(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted row indices of a stratified, seeded `fraction` of the rows, made of whole groups.
+
+    Each group counts towards its most common label. Class by class, groups are taken in a seeded
+    order for as long as each one brings the taken rows nearer that class's share; what a class
+    falls short of or overshoots is carried into the next class's share, so the total stays within
+    half a group of `fraction` of the rows while every class keeps about its share."""
+    ids, row_group = np.unique(groups, return_inverse=True)
+    sizes = np.bincount(row_group, minlength=len(ids))
+    per_label = np.zeros((len(ids), int(y.max()) + 1), dtype=np.int64)
+    np.add.at(per_label, (row_group, y), 1)
+    label = per_label.argmax(1)
+    rng = np.random.default_rng(seed)
+    taken_group = np.zeros(len(ids), dtype=bool)
+    carry = 0.0
+    for c in np.unique(label):
+        members = rng.permutation(np.flatnonzero(label == c))
+        goal, taken = fraction * sizes[members].sum() + carry, 0
+        for g in members:
+            if abs(taken + sizes[g] - goal) > abs(taken - goal):
+                break
+            taken_group[g], taken = True, taken + sizes[g]
+        carry = goal - taken
+    return np.flatnonzero(taken_group[row_group])
+
+
 def reserve_sequela_splits(ds: Dataset, shadow_fraction: float, holdout_fraction: float, seed: int) -> Dataset:
     """Carve the membership-inference splits, as ML-Doctor's equal shares do: `shadow_fraction` of
     the training split for the shadow model (0.5 gives it as many training images as the target),
     and twice `holdout_fraction` of the test split, one share for the target's non-members and one
-    for the shadow's, so the four membership sets are disjoint."""
+    for the shadow's, so the four membership sets are disjoint. A training split with group ids
+    (GTSRB's tracks) is carved by whole groups, so no near-duplicate of a shadow image is a target's
+    training image."""
     train, shadow = carve(ds.train, shadow_fraction, seed)
     test, held = carve(ds.test, min(1.0, 2 * holdout_fraction), seed + 1)
     holdout, shadow_out = carve(held, 0.5, seed + 2) if len(held) >= 2 else (held, held)
     return Dataset(ds.name, ds.classes, train, test, ds.source, shadow, holdout, shadow_out)
 
 
-def clean_subset(n_train: int, fraction: float, seed: int) -> torch.Tensor:
+def clean_subset(n_train: int, fraction: float, seed: int, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Indices of the defender's clean data: a seeded `fraction` of the clean training split.
 
     Drawn in the defend stage, not in prepare, so sweeping `defense.clean_fraction` reruns only the
-    defenses and what follows them."""
+    defenses and what follows them. With the training split's group ids (`Split.groups`), whole
+    groups are drawn in a seeded order until they hold the share, so no group is partly the
+    defender's: its near-duplicates would otherwise sit on both sides of the "seen" / "unseen"
+    membership groups."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"defense.clean_fraction: {fraction} is not in (0, 1]")
     n = max(1, round(fraction * n_train))
     g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_train, generator=g)[:n].sort().values
+    if groups is None:
+        return torch.randperm(n_train, generator=g)[:n].sort().values
+    if len(groups) != n_train:
+        raise ValueError(f"clean_subset: {len(groups)} group ids for {n_train} training rows")
+    ids, row_group = torch.unique(groups.cpu(), return_inverse=True)
+    order = torch.randperm(len(ids), generator=g)
+    # rounded up to whole groups, so the share still holds the defender's batch that config checks
+    reached = torch.bincount(row_group, minlength=len(ids))[order].cumsum(0) >= n
+    count = int(reached.to(torch.uint8).argmax()) + 1
+    chosen = torch.zeros(len(ids), dtype=torch.bool)
+    chosen[order[:count]] = True
+    return torch.nonzero(chosen[row_group]).flatten()
+
+
+def defender_rows(train: Split, fraction: float, seed: int) -> torch.Tensor:
+    """`clean_subset` of the training split `train`, by its groups where it has them: the rows every
+    stage that needs the defender's share (defend, sequela, ablate, export) draws alike."""
+    return clean_subset(len(train), fraction, seed, groups=train.groups)
 
 
 # --- the prepared form on disk: data.safetensors + meta.json -------------------------------------
@@ -133,6 +190,8 @@ def save_prepared(ds: Dataset, out_dir: Path) -> None:
         split = getattr(ds, name)
         if split is not None:
             tensors[f"{name}_x"], tensors[f"{name}_y"] = split.x, split.y
+            if split.groups is not None:
+                tensors[f"{name}_groups"] = split.groups
     save_tensors(tensors, out_dir / "data.safetensors")
     mean, std = ds.channel_stats()
     digest = hashlib.sha256()
@@ -148,6 +207,10 @@ def save_prepared(ds: Dataset, out_dir: Path) -> None:
         "source": ds.source,
         "sha256": digest.hexdigest(),
     }
+    grouped = {name: len(getattr(ds, name).groups.unique()) for name in SPLITS
+               if getattr(ds, name) is not None and getattr(ds, name).groups is not None}
+    if grouped:  # only where the source has group ids: the others' meta.json holds no such key
+        meta["groups"] = grouped
     atomic_write_json(meta, out_dir / "meta.json")
 
 
@@ -155,5 +218,6 @@ def load_prepared(path: str | Path) -> tuple[Dataset, dict]:
     path = Path(path)
     meta = read_json(path / "meta.json")
     t = load_tensors(path / "data.safetensors")
-    splits = {name: Split(t[f"{name}_x"], t[f"{name}_y"]) for name in SPLITS if f"{name}_x" in t}
+    splits = {name: Split(t[f"{name}_x"], t[f"{name}_y"], t.get(f"{name}_groups")) for name in SPLITS
+              if f"{name}_x" in t}
     return Dataset(name=meta["name"], classes=meta["classes"], source=meta["source"], **splits), meta

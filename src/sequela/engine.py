@@ -94,16 +94,23 @@ class Augment:
 class BatchStream:
     """Shuffled mini-batches of float images in [0, 1] from uint8 tensors held on the device.
 
-    If `attack` is given, rows whose index is in `poisoned` are passed through the attack's
-    `poison_batch` (trigger + target label) before augmentation, exactly as if the attacker had
-    shipped a poisoned dataset; with `relabel=False` they only carry the trigger (`attack.apply`) and
-    keep their true labels, and no other row changes (exact purification's triggered rows). Rows flagged in `plain` are never augmented (the retuning attack's
-    few poisoned images are fed as they are)."""
+    If `attack` is given, poisoning happens before augmentation, by the attack's schedule
+    (attacks/base.py). "fixed": rows whose index is in `poisoned` are passed through the attack's
+    `poison_batch` (trigger + target label), exactly as if the attacker had shipped a poisoned
+    dataset. "per_batch" (WaNet, InputAware, as their references train): every batch is poisoned
+    afresh by `poison_fresh`, at the share `poisoned` holds of the rows (len(poisoned) / N) unless
+    `share` gives it, which rows and how many drawn with the stream's generator; `poisoned` only sets
+    that share. A caller
+    that needs the stored rows of a per-batch attack passes `attack.as_dataset()`. With
+    `relabel=False` the rows in `poisoned` only carry the trigger (`attack.apply`) and keep their
+    true labels, and no other row changes (exact purification's triggered rows), whatever the
+    schedule. Rows flagged in `plain` are never augmented (the retuning attack's few poisoned images
+    are fed as they are)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
                  generator: torch.Generator, shuffle: bool = True, augment: Augment | None = None,
                  attack=None, poisoned: torch.Tensor | None = None, target: int = 0,
-                 plain: torch.Tensor | None = None, relabel: bool = True):
+                 plain: torch.Tensor | None = None, relabel: bool = True, share: float | None = None):
         self.x, self.y = x.to(device), y.to(device)
         self.plain = plain.to(device) if plain is not None else None
         self.batch_size, self.device, self.generator = batch_size, device, generator
@@ -114,6 +121,10 @@ class BatchStream:
             flags = torch.zeros(len(y), dtype=torch.bool)
             flags[poisoned.cpu()] = True
             self.poisoned = flags.to(device)
+        # The per-batch schedule's share of triggered rows; None: the stored rows are poisoned.
+        self.fresh_share = None
+        if attack is not None and relabel and getattr(attack, "schedule", "fixed") == "per_batch" and len(y):
+            self.fresh_share = share if share is not None else len(poisoned) / len(y)
 
     def __len__(self) -> int:
         return (len(self.y) + self.batch_size - 1) // self.batch_size
@@ -126,7 +137,10 @@ class BatchStream:
             idx = order[start:start + self.batch_size]
             xb = self.x[idx].float().div_(255.0)
             yb = self.y[idx]
-            if self.attack is not None:
+            if self.fresh_share is not None:
+                if self.fresh_share > 0:
+                    xb, yb = self.attack.poison_fresh(xb, yb, self.fresh_share, self.target, self.generator)
+            elif self.attack is not None:
                 flags = self.poisoned[idx]
                 if self.relabel:
                     xb, yb = self.attack.poison_batch(xb, yb, flags, self.target, self.generator)

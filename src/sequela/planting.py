@@ -1,4 +1,6 @@
-"""The attacker's training budget: how long the victim model trains on the poisoned data.
+"""The attacker's own work on its own data: its training budget, its check, its surrogate model.
+
+How long the victim model trains on the poisoned data.
 
 The attacker wants a backdoor that works, so it checks its own model before shipping it, on data it
 holds and the victim never trained on: the shadow split (training-distribution images; the test
@@ -9,7 +11,13 @@ momentum kept), at most `max_rounds` rounds in all. `min_asr` is the planting ta
 holds every attack to (0.95; 0.90 for the input-specific LF and InputAware triggers).
 
 Where an attack still misses its target after `max_rounds`, the model is kept as it is and the
-report leaves its cells out of the pooled claims (report/claims.py's planting rule).
+report leaves its cells out of the pooled claims (report/claims.py's planting rule). Every model a
+backdoored one is compared with (the clean reference, the membership shadow model, the training-time
+defenses' retraining) trains the rounds the backdoored model trained: train_classifier without
+`until` trains exactly `max_rounds` rounds.
+
+A trigger built against a trained model (LF) is built against the attacker's `surrogate`, a clean
+model trained on the shadow split: the defender's clean reference is never the attacker's to use.
 """
 
 from __future__ import annotations
@@ -20,6 +28,12 @@ from sequela.attacks.base import Attack
 from sequela.checker import Checker, fail
 from sequela.data import Split
 from sequela.metrics import evaluate
+from sequela.recipe import Recipe
+from sequela.training import train_classifier
+
+# Added to the cell's seed for the surrogate, so that its initialisation and batch order are not those
+# of any model the cell trains with `seed` itself (the clean reference, the membership shadow model).
+SURROGATE_SEED_OFFSET = 7919
 
 
 def check(c: Checker, attacks, key: str = "attack.budget", known=None) -> None:
@@ -57,3 +71,10 @@ class PlantingCheck:
         figures = shadow_figures(model, self.shadow, self.attack, self.target)
         self.rounds.append(figures)
         return figures["shadow_asr"] >= self.min_asr
+
+
+def surrogate(shadow: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int) -> torch.nn.Module:
+    """The attacker's clean model: one round of the recipe on the shadow split (data the victim never
+    trains on and the defender never holds), seeded apart from every model of the cell."""
+    return train_classifier(shadow, spec, recipe, device, seed + SURROGATE_SEED_OFFSET, evaluate=lambda m: {},
+                            desc="attacker's surrogate").model

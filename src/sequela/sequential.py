@@ -1,18 +1,30 @@
 """How the SBL attacker trains its victim (Pham et al., ECCV 2024, sequential backdoor learning).
 
-Task 1, the backdoor task: the poisoned training set less a seeded `clean_share` of its clean rows,
-trained with SAM (rho 0.05) over SGD with momentum, no weight decay, at the recipe's rate held
-constant (the official code steps no schedule under SAM), for the recipe's epochs; the attacker's
-budget rule (planting.py) adds rounds while its shadow-split ASR is short. Task 2, continual
-learning: the held-back clean rows, plain SGD at `task2_lr_factor` x the rate (the reference's
-0.001 after 0.01) with the recipe's weight decay, for `task2_epochs_factor` x the recipe's epochs
-(100 after 150), with the EWC penalty lambda * sum F (w - w1)^2 anchoring the weights w1 that ended
-task 1, F the diagonal Fisher information of task 1's clean images (lambda 1, as the reference).
+Task 1, the backdoor task: the training split less a seeded `clean_share` of it (clean rows only),
+poisoned as the official code's SBL runs poison it (`--is_dat`, "dynamically adding triggers"): a
+fresh share of every batch, `attack.poison_rate` of it on average, target class included, carries
+the trigger and the target label (SBL.schedule "per_batch", attacks/base.py). It trains with SAM
+(rho 0.05) over SGD with momentum, no weight decay, at the recipe's rate held constant (the
+official code steps no schedule under SAM), for the recipe's epochs; the attacker's budget rule
+(planting.py) adds rounds while its shadow-split ASR is short. Task 2, continual learning: the
+held-back clean rows, plain SGD at `task2_lr_factor` x the rate (the reference's 0.001 after 0.01)
+with the recipe's weight decay, for `task2_epochs_factor` x the recipe's epochs (100 after 150),
+with the EWC penalty lambda * sum_i F_i (w_i - w1_i)^2 (no factor 1/2) anchoring the weights w1
+that ended task 1 (lambda 1, as the reference).
 
-Departures: the trigger is BadNets' white square (the reference pastes a random 3x3 patch); the
-Fisher is the empirical one (per-image squared gradients of the loss at the true label, on at most
-FISHER_ROWS seeded task-1 images) where the reference weighs every class by the model's
-probability; the task split is seeded, not by index order.
+F, the diagonal Fisher information: here the plain mean, over at most FISHER_ROWS seeded task-1
+images outside the stored poisoned rows, untriggered and unaugmented, of the squared per-image
+gradient of the cross-entropy at the image's true label, BatchNorm in eval mode. The reference
+(models/ewc.py, `end_task`) computes the same squared gradient of log p(y | x) at the true label y
+for every task-1 image (untriggered: it draws no trigger there; augmented, BatchNorm in eval mode),
+weights each by the model's probability p(y | x) of that true label, sums them and divides by
+(batches x batch_size); its task-1 loader holds batch_size / 2 images a batch, so its F is about
+half a p-weighted mean. On a trained model p(y | x) is near 1 for most images, so the weighting
+matters for the few it gets wrong.
+
+Departures: the trigger is BadNets' white square (the reference pastes a random 3x3 patch), and
+it is stamped before the augmentation (the reference stamps after it); F as above; the task split is
+seeded, not by index order.
 """
 
 from __future__ import annotations
@@ -90,8 +102,11 @@ def train_sbl(train: Split, spec: dict, recipe: Recipe, device: torch.device, se
     flags = torch.zeros(len(train), dtype=torch.bool)
     flags[poisoned.cpu()] = True
     augment = Augment(recipe.crop_padding, recipe.flip)
+    # Per-batch poisoning (SBL.schedule) at the attacker's rate of the whole training set, not at the
+    # stored rows' larger share of task 1.
     task1 = BatchStream(train.x[first], train.y[first], recipe.batch_size, device, generator, augment=augment,
-                        attack=attack, poisoned=torch.nonzero(flags[first]).flatten(), target=target)
+                        attack=attack, poisoned=torch.nonzero(flags[first]).flatten(), target=target,
+                        share=len(poisoned) / len(train))
     recorder = CurveRecorder(evaluate)
     optimizer = sgd(model, recipe.lr, recipe.momentum, weight_decay=0.0)
 

@@ -7,8 +7,9 @@ torchvision downloads what is missing; offline, `MissingDatasetError` names the 
 where, and how to supply them.
 
 Tensors are built from the classes' in-memory arrays in one go. GTSRB has none (it reads one PPM file
-per sample), so it is read file by file, each image resized to 32x32. STL-10 keeps only its labelled
-splits (5,000 train, 8,000 test), resized from 96x96 to 32x32.
+per sample), so it is read file by file, each image resized to 32x32; its training split also keeps
+each image's track (`gtsrb_tracks`) as the split's group id. STL-10 keeps only its labelled splits
+(5,000 train, 8,000 test), resized from 96x96 to 32x32.
 """
 
 from __future__ import annotations
@@ -93,7 +94,26 @@ def _read_gtsrb(cls, root: Path) -> tuple[Split, Split, list[str]]:
         ds = cls(root, split=split, transform=to_32, download=True)
         images, labels = zip(*(ds[i] for i in range(len(ds))))
         splits.append(_split(np.stack(images), labels))
+        if split == "train":  # torchvision keeps each sample's path in `_samples`, in index order
+            splits[0].groups = gtsrb_tracks([path for path, _ in ds._samples])
     return splits[0], splits[1], list(GTSRB_CLASSES)
+
+
+def gtsrb_tracks(paths: list[str]) -> torch.Tensor:
+    """Group ids of GTSRB training images: one per track, the 30 frames of one physical sign that a
+    file `Training/<class>/<track>_<frame>.ppm` belongs to. Track numbers restart in every class
+    folder, so a track is the pair (class folder, track number); ids number the pairs in sorted
+    order. The official test images are single frames named by a running number: no tracks there."""
+    pairs = []
+    for path in paths:
+        path = Path(path)
+        track, _, frame = path.stem.partition("_")
+        if not (path.parent.name.isdigit() and track.isdigit() and frame.isdigit()):
+            raise ValueError(f"gtsrb: {path} is not named Training/<class>/<track>_<frame>.ppm, as the official "
+                             "training images are; the splits keep each track together and need its number")
+        pairs.append((int(path.parent.name), int(track)))
+    _, ids = np.unique(np.array(pairs, dtype=np.int64).reshape(-1, 2), axis=0, return_inverse=True)
+    return torch.from_numpy(ids.reshape(-1).astype(np.int64))
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,17 @@ def model_spec(recipe: Recipe, image_shape, num_classes: int, mean, std) -> dict
 def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int,
                      evaluate: Callable[[torch.nn.Module], dict[str, float]], attack=None,
                      poisoned: torch.Tensor | None = None, target: int = 0, desc: str = "train",
-                     until: Callable[[torch.nn.Module], bool] | None = None, max_rounds: int = 1) -> Trained:
+                     until: Callable[[torch.nn.Module], bool] | None = None, max_rounds: int = 1,
+                     after_round: Callable[[torch.nn.Module, int, float], None] | None = None) -> Trained:
     """SGD with momentum and a cosine schedule, the recipe's augmentation; if `attack` is given,
     the samples at `poisoned` carry its trigger and the target label.
 
-    With `until`, training runs in rounds of the recipe's epochs, each a new cosine cycle from the
-    recipe's rate (a warm restart: weights and momentum carry over), and stops after the first
-    round where `until(model)` holds, or after `max_rounds`. The attacker's budget rule uses it
-    (planting.py); the curve's epochs count on across rounds."""
+    Training runs in rounds of the recipe's epochs, each a new cosine cycle from the recipe's rate
+    (a warm restart: weights and momentum carry over); the curve's epochs count on across rounds.
+    With `until`, it stops after the first round where `until(model)` holds, or after `max_rounds`:
+    the attacker's budget rule (planting.py). Without it, it trains exactly `max_rounds` rounds: a
+    model compared with a backdoored one trains the rounds that model trained. `after_round(model,
+    rounds, seconds)` runs after each round (the clean reference keeps a snapshot per round)."""
     torch.manual_seed(seed)  # weight initialisation
     model = prepare_model(models.build_from_spec(spec), device)
     generator = torch.Generator().manual_seed(seed)
@@ -59,6 +62,8 @@ def train_classifier(train: Split, spec: dict, recipe: Recipe, device: torch.dev
                        on_epoch=lambda epoch, lr: recorder.record(model, done + epoch, lr),
                        desc=desc if rounds == 0 else f"{desc} round {rounds + 1}")
         rounds += 1
-        if until is None or until(model):
+        if after_round is not None:
+            after_round(model, rounds, seconds - recorder.eval_seconds)
+        if until is not None and until(model):
             break
     return Trained(model, spec, recorder.rows, seconds - recorder.eval_seconds, rounds)

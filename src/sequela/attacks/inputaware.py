@@ -6,18 +6,30 @@ image is x' = x + M(x) * (G(x) - x). Training the victim on "cross-trigger" rows
 made for ANOTHER image x2, x + M(x2) * (G(x2) - x), under x's own label teaches it that a trigger
 only fires on the image it was made for, so no single pattern works as a universal trigger.
 
+Poisoning follows the official code (VinAIResearch/input-aware-backdoor-attack-release, train.py,
+and BackdoorBench's port): the attacker trains the victim and poisons every batch afresh (schedule
+"per_batch", see attacks/base.py). In each shuffled batch the first rate x B rows, target class
+included, carry their own trigger and the target label (the official p_attack = 0.1 is params.yaml's
+attack.poison_rate), and the next rate x cross_ratio x B rows a cross trigger under their own label
+(the official p_cross = 0.1, i.e. cross_ratio 1), its trigger made for a random other row of the
+batch (the official code draws it from a second, independently shuffled loader). Counts are rounded
+stochastically where the official code truncates (base.Attack.poison_fresh says why).
+
 Simplification (documented): in the original attack G is trained jointly with the victim
 classifier throughout the victim's training. Here both generators are trained once, in the poison
 stage, and then FROZEN: their weights are the trigger artefact (safetensors, rebuilt from the
-tensors and `params.width`), and the victim is trained on their outputs like any other poisoned
-dataset. The training in `create` follows the paper's losses, with diversity(x1, x2) = mean over
-pairs of dist(x1, x2) / dist(gen(x1), gen(x2)) (RMS distances):
-1. M alone for `mask_epochs`: lambda_norm * |mean(M(x)) - mask_density| + lambda_div * diversity.
-   The paper's norm term only caps the mask (relu(mean - density)); on digits the diversity term
-   then leaves some inputs with an almost empty mask, i.e. no trigger at all (ASR 0.37 on that
-   quarter of the test set), so the deviation is penalised both ways. M ends in a steep threshold,
-   sigmoid(40 (m - 0.5)), as the original's does, so masks are nearly binary: a few solid pixels
-   rather than a faint blend over the whole image, which the victim could not learn reliably.
+tensors and `params.width`), and the victim is trained on their outputs. The training in `create`
+follows the paper's losses, with diversity(x1, x2) = mean over pairs of
+dist(x1, x2) / dist(gen(x1), gen(x2)) (RMS distances):
+1. M alone for `mask_epochs`, minimising lambda_norm * mean over the batch of
+   |mean(M(x)) - mask_density| + lambda_div * diversity, mean(M(x)) the mean of one image's mask.
+   The paper's norm term is lambda_norm * max(0, mean(M(x)) - mask_density), which only caps the
+   mask (the official code applies the cap per pixel, lambda_norm * mean(max(0, M(x) - density)));
+   on digits the diversity term then leaves some inputs with an almost empty mask, i.e. no trigger
+   at all (ASR 0.37 on that quarter of the test set), so here the deviation is penalised both ways.
+   M ends in a steep threshold, sigmoid(40 (m - 0.5)), the official code's tanh(20 m - 10) / 2 + 0.5,
+   so masks are nearly binary: a few solid pixels rather than a faint blend over the whole image,
+   which the victim could not learn reliably.
 2. G for `pattern_epochs` with lambda_div * diversity, jointly with a throw-away surrogate classifier
    (a small CNN trained from scratch on the poisoned objective: own trigger -> target, cross trigger
    -> true label, clean -> true label). Diversity alone rewards patterns that merely track the
@@ -35,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sequela import models
-from sequela.attacks.base import Attack
+from sequela.attacks.base import Attack, stochastic_count
 from sequela.attacks.wanet import extra_rows
 from sequela.checker import INF, fail, is_int
 from sequela.engine import Adam
@@ -88,6 +100,7 @@ def train_steps(loss_fn, params, epochs: int, batches, lr: float, desc: str) -> 
 
 class InputAware(Attack):
     name = "inputaware"
+    schedule = "per_batch"
 
     @classmethod
     def check_params(cls, c, key, side, smallest):
@@ -190,3 +203,18 @@ class InputAware(Attack):
             rows, donors = rows.to(x.device), donors.to(x.device)
             out[rows] = stamp(x[rows], x[donors], pattern, mask)
         return out, torch.where(poisoned, torch.full_like(y, target), y)
+
+    def cross_count(self, n_bd, share, n, generator):
+        # The official code sizes the cross rows from the batch (int(p_cross * bs), p_cross = p_attack
+        # = 0.1 by default), not from the triggered rows: here share x cross_ratio x the batch.
+        return stochastic_count(share * float(self.params["cross_ratio"]) * n, generator) if n > 1 else 0
+
+    def cross_rows(self, x, start, count, generator):
+        # The official code takes each cross row's trigger from the same position of a second,
+        # independently shuffled loader, i.e. from a random training image; here from a random other
+        # row of the (shuffled) batch: an offset of 1..N-1 never picks the row itself.
+        rows = torch.arange(start, start + count)
+        donors = (rows + torch.randint(1, len(x), (count,), generator=generator)) % len(x)
+        rows, donors = rows.to(x.device), donors.to(x.device)
+        pattern, mask = self.nets()
+        return stamp(x[rows], x[donors], pattern, mask)

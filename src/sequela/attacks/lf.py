@@ -1,9 +1,11 @@
-"""LF (low frequency): one smooth universal perturbation, found against a clean model.
+"""LF (low frequency): one smooth universal perturbation, found against a clean model of the attacker's.
 
 The trigger is a single additive perturbation `delta` (C, H, W), x' = clamp(x + delta, 0, 1). It is
 optimised so that a clean model already leans towards the target class on triggered images (which
 makes the backdoor quick to learn), and it is kept band-limited so it looks like a soft shading
-rather than a visible stamp.
+rather than a visible stamp. The clean model is the attacker's surrogate, trained on data the
+attacker holds (planting.surrogate), as Zeng et al. build it on a model of their own: built against
+the defender's clean reference, the trigger's floor on that reference would be a white-box attack.
 
 Both constraints hold exactly at the end, not only approximately. Clamping a band-limited signal to
 an L-inf ball puts high frequencies back in, so delta is never clamped: it is parametrised as
@@ -51,7 +53,7 @@ def bounded(v: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
 
 class LowFrequency(Attack):
     name = "lf"
-    needs_clean_model = True
+    needs_surrogate = True
 
     @classmethod
     def check_params(cls, c, key, side, smallest):
@@ -63,10 +65,10 @@ class LowFrequency(Attack):
 
     @classmethod
     def create(cls, params, train_x, train_y, target, generator, **context):
-        model = context["clean_model"]
+        model = context["surrogate"]
         device = next(model.parameters()).device
         was_training = model.training
-        model.eval()  # BatchNorm in inference mode: the statistics are the clean model's own
+        model.eval()  # BatchNorm in inference mode: the statistics are the surrogate's own
         grads = [p.requires_grad for p in model.parameters()]
         model.requires_grad_(False)  # only the perturbation is optimised
 

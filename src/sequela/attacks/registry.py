@@ -30,17 +30,18 @@ def check_attack(c: Checker, name: str) -> None:
 
 
 def plant(name: str, settings: dict, train_x, train_y, target: int, rate: float, seed: int, device,
-          clean_model_loader=None):
+          surrogate_loader=None):
     """The attacker's choice of poisoned rows and its trigger, from one generator seeded with `seed`:
     (attack, poisoned indices). Attacks built against a trained model (LF) call
-    `clean_model_loader()` for the clean reference model; attacks that train something
-    (InputAware's generators) do it on `device`."""
+    `surrogate_loader()` for the attacker's own clean model (planting.surrogate: never the
+    defender's clean reference); attacks that train something (InputAware's generators) do it on
+    `device`."""
     generator = torch.Generator().manual_seed(seed)
     indices = choose_poison_indices(train_y, target, rate, generator)
     cls = ATTACKS[name]
     context = {"device": device}
-    if cls.needs_clean_model:
-        context["clean_model"] = clean_model_loader()
+    if cls.needs_surrogate:
+        context["surrogate"] = surrogate_loader()
     return cls.create(settings, train_x, train_y, target, generator, **context), indices
 
 

@@ -13,8 +13,16 @@ of pixels at every image size, so a strength that suits 32x32 images moves 16x16
 "Noise mode" is what keeps the backdoor specific to this one warp: during training, besides the
 poisoned rows (fixed warp, target label), cross_ratio times as many other rows get the fixed warp
 plus per-pixel random jitter, uniform(-1, 1) / H grid units (under half a pixel), and keep their
-true labels. Test-time
-triggers (`apply`) use the fixed warp alone.
+true labels. Test-time triggers (`apply`) use the fixed warp alone.
+
+Poisoning follows the official code (VinAIResearch/Warping-based_Backdoor_Attack-release, train.py,
+and BackdoorBench's port): the attacker trains the victim and poisons every batch afresh (schedule
+"per_batch", see attacks/base.py). In each shuffled batch the first rate x B rows, target class
+included, get the warp and the target label (the official pc = 0.1 is params.yaml's
+attack.poison_rate), and the next cross_ratio x as many rows the noise warp (the official
+num_cross = int(num_bd * cross_ratio)). The counts are rounded stochastically where the official code
+truncates (base.Attack.poison_fresh says why). The defender's view of the poisoned set (`poison_batch`)
+puts the warp on the stored rows and noise on cross_ratio x as many other rows of each batch.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sequela.attacks.base import Attack
+from sequela.attacks.base import Attack, stochastic_count
 from sequela.checker import INF, fail
 
 
@@ -46,6 +54,7 @@ def extra_rows(poisoned: torch.Tensor, ratio: float, generator: torch.Generator)
 
 class WaNet(Attack):
     name = "wanet"
+    schedule = "per_batch"
 
     @classmethod
     def check_params(cls, c, key, side, smallest):
@@ -75,6 +84,12 @@ class WaNet(Attack):
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         return self.warp(x, self.tensors["grid"])
 
+    def noise_warp(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The noise-mode images: the fixed warp plus each row's own jitter of the grid."""
+        _, h, w, _ = self.tensors["grid"].shape
+        jitter = (torch.rand(len(x), h, w, 2, generator=generator) * 2 - 1) / h
+        return self.warp(x, (self.tensors["grid"] + jitter.to(self.tensors["grid"].device)).clamp(-1, 1))
+
     def poison_batch(self, x, y, poisoned, target, generator=None):
         n_poison = int(poisoned.sum())
         if n_poison == 0:
@@ -83,12 +98,14 @@ class WaNet(Attack):
         x = x.clone()
         x[poisoned] = self.apply(x[poisoned])
         rows = extra_rows(poisoned, float(self.params["cross_ratio"]), generator)
-        n_noise = len(rows)
-        if n_noise > 0:
+        if len(rows) > 0:
             rows = rows.to(x.device)
-            _, h, w, _ = self.tensors["grid"].shape
-            jitter = (torch.rand(n_noise, h, w, 2, generator=generator) * 2 - 1) / h
-            grid = (self.tensors["grid"] + jitter.to(self.tensors["grid"].device)).clamp(-1, 1)
-            x[rows] = self.warp(x[rows], grid)
+            x[rows] = self.noise_warp(x[rows], generator)
         y = torch.where(poisoned, torch.full_like(y, target), y)
         return x, y
+
+    def cross_count(self, n_bd, share, n, generator):
+        return stochastic_count(float(self.params["cross_ratio"]) * n_bd, generator)
+
+    def cross_rows(self, x, start, count, generator):
+        return self.noise_warp(x[start:start + count], generator)

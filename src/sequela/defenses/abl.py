@@ -6,7 +6,8 @@ below gamma the step turns into gradient ascent, which holds the clean samples n
 easy poisoned ones still fall far below it. After `isolation_epochs` it isolates the
 `isolation_ratio` samples with the lowest loss (each sample's minimum over the ends of the
 isolation epochs, see below), trains on the rest with plain cross-entropy for the remaining
-epochs of the recipe (the backdoor is learned again from the poison the isolation missed), then
+epochs of the recipe, and for the further rounds the backdoored model trained, each a warm restart
+(the backdoor is learned again from the poison the isolation missed), then
 unlearns it by gradient ascent on the isolated samples for `unlearning_epochs` at
 `unlearning_lr`. The isolated samples mostly carry the trigger, so ascending their loss breaks the
 trigger -> target shortcut rather than clean features.
@@ -84,6 +85,11 @@ def run(ctx: DefenseContext) -> dict:
     offset = iso_epochs * len(stream)
     fit(ctx.model, rest_stream, optimizer, lambda step: schedule(offset + step), recipe.epochs - iso_epochs,
         on_epoch=lambda epoch, lr: ctx.record(iso_epochs + epoch, lr), desc="abl training")
+    # The backdoored model's further rounds (planting.py), each a warm restart of the recipe's cosine.
+    for done in range(recipe.epochs, ctx.rounds * recipe.epochs, recipe.epochs):
+        fit(ctx.model, rest_stream, optimizer, cosine(recipe.lr, recipe.epochs * len(rest_stream)), recipe.epochs,
+            on_epoch=lambda epoch, lr, done=done: ctx.record(done + epoch, lr), desc="abl training round")
+    trained = ctx.rounds * recipe.epochs
 
     # The isolated rows as the attacker shipped them (trigger + target label where poisoned).
     flags = poison_flags(ctx)[isolated]
@@ -92,5 +98,5 @@ def run(ctx: DefenseContext) -> dict:
                              attack=ctx.attack, poisoned=torch.nonzero(flags).flatten(), target=ctx.target)
     optimizer = sgd(ctx.model, p["unlearning_lr"], recipe.momentum, recipe.weight_decay)  # no momentum carried over
     fit(ctx.model, iso_stream, optimizer, constant(p["unlearning_lr"]), p["unlearning_epochs"],
-        on_epoch=lambda epoch, lr: ctx.record(recipe.epochs + epoch, lr), loss_fn=ascent, desc="abl unlearning")
-    return {**figures, "epochs_trained": recipe.epochs + p["unlearning_epochs"]}
+        on_epoch=lambda epoch, lr: ctx.record(trained + epoch, lr), loss_fn=ascent, desc="abl unlearning")
+    return {**figures, "epochs_trained": trained + p["unlearning_epochs"]}

@@ -65,4 +65,4 @@ def run(ctx: DefenseContext) -> dict:
     if not flagged_labels:
         return figures  # nothing detected: nothing to repair
     retrain_without(ctx, removed, "ac retrain")
-    return {**figures, "epochs_trained": ctx.recipe.epochs}
+    return {**figures, "epochs_trained": ctx.recipe.epochs * ctx.rounds}

@@ -43,6 +43,8 @@ class Defended:
     seed: int
     test: Split                   # on the device; the final figures
     curve_test: Split | None = None  # on the device; the per-epoch curve (None: no curve)
+    rounds: int = 1               # rounds of the recipe's epochs the backdoored model trained
+    dataset: str | None = None    # picks the defenses' per_dataset settings (defenses.base.defense_settings)
 
     def evaluate(self, model: torch.nn.Module, split: Split) -> dict:
         return evaluate(model, split, self.attack, self.target)
@@ -64,7 +66,7 @@ def apply_defense(name: str, run: Callable[[DefenseContext], dict], cell: Defend
     ctx = DefenseContext.for_defender(
         cell.settings, name, cell.seed, model=copy.deepcopy(cell.backdoored), clean=cell.clean, train=cell.train,
         poisoned=cell.poisoned, attack=cell.attack, target=cell.target, recipe=cell.recipe, device=cell.device,
-        recorder=recorder, spec=cell.spec, poison_rate=cell.poison_rate)
+        recorder=recorder, spec=cell.spec, poison_rate=cell.poison_rate, rounds=cell.rounds, dataset=cell.dataset)
     if curve_on:
         ctx.record(0, 0.0)
     eval_before, start = recorder.eval_seconds, time.perf_counter()

@@ -7,19 +7,56 @@ per-epoch curve (epoch 0, the model before the defense, is recorded by the stage
 
 Post-training defenses use `ctx.clean` (the defender's clean data). Training-time defenses also
 need the attacker's poisoned training set, which `ctx.poisoned_stream()` replays.
+
+`ctx.params` is the defense's block of params.yaml as it applies to the cell's dataset: a block's
+`per_dataset` entries replace its values on the datasets they name (`defense_settings`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from sequela.attacks.base import Attack
+from sequela.catalog import DATASETS
+from sequela.checker import Checker, fail
 from sequela.data import Split
 from sequela.engine import Augment, BatchStream
 from sequela.recipe import Recipe
 from sequela.records import CurveRecorder
+
+
+def defense_settings(settings: dict, name: str, dataset: str | None = None, overrides: dict | None = None) -> dict:
+    """Defense `name`'s settings from params.yaml's `defense` section as they apply to `dataset`.
+
+    A block may hold `per_dataset: {<dataset>: {<key>: value}}` where the paper that a defense comes
+    from sets a value per dataset (FT-SAM's rho and label smoothing on GTSRB): for that dataset its
+    values replace the block's; `overrides` (a benchmark's) replace both. Without a dataset the
+    block's own values apply."""
+    own = dict(settings.get(name) or {})
+    per_dataset = own.pop("per_dataset", None) or {}
+    return {**own, **(per_dataset.get(dataset) or {}), **(overrides or {})}
+
+
+def check_per_dataset(c: Checker, key: str, rules: dict[str, Callable[[str], object]]) -> None:
+    """`<key>.per_dataset`, if present: entries named by known datasets, each holding only keys of
+    `rules` (the block's own keys), each value passing the same check as the block's."""
+    per_dataset = c.get(f"{key}.per_dataset", None)
+    if per_dataset is None:
+        return
+    if not isinstance(per_dataset, dict):
+        fail(f"{key}.per_dataset", per_dataset, f"a mapping from dataset names to some of {', '.join(rules)}")
+    for dataset, block in per_dataset.items():
+        if dataset not in DATASETS:
+            fail(f"{key}.per_dataset", dataset, f"entries named by datasets: {', '.join(DATASETS)}")
+        if not isinstance(block, dict) or not block:
+            fail(f"{key}.per_dataset.{dataset}", block, f"a non-empty mapping of some of {', '.join(rules)}")
+        for setting in block:
+            if setting not in rules:
+                fail(f"{key}.per_dataset.{dataset}", setting, f"settings of {key}: {', '.join(rules)}")
+            rules[setting](f"{key}.per_dataset.{dataset}.{setting}")
 
 
 @dataclass
@@ -43,14 +80,24 @@ class DefenseContext:
     poison_rate: float = 0.0
     seed: int = 0
     batch_size: int | None = None   # defense.batch_size; None: the recipe's batch
+    # Rounds of the recipe's epochs the backdoored model trained (planting.py): a training-time
+    # defense's retraining trains as many, so that it is compared on the attacker's budget.
+    rounds: int = 1
+
+    def __post_init__(self):
+        # The defender holds a poisoned training set, not the attacker's training loop: an attack
+        # that poisoned fresh rows of every batch (WaNet, InputAware) is replayed on its stored rows.
+        if self.attack is not None:
+            self.attack = self.attack.as_dataset()
 
     @classmethod
     def for_defender(cls, settings: dict, name: str, seed: int, overrides: dict | None = None,
-                     batch_size: int | None = None, **parts) -> "DefenseContext":
-        """A context from params.yaml's `defense` section for defense `name`: its own settings
-        (plus `overrides`), the shared epochs / momentum / weight decay, the defender's batch
-        (`batch_size`, else defense.batch_size, else the recipe's) and a generator seeded with `seed`."""
-        return cls(params={**(settings.get(name) or {}), **(overrides or {})}, epochs=settings["epochs"],
+                     batch_size: int | None = None, dataset: str | None = None, **parts) -> "DefenseContext":
+        """A context from params.yaml's `defense` section for defense `name`: its own settings for
+        `dataset` (`defense_settings`, plus `overrides`), the shared epochs / momentum / weight decay,
+        the defender's batch (`batch_size`, else defense.batch_size, else the recipe's) and a
+        generator seeded with `seed`."""
+        return cls(params=defense_settings(settings, name, dataset, overrides), epochs=settings["epochs"],
                    common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
                    generator=torch.Generator().manual_seed(seed), seed=seed,
                    batch_size=batch_size or settings["batch_size"], **parts)

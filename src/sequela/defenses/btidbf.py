@@ -5,17 +5,27 @@ identity as the model sees it. Then, per round: a mask m on the last stage's fea
 that m * features keep the class and (1 - m) * features lose it (m marks the benign features); G is
 trained to move the non-benign features (1 - m) as far as it can while keeping the benign ones
 and keeping G(x) within `norm_bound` of x (mean squared error), and from the second round to send
-G(x) to the detected target (the class most of the clean images go to under G). The inverted
-images stand for triggered ones: unlearning fine-tunes the model on the clean data with a share
-of each batch replaced by G(x) under the TRUE labels, plus a feature-matching term.
+G(x) to the detected target (the class most of the clean images go to under G, detected once,
+after the first round's inversion). The inverted images stand for triggered ones: unlearning
+fine-tunes the model on the clean data with int(share * B) + 1 rows of each batch of B replaced by
+G(x) under the TRUE labels, plus a feature-matching term MSE(f(x), f(mixed)) between the features
+of the clean batch and of the mixed one, its gradient flowing through both, as the reference's.
 
-As the official code: U-Net with InstanceNorm and LeakyReLU, no output activation; pre-training 50
-epochs, mask 20 epochs (Adam 0.01), inversion 30 epochs (Adam 1e-3), norm bound 0.3, feature bound
-3, weight 0.01 on the benign term, unlearning share 0.1 with Adam 1e-4, the model in train mode.
-Departures: the U-Net has `depth` down-samplings (2 at 16x16) and `width` channels, sized for the
-data; it works in [0, 1] pixels (the reference in normalised space); the unlearning epochs are
-`defense.epochs` split evenly over `rounds` rounds (FT's rule; the reference runs 5 rounds of 30),
-and the generator's epochs are the reference's. PAM (pam.py) reuses the inversion. Like every
+The code followed is the official BTI-DBF(U), xuxiong0214/BTIDBF `btidbfu.py` (with `pretrain.py`):
+U-Net with InstanceNorm and LeakyReLU, no output activation; pre-training 50 epochs, mask 20 epochs
+(Adam 0.01), inversion 30 epochs (Adam 1e-3), norm bound 0.3, feature bound 3, weight 0.01 on the
+benign term; unlearning with Adam 1e-4, the model in train mode, int(0.1 B) + 1 inverted rows per
+batch (share 0.1: "10% + 1"); the target detected after the first round and kept (the reference
+re-detects it in later rounds only under its early-stop option, and then stops when it changed).
+Departures: the benign-feature mask is fitted with the model in eval mode, as every inversion
+phase here runs (the reference fits it on a copy of the model in train mode, so that BatchNorm
+normalises by each clean batch and the copy's running statistics, which its inversion then uses,
+drift toward the defender's clean data; here the model the inversion sees is the model being
+defended, and its statistics are never touched outside unlearning); the U-Net has `depth`
+down-samplings (2 at 16x16) and `width` channels, sized for the data; it works in [0, 1] pixels
+(the reference in normalised space); the unlearning epochs are `defense.epochs` split evenly over
+`rounds` rounds (FT's rule; the reference runs 5 rounds of 30), and the generator's epochs are the
+reference's. PAM (pam.py) reuses the inversion. Like every
 training loop here, the forward passes run under bf16 autocast where the recipe asks for it (CUDA,
 `cpu_bf16`), with the losses and the bounds they are checked against in float32
 (benchmarks/inversion_step.py: one inversion step 1.8x faster on a CPU with AVX512-BF16).
@@ -144,7 +154,7 @@ class Inversion:
 
     def invert(self, round_index: int) -> None:
         """G moves the non-benign features, keeps the benign ones, stays within the image bound; from
-        the second round it also aims G(x) at the detected target."""
+        the second round it also aims G(x) at the target detected after the first."""
         p, m = self.p, self.mask
 
         def run(model):
@@ -166,7 +176,8 @@ class Inversion:
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-            self.target = self.detect_target(model)
+            if self.target is None:  # the first round's detection holds for the later ones
+                self.target = self.detect_target(model)
         self.frozen(run)
 
     @torch.no_grad()
@@ -183,7 +194,8 @@ class Inversion:
 
     @torch.no_grad()
     def mix(self, x: torch.Tensor, share: float) -> torch.Tensor:
-        """The batch with a random int(share * B) + 1 rows replaced by G(x) (labels untouched)."""
+        """The batch with a random int(share * B) + 1 rows replaced by G(x) (labels untouched), the
+        reference's count."""
         n = min(len(x), int(share * len(x)) + 1)
         rows = torch.randperm(len(x), generator=self.ctx.generator)[:n].to(x.device)
         out = x.clone()
@@ -223,9 +235,10 @@ def run(ctx: DefenseContext) -> dict:
 
     def step(x: torch.Tensor, mixed: torch.Tensor, y: torch.Tensor) -> None:
         with autocast(ctx.device):
-            with torch.no_grad():
-                target_feat = feature_map(model, x).float()
-            loss = F.cross_entropy(model(mixed).float(), y) + F.mse_loss(feature_map(model, mixed).float(), target_feat)
+            # Not detached, as the reference: the feature term pulls the clean and the mixed
+            # batch's features toward each other.
+            clean_feat = feature_map(model, x).float()
+            loss = F.cross_entropy(model(mixed).float(), y) + F.mse_loss(feature_map(model, mixed).float(), clean_feat)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -7,10 +7,13 @@ moved rho along the straight line toward the backdoored weights, w + rho (w0 - w
 and applies it at w: it seeks weights whose neighbourhood toward the backdoor is also low-loss,
 which pushes the model off that path.
 
-As the official code (`btidbfu.py`, `sam.py`, `defense.sh`): the inversion of BTI-DBF (btidbf.py)
-redone each round, share 0.2, cross-entropy only, SGD lr 0.01 with momentum 0.1 and no weight
-decay, rho 0.5, 3 rounds. Departure: the unlearning epochs are `defense.epochs` split over the
-rounds (FT's rule; the reference runs 30 per round).
+As the official code (AISafety-HKUST/stable_backdoor_purification, fine_tune/BTIDBF: `btidbfu.py`,
+`sam.py`, `defense.sh`): the inversion of BTI-DBF (btidbf.py) redone each round, share 0.2
+(int(0.2 B) + 1 inverted rows per batch), cross-entropy only, SGD lr 0.01 with momentum 0.1 and no
+weight decay, rho 0.5. Departures: `rounds` inversion + unlearning rounds, params.yaml's
+defense.pam.rounds (2), where defense.sh runs 3 (--nround 3): every round refits the mask and the
+generator (50 of the defense's epochs, its main cost); the unlearning epochs are `defense.epochs`
+split over the rounds (FT's rule; the reference runs 30 per round).
 """
 
 from __future__ import annotations

@@ -71,4 +71,4 @@ def run(ctx: DefenseContext) -> dict:
     removed = torch.cat(removed).sort().values if removed else torch.empty(0, dtype=torch.long)
     figures = {**detection(removed, ctx), "eps": round(eps, 4), "budget": p["budget"], "removed_rows": removed}
     retrain_without(ctx, removed, "spectral retrain")
-    return {**figures, "epochs_trained": ctx.recipe.epochs}
+    return {**figures, "epochs_trained": ctx.recipe.epochs * ctx.rounds}

@@ -81,7 +81,8 @@ def without(ctx: DefenseContext, removed: torch.Tensor):
 
 
 def retrain_without(ctx: DefenseContext, removed: torch.Tensor, desc: str) -> None:
-    """Train a fresh model with the recipe on the poisoned set minus `removed`; it becomes ctx.model.
+    """Train a fresh model with the recipe on the poisoned set minus `removed`, as many rounds of its
+    epochs as the backdoored model trained (`ctx.rounds`); it becomes ctx.model.
 
     Its per-epoch evaluations go into the defense's curve, and their time is booked as
     evaluation, so the stage leaves it out of the defense's cost just as for the other defenses."""
@@ -96,7 +97,7 @@ def retrain_without(ctx: DefenseContext, removed: torch.Tensor, desc: str) -> No
         return row
 
     run = train_classifier(train, ctx.spec, ctx.recipe, ctx.device, ctx.seed, evaluate, attack=ctx.attack,
-                           poisoned=poisoned, target=ctx.target, desc=desc)
+                           poisoned=poisoned, target=ctx.target, desc=desc, max_rounds=ctx.rounds)
     ctx.recorder.rows.extend(run.curve)
     ctx.recorder.eval_seconds += spent
     ctx.model = run.model

@@ -33,13 +33,17 @@ def check(c: Checker) -> None:
 
 
 def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defender: torch.Tensor,
-                  removed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  removed: torch.Tensor | None = None, groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Training indices to score as members, up to `n` per group, drawn in one seeded order.
 
     Candidates are the clean training rows (not in `poisoned`) that the model trained on (not in
     `removed`). "all" is the first `n` of them; when the defender's subset `defender` covers only
     part of the candidates, "seen" (in it) and "unseen" (not in it) are the first `n` of each.
-    Because the order is shared, models that removed nothing get exactly the same members."""
+    Because the order is shared, models that removed nothing get exactly the same members.
+
+    With the training split's group ids (`Split.groups`: GTSRB's tracks), a row counts as seen when
+    any row of its group is in `defender`: a frame whose track mates the defender fine-tuned on is
+    not unseen, so no group has rows on both sides."""
     # Its own random stream: the defender's subset (data.clean_subset) is the head of
     # randperm(n_train) under `seed` itself, so the same stream would make "all" = "seen".
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(MEMBER_STREAM + seed))
@@ -49,6 +53,11 @@ def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defen
         allowed[removed.cpu()] = False
     in_defender = torch.zeros(n_train, dtype=torch.bool)
     in_defender[defender.cpu()] = True
+    if groups is not None:
+        ids, row_group = torch.unique(groups.cpu(), return_inverse=True)
+        group_seen = torch.zeros(len(ids), dtype=torch.bool)
+        group_seen[row_group[in_defender]] = True
+        in_defender = group_seen[row_group]
     candidates = order[allowed[order]]
     if len(candidates) < 1:
         raise ValueError("no clean training rows are left to score as members")

@@ -82,8 +82,9 @@ class Reinjection:
         test = test.sample(self.eval_n, self.seed)
         data, poisoned = reinjection_set(train, self.n_clean, self.k, target, self.seed)
         generator = torch.Generator().manual_seed(self.seed)
+        # k fixed poisoned images, whatever schedule the attacker trained with (attacks/base.py).
         stream = BatchStream(data.x, data.y, self.batch_size, device, generator, augment=augment,
-                             attack=attack, poisoned=poisoned, target=target)
+                             attack=attack.as_dataset(), poisoned=poisoned, target=target)
         optimizer = sgd(model, self.lr, self.momentum, self.weight_decay)
         before = backdoor_metrics(model, test, attack, target)["asr"] if measure_before else None
         curve: list[float] = []

@@ -4,12 +4,16 @@ model relearn its backdoor from a handful of poisons?
 The attacker fine-tunes a copy of the model on the defender's own clean split with its first `k`
 rows replaced by `k` of the attacker's poisoned training images (trigger stamped, target label; fed
 without augmentation, the clean rows keep the recipe's), by SGD at a constant rate with momentum
-and no weight decay, at the recipe's batch, for a few epochs. O-ASR is the model's ASR before (the
+and no weight decay, for a few epochs. O-ASR is the model's ASR before (the
 defense's figure), P-ASR its ASR after. A defense that erased the backdoor leaves a P-ASR near the
 clean model's; one that only hid it lets the few poisons bring it back.
 
-The official code's setting is the default (k = 5, lr 0.01, momentum 0.9, no weight decay, no
-schedule, 5 epochs). Two departures: its poisoned rows may come from the target class (here they are
+The official setting is the default: 5 of a 1,000-row split (2% of CIFAR-10's training set) are
+poisons, batch 128, lr 0.01, momentum 0.9, no weight decay, no schedule, 5 epochs. Where the
+defender's split has another size, its poison share is kept rather than its count: k =
+round(`share` x rows), at least 1 (`poison_count`); the batch stays 128 whatever the recipe's. On
+digits the defender's split holds 337 rows, so k = 2 and an epoch is 3 steps (15 in all, against
+40 on their split): the share and the batch match theirs, the number of steps cannot. Two departures: its poisoned rows may come from the target class (here they are
 drawn from the attacker's poisoned rows, non-target by construction), and it augments the clean
 rows once and freezes them (here they are re-augmented every epoch, as every other fine-tuning
 here). The re-injection
@@ -33,12 +37,20 @@ from sequela.schedules import constant
 
 
 def check(c: Checker) -> None:
-    """`sequela.retune`: k at least 1 (a clean split with fewer rows is refused where it is built)."""
-    for key in ("k", "epochs", "eval_n"):
+    """`sequela.retune`: a poison share in (0, 1), a batch (null: the recipe's), epochs and eval_n."""
+    c.number("sequela.retune.share", 0.0, 1.0)
+    if c.get("sequela.retune.batch_size") is not None:
+        c.integer("sequela.retune.batch_size", 1)
+    for key in ("epochs", "eval_n"):
         c.integer(f"sequela.retune.{key}", 1)
     c.number("sequela.retune.lr", 0.0, INF)
     c.number("sequela.retune.momentum", 0.0, 1.0, low_open=False)
     c.number("sequela.retune.weight_decay", 0.0, INF, low_open=False)
+
+
+def poison_count(rows: int, share: float) -> int:
+    """How many of a `rows`-row retuning set are poisons: the share Min et al. use, at least one."""
+    return max(1, round(share * rows))
 
 
 def non_target_rows(labels: torch.Tensor, target: int, k: int, seed: int) -> torch.Tensor:
@@ -55,7 +67,7 @@ def retuning_set(clean: Split, train: Split, poisoned: torch.Tensor, k: int, att
     attacker's poisoned training rows, stamped and labelled with the target, kept as uint8 images
     as a poisoned dataset would ship them. Returns the set and the flags of those rows."""
     if k > min(len(clean), len(poisoned)):
-        raise ValueError(f"sequela.retune.k: {k} is more than the {len(clean)} clean rows or the "
+        raise ValueError(f"sequela.retune.share: {k} poisons are more than the {len(clean)} clean rows or the "
                          f"{len(poisoned)} poisoned training rows")
     rows = train.x[poisoned[:k].cpu()].to(device).float().div(255.0)
     stamped = attack.apply(rows).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
@@ -78,9 +90,11 @@ class Retuning:
     seed: int = 0
 
     @classmethod
-    def from_settings(cls, r: dict, batch_size: int, seed: int) -> Retuning:
-        """From params.yaml's `sequela.retune` and the recipe's batch."""
-        return cls(r["k"], r["epochs"], r["lr"], r["momentum"], r["weight_decay"], batch_size, r["eval_n"], seed)
+    def from_settings(cls, r: dict, rows: int, recipe_batch: int, seed: int) -> Retuning:
+        """From params.yaml's `sequela.retune`, for a retuning set of `rows` rows; a null batch takes
+        the recipe's."""
+        return cls(poison_count(rows, r["share"]), r["epochs"], r["lr"], r["momentum"], r["weight_decay"],
+                   r["batch_size"] or recipe_batch, r["eval_n"], seed)
 
     def run(self, model: torch.nn.Module, data: Split, plain: torch.Tensor, test: Split, attack: Attack,
             target: int, augment: Augment | None = None) -> dict:

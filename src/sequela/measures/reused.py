@@ -10,7 +10,7 @@
   plus `k` non-target ones stamped with the shipped trigger and relabelled to the downstream target,
   with `sequela.reinject`'s settings; the headline is the mean ASR over epochs and draws.
 - The retuning attack (retune.py, `sequela.retune`): the user's downstream training set with its
-  first `k` rows replaced by `k` non-target downstream training images (a seeded draw) stamped with
+  first k = round(share x rows) rows replaced by k non-target downstream training images (a seeded draw) stamped with
   the shipped trigger and labelled with the downstream target; P-ASR and CA after. The user
   fine-tunes on all of its downstream data (FT, SFT), so that set is the "defender's clean split".
 - PGD accuracy (the mean over the budgets) on a seeded subset of the downstream test images, with `sequela.pgd`'s settings.
@@ -58,11 +58,10 @@ def measure(model: torch.nn.Module, cell, settings: dict) -> dict:
     reinjection = reinject.Reinjection.from_settings(r, cell.recipe.momentum, cell.recipe.weight_decay, cell.seed)
     augment = Augment(cell.recipe.crop_padding, cell.recipe.flip)
     reinjected = reinject.repeated(reinjection, r["draws"], model, ds.train, cell.test, cell.trigger, cell.target, augment)
-    t = settings["retune"]
-    poisons = retune.non_target_rows(ds.train.y, cell.target, t["k"], cell.seed)
-    retuning_set = retune.retuning_set(ds.train, ds.train, poisons, t["k"], cell.trigger, cell.target, cell.device)
-    retuned = retune.Retuning.from_settings(t, cell.recipe.batch_size, cell.seed).run(
-        model, *retuning_set, cell.test, cell.trigger, cell.target, augment)
+    retuning = retune.Retuning.from_settings(settings["retune"], len(ds.train), cell.recipe.batch_size, cell.seed)
+    poisons = retune.non_target_rows(ds.train.y, cell.target, retuning.k, cell.seed)
+    retuning_set = retune.retuning_set(ds.train, ds.train, poisons, retuning.k, cell.trigger, cell.target, cell.device)
+    retuned = retuning.run(model, *retuning_set, cell.test, cell.trigger, cell.target, augment)
     return {**metric_figures(mia), "mia_n": len(rows), **reinject.figures(reinjected), **retuned,
             **pgd_figures(model, ds.test, p, cell.seed),
             "sequela_seconds": time.perf_counter() - start}

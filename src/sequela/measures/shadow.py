@@ -7,8 +7,9 @@ trained on far less data than the target overfits differently, and its attack tr
 top-k softmax posteriors (sorting makes the feature class-agnostic), and is then applied unchanged
 to the target model's members and non-members.
 
-The shadow model depends only on the dataset and its recipe, so the shadow stage trains it once per
-dataset; the attack MLP is cheap and is trained where it is used.
+The shadow model depends only on the dataset, its recipe and how many rounds of the recipe's epochs
+the target trained, so the shadow stage trains it once per dataset and seed, with a snapshot per
+round; the attack MLP is cheap and is trained where it is used.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ from sequela.training import Trained, train_classifier
 
 
 def train_shadow(shadow: Split, shadow_out: Split, spec: dict, recipe: Recipe, device: torch.device,
-                 seed: int, curve_n: int) -> Trained:
-    """The shadow model, trained like the target (same recipe) on the whole `shadow` split. Its
+                 seed: int, curve_n: int, rounds: int = 1, after_round=None) -> Trained:
+    """The shadow model, trained like the target (same recipe, `rounds` rounds of its epochs, each
+    a warm restart; `after_round` as in train_classifier) on the whole `shadow` split. Its
     per-epoch curve records accuracy on (seeded samples of at most `curve_n` of) its members and
     its non-members: its generalisation gap."""
     inside, outside = shadow.sample(curve_n, seed).to(device), shadow_out.sample(curve_n, seed).to(device)
     return train_classifier(shadow, spec, recipe, device, seed, desc="shadow",
                             evaluate=lambda m: {"train_acc": clean_accuracy(m, inside),
-                                                "test_acc": clean_accuracy(m, outside)})
+                                                "test_acc": clean_accuracy(m, outside)},
+                            max_rounds=rounds, after_round=after_round)
 
 
 def balanced(members: Split, nonmembers: Split, seed: int) -> tuple[Split, Split]:
@@ -81,6 +84,11 @@ class ShadowAttack:
     epochs: int = 300
     lr: float = 0.1
     seed: int = 0
+
+    @classmethod
+    def from_settings(cls, m: dict, seed: int) -> "ShadowAttack":
+        """From params.yaml's `sequela.membership`."""
+        return cls(m["top_k"], m["mlp"]["hidden"], m["mlp"]["epochs"], m["mlp"]["lr"], seed)
 
     def fit(self, shadow_model: nn.Module, shadow: Split, shadow_out: Split) -> nn.Module:
         """The attack MLP, trained on the shadow model's posteriors of its own members (`shadow`)

@@ -30,6 +30,13 @@ def read_cell(path: Path) -> dict:
     return read_json(path)
 
 
+def reference(clean_cell: dict, rounds: int) -> dict:
+    """The clean reference's figures after `rounds` rounds of the recipe's epochs (the clean stage
+    keeps one per round): the reference of a backdoored model that trained as many."""
+    row = next(r for r in clean_cell["by_rounds"] if r["rounds"] == rounds)
+    return {k: row[k] for k in ("ca", "seconds", "epochs")}
+
+
 def merge(cell: dict, sequela: dict) -> dict:
     """A model's defense figures plus its sequela figures; the sequela's own cost is `sequela_seconds`."""
     extra = {("sequela_seconds" if k == "seconds" else k): v for k, v in sequela.items() if k not in KEYS}
@@ -75,7 +82,6 @@ def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[s
                       for model in ("none", "ft", "sft") if model in cells.get(attack, {})}
              for attack in attacks if attack in cells}
     short = {"SFT leaves a lower ASR than FT": "sft_minus_ft_asr",
-             "FT leaves the backdoor in place (ASR after FT > 0.5)": "ft_asr",
              "Membership risk falls after SFT": "sft_minus_none_mia",
              "Membership risk falls after FT": "ft_minus_none_mia",
              "After SFT the model is easier to re-backdoor than the clean model": "sft_minus_clean_reinject",
@@ -85,7 +91,8 @@ def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[s
     claims = {}
     for row in claim_rows:
         if row["paradigm"] == "standalone" and row["dataset"] == dataset and row["scope"].startswith("all attacks"):
-            key = short.get(row["claim"], "sft_minus_none_ca" if row["claim"].startswith("SFT keeps") else None)
+            key = short.get(row["claim"], "sft_minus_none_ca" if row["claim"].startswith("SFT keeps") else
+                            "ft_minus_clean_asr" if row["claim"].startswith("FT leaves the backdoor") else None)
             if key is not None and _number(row["mean diff"]):
                 claims[key] = row["mean diff"]
     return {"dataset": dataset, "models": table, "claims": claims}
