@@ -110,7 +110,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(test), "--triggered", str(test),
             "--target", "0", "--members", str(clean), "--non-members", str(test), "--defenses", "ft",
             "--params", str(ROOT / "params.yaml"), "--batch-size", "8", "--crop-padding", "1", "--device", "cpu",
-            "--out", str(out)]
+            "--val-share", "0", "--out", str(out)]
     assert defend.main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"none", "ft"} and "mia_loss_auc" in report["models"]["ft"]
@@ -126,7 +126,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
                     test=test_split)
     cell.evaluate = lambda m, split: {"ca": 0.0}
     expected = apply_defense("ft", DEFENSES["ft"].run, cell).model.state_dict()
-    defended, spec = models.load_file(out / "ft" / "model.safetensors")
+    defended, spec = models.load_file(out / "ft" / "seed0" / "model.safetensors")
     assert spec == SPEC and all(torch.equal(expected[k], v) for k, v in defended.state_dict().items())
     assert "| ft |" in (out / "report.md").read_text()
 
@@ -136,7 +136,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
     (lambda a, t: a.__setitem__(a.index("--clean") + 1, str(t / "missing")), "no such folder"),
     (lambda a, t: a.__setitem__(a.index("--target") + 1, "7"), "target 7 is out of range"),
     (lambda a, t: a.__setitem__(a.index("--defenses") + 1, "spectral"), "clean data only"),
-    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "two")), "2 classes; the model has 3"),
+    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "two")), "2 class folders; the model has 3 classes"),
     (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "big")), "--resize"),
     (lambda a, t: a.__setitem__(0, str(t / "bare.safetensors")), "carries no sequela model metadata"),
 ])
@@ -155,7 +155,7 @@ def test_bad_input_gets_one_line_and_nothing_is_written(folders, capsys, change,
 
 
 def test_resize_is_allowed_when_asked_and_stated(folders):
-    tmp, model, clean, test = folders
+    tmp, _, clean, _ = folders
     image_folder(tmp / "big", torch.zeros(3, 1, 12, 12, dtype=torch.uint8), torch.tensor([0, 1, 2]))
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(tmp / "big"), "--defenses", "",
             "--params", str(ROOT / "params.yaml"), "--resize", "--out", str(tmp / "out")]
@@ -164,7 +164,7 @@ def test_resize_is_allowed_when_asked_and_stated(folders):
 
 
 def test_a_pickle_given_to_defend_is_refused_without_loading(folders, capsys):
-    tmp, model, clean, test = folders
+    tmp, model, clean, _ = folders
     torch.save(model.state_dict(), tmp / "model.pt")
     (tmp / "model.safetensors").write_bytes((tmp / "model.pt").read_bytes())  # a pickle under a safetensors name
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--out", str(tmp / "out")]
@@ -177,7 +177,7 @@ def test_an_external_cell_without_its_folder_or_target_is_refused_by_the_params_
     from sequela.checker import Checker
     from sequela.errors import ConfigError
 
-    tmp, model, clean, test = folders
+    tmp, _, clean, test = folders
     monkeypatch.chdir(tmp)
     base = {"targets": {}, "batch_size": 16, "crop_padding": 1, "flip": False, "resize": False}
     with pytest.raises(ConfigError, match="external.cells = 'mine' is not allowed; allowed: a folder external/mine/"):
