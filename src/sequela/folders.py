@@ -137,7 +137,8 @@ def write_folder(split: Split, root: Path) -> None:
 def write_npz(split: Split, path: Path) -> None:
     """x as uint8 (N, H, W, C) and y as int64, the layout the reader takes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, x=split.x.cpu().permute(0, 2, 3, 1).numpy(), y=split.y.cpu().numpy().astype(np.int64))
+    with open(path, "wb") as handle:  # a handle: np.savez would add .npz to a staging name
+        np.savez(handle, x=split.x.cpu().permute(0, 2, 3, 1).numpy(), y=split.y.cpu().numpy().astype(np.int64))
 
 
 def fit_size(split: Split, shape: list[int], resize: bool, where: str) -> tuple[Split, bool]:
