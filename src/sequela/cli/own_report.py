@@ -191,6 +191,7 @@ def curve_figure(report: dict, path: Path) -> bool:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     runs = report["runs"]
     curves = {n: [runs[s]["curves"][n] for s in runs if runs[s]["curves"].get(n)] for n in report["settings"]}
@@ -210,6 +211,7 @@ def curve_figure(report: dict, path: Path) -> bool:
             ax.plot(epochs, mean, marker="o", markersize=3, label=name)
             ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"CA ({ca_on})" if key == "ca" else "ASR (triggered)")
         ax.set_ylim(-0.02, 1.02)
         ax.legend()
