@@ -189,3 +189,69 @@ def test_an_external_cell_without_its_folder_or_target_is_refused_by_the_params_
     with pytest.raises(ConfigError, match="external.targets.mine = None"):
         external.check(Checker({"external": {**base, "cells": ["mine"]}}))
     external.check(Checker({"external": {**base, "cells": ["mine"], "targets": {"mine": 0}}}))
+
+
+def backdoorbench_result(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, target: int) -> dict:
+    """An attack result laid out as BackdoorBench's save_attack_result writes it, its poisoned test
+    set a prepro_cls_DatasetBD_v2 state whose images are uint8 (H, W, C) tensors (BackdoorBench
+    keeps PIL images there; docs/own-model.md re-saves them as tensors)."""
+    rows = [3 * i + 1 for i in range(len(images))]  # the test rows BackdoorBench kept: not 0..N-1
+    order = list(reversed(rows))  # original_index_array sets the order, not the dict's
+    data_dict = {row: (images[i].permute(1, 2, 0).contiguous(), target, int(labels[i])) for i, row in enumerate(rows)}
+    indicator = torch.zeros(3 * len(images) + 1, dtype=torch.long)
+    indicator[rows] = 1
+    return {"model_name": "preactresnet18", "num_classes": 10, "model": backdoorbench_names(model.state_dict()),
+            "data_path": "./data", "img_size": [16, 16, 3], "clean_data": "cifar10", "bd_train": None,
+            "bd_test": {"bd_data_container": {"save_folder_path": None, "data_dict": data_dict,
+                                              "save_file_format": ".png"},
+                        "getitem_all": True, "getitem_all_switch": False,
+                        "original_index_array": torch.tensor(order), "poison_indicator": indicator,
+                        "save_folder_path": None}}
+
+
+def test_a_backdoorbench_attack_result_converts_and_defends(tmp_path, capsys):
+    from sequela import folders as read
+    from sequela.cli.convert import BACKDOORBENCH_NORMALISATION
+    from sequela.engine import predict
+
+    mean, std = BACKDOORBENCH_NORMALISATION["cifar10"]
+    spec = {"arch": "preact_resnet18", "in_channels": 3, "num_classes": 10, "mean": mean, "std": std, "width": 4,
+            "input_shape": [3, 16, 16]}
+    torch.manual_seed(3)
+    model = models.build_from_spec(spec).eval()
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.arange(24) % 10
+    torch.save(backdoorbench_result(model, images, labels, target=0), tmp_path / "attack_result.pt")
+    assert convert.main([str(tmp_path / "attack_result.pt"), "--backdoorbench", "--triggered-out",
+                         str(tmp_path / "triggered.npz"), "--out", str(tmp_path / "bb.safetensors")]) == 0
+    assert "target 0" in capsys.readouterr().out
+    converted, got = models.load_file(tmp_path / "bb.safetensors")
+    x = torch.rand(4, 3, 16, 16)
+    assert got == spec and torch.equal(converted.eval()(x), model(x))
+    triggered, _ = read.read_images(tmp_path / "triggered.npz", 3, 10)
+    assert torch.equal(triggered.x, images.flip(0)) and torch.equal(triggered.y, labels.flip(0))
+    # and through `sequela defend`: the model as given keeps its ASR on the poisoned test set
+    clean = torch.randint(0, 256, (30, 3, 16, 16), dtype=torch.uint8, generator=g)
+    read.write_folder(read.Split(clean, torch.arange(30) % 10), tmp_path / "clean")
+    params = read_params(ROOT / "params.yaml")
+    params["defense"]["epochs"] = 1
+    (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    assert defend.main([str(tmp_path / "bb.safetensors"), "--clean", str(tmp_path / "clean"), "--triggered",
+                        str(tmp_path / "triggered.npz"), "--target", "0", "--defenses", "ft", "--val-share", "0",
+                        "--params", str(tmp_path / "params.yaml"), "--device", "cpu",
+                        "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    victims = labels != 0
+    expected = (predict(model, images[victims]) == 0).float().mean().item()
+    assert report["models"]["none"]["asr"] == pytest.approx(expected, abs=1e-3) and "ft" in report["models"]
+
+
+def test_a_backdoorbench_file_that_needs_unpickling_is_refused_with_the_remedy(tmp_path, capsys):
+    torch.save({"model_name": "preactresnet18", "bd_test": {"x": np.zeros((2, 4, 4, 3), dtype=np.uint8)}},
+               tmp_path / "attack_result.pt")
+    assert convert.main([str(tmp_path / "attack_result.pt"), "--backdoorbench", "--out",
+                         str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights_only=True" in err[0] and "docs/own-model.md" in err[0]
+    assert not (tmp_path / "m.safetensors").exists()
