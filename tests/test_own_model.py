@@ -110,7 +110,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(test), "--triggered", str(test),
             "--target", "0", "--members", str(clean), "--non-members", str(test), "--defenses", "ft",
             "--params", str(ROOT / "params.yaml"), "--batch-size", "8", "--crop-padding", "1", "--device", "cpu",
-            "--out", str(out)]
+            "--val-share", "0", "--out", str(out)]
     assert defend.main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"none", "ft"} and "mia_loss_auc" in report["models"]["ft"]
@@ -126,7 +126,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
                     test=test_split)
     cell.evaluate = lambda m, split: {"ca": 0.0}
     expected = apply_defense("ft", DEFENSES["ft"].run, cell).model.state_dict()
-    defended, spec = models.load_file(out / "ft" / "model.safetensors")
+    defended, spec = models.load_file(out / "ft" / "seed0" / "model.safetensors")
     assert spec == SPEC and all(torch.equal(expected[k], v) for k, v in defended.state_dict().items())
     assert "| ft |" in (out / "report.md").read_text()
 
@@ -136,7 +136,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
     (lambda a, t: a.__setitem__(a.index("--clean") + 1, str(t / "missing")), "no such folder"),
     (lambda a, t: a.__setitem__(a.index("--target") + 1, "7"), "target 7 is out of range"),
     (lambda a, t: a.__setitem__(a.index("--defenses") + 1, "spectral"), "clean data only"),
-    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "two")), "2 classes; the model has 3"),
+    (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "two")), "2 class folders; the model has 3 classes"),
     (lambda a, t: a.__setitem__(a.index("--test") + 1, str(t / "big")), "--resize"),
     (lambda a, t: a.__setitem__(0, str(t / "bare.safetensors")), "carries no sequela model metadata"),
 ])
@@ -155,7 +155,7 @@ def test_bad_input_gets_one_line_and_nothing_is_written(folders, capsys, change,
 
 
 def test_resize_is_allowed_when_asked_and_stated(folders):
-    tmp, model, clean, test = folders
+    tmp, _, clean, _ = folders
     image_folder(tmp / "big", torch.zeros(3, 1, 12, 12, dtype=torch.uint8), torch.tensor([0, 1, 2]))
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(tmp / "big"), "--defenses", "",
             "--params", str(ROOT / "params.yaml"), "--resize", "--out", str(tmp / "out")]
@@ -164,7 +164,7 @@ def test_resize_is_allowed_when_asked_and_stated(folders):
 
 
 def test_a_pickle_given_to_defend_is_refused_without_loading(folders, capsys):
-    tmp, model, clean, test = folders
+    tmp, model, clean, _ = folders
     torch.save(model.state_dict(), tmp / "model.pt")
     (tmp / "model.safetensors").write_bytes((tmp / "model.pt").read_bytes())  # a pickle under a safetensors name
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--out", str(tmp / "out")]
@@ -177,7 +177,7 @@ def test_an_external_cell_without_its_folder_or_target_is_refused_by_the_params_
     from sequela.checker import Checker
     from sequela.errors import ConfigError
 
-    tmp, model, clean, test = folders
+    tmp, _, clean, test = folders
     monkeypatch.chdir(tmp)
     base = {"targets": {}, "batch_size": 16, "crop_padding": 1, "flip": False, "resize": False}
     with pytest.raises(ConfigError, match="external.cells = 'mine' is not allowed; allowed: a folder external/mine/"):
@@ -189,3 +189,69 @@ def test_an_external_cell_without_its_folder_or_target_is_refused_by_the_params_
     with pytest.raises(ConfigError, match="external.targets.mine = None"):
         external.check(Checker({"external": {**base, "cells": ["mine"]}}))
     external.check(Checker({"external": {**base, "cells": ["mine"], "targets": {"mine": 0}}}))
+
+
+def backdoorbench_result(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, target: int) -> dict:
+    """An attack result laid out as BackdoorBench's save_attack_result writes it, its poisoned test
+    set a prepro_cls_DatasetBD_v2 state whose images are uint8 (H, W, C) tensors (BackdoorBench
+    keeps PIL images there; docs/own-model.md re-saves them as tensors)."""
+    rows = [3 * i + 1 for i in range(len(images))]  # the test rows BackdoorBench kept: not 0..N-1
+    order = list(reversed(rows))  # original_index_array sets the order, not the dict's
+    data_dict = {row: (images[i].permute(1, 2, 0).contiguous(), target, int(labels[i])) for i, row in enumerate(rows)}
+    indicator = torch.zeros(3 * len(images) + 1, dtype=torch.long)
+    indicator[rows] = 1
+    return {"model_name": "preactresnet18", "num_classes": 10, "model": backdoorbench_names(model.state_dict()),
+            "data_path": "./data", "img_size": [16, 16, 3], "clean_data": "cifar10", "bd_train": None,
+            "bd_test": {"bd_data_container": {"save_folder_path": None, "data_dict": data_dict,
+                                              "save_file_format": ".png"},
+                        "getitem_all": True, "getitem_all_switch": False,
+                        "original_index_array": torch.tensor(order), "poison_indicator": indicator,
+                        "save_folder_path": None}}
+
+
+def test_a_backdoorbench_attack_result_converts_and_defends(tmp_path, capsys):
+    from sequela import folders as read
+    from sequela.cli.convert import BACKDOORBENCH_NORMALISATION
+    from sequela.engine import predict
+
+    mean, std = BACKDOORBENCH_NORMALISATION["cifar10"]
+    spec = {"arch": "preact_resnet18", "in_channels": 3, "num_classes": 10, "mean": mean, "std": std, "width": 4,
+            "input_shape": [3, 16, 16]}
+    torch.manual_seed(3)
+    model = models.build_from_spec(spec).eval()
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.arange(24) % 10
+    torch.save(backdoorbench_result(model, images, labels, target=0), tmp_path / "attack_result.pt")
+    assert convert.main([str(tmp_path / "attack_result.pt"), "--backdoorbench", "--triggered-out",
+                         str(tmp_path / "triggered.npz"), "--out", str(tmp_path / "bb.safetensors")]) == 0
+    assert "target 0" in capsys.readouterr().out
+    converted, got = models.load_file(tmp_path / "bb.safetensors")
+    x = torch.rand(4, 3, 16, 16)
+    assert got == spec and torch.equal(converted.eval()(x), model(x))
+    triggered, _ = read.read_images(tmp_path / "triggered.npz", 3, 10)
+    assert torch.equal(triggered.x, images.flip(0)) and torch.equal(triggered.y, labels.flip(0))
+    # and through `sequela defend`: the model as given keeps its ASR on the poisoned test set
+    clean = torch.randint(0, 256, (30, 3, 16, 16), dtype=torch.uint8, generator=g)
+    read.write_folder(read.Split(clean, torch.arange(30) % 10), tmp_path / "clean")
+    params = read_params(ROOT / "params.yaml")
+    params["defense"]["epochs"] = 1
+    (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    assert defend.main([str(tmp_path / "bb.safetensors"), "--clean", str(tmp_path / "clean"), "--triggered",
+                        str(tmp_path / "triggered.npz"), "--target", "0", "--defenses", "ft", "--val-share", "0",
+                        "--params", str(tmp_path / "params.yaml"), "--device", "cpu",
+                        "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    victims = labels != 0
+    expected = (predict(model, images[victims]) == 0).float().mean().item()
+    assert report["models"]["none"]["asr"] == pytest.approx(expected, abs=1e-3) and "ft" in report["models"]
+
+
+def test_a_backdoorbench_file_that_needs_unpickling_is_refused_with_the_remedy(tmp_path, capsys):
+    torch.save({"model_name": "preactresnet18", "bd_test": {"x": np.zeros((2, 4, 4, 3), dtype=np.uint8)}},
+               tmp_path / "attack_result.pt")
+    assert convert.main([str(tmp_path / "attack_result.pt"), "--backdoorbench", "--out",
+                         str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights_only=True" in err[0] and "docs/own-model.md" in err[0]
+    assert not (tmp_path / "m.safetensors").exists()

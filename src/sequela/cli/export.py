@@ -10,7 +10,10 @@ seed), test/ (the clean test split), triggered/ (the test images carrying the tr
 rounded to 8 bits as PNG stores them), members/ and non-members/ (the rows the sequela stage scores
 for membership: its "all" group against the holdout). Each image is named by its row, so the folder
 reader returns the pipeline's row order. It prints the `sequela convert` and `sequela defend`
-commands that take them back in. Run it from the project root after `dvc repro` built the cell.
+commands that take them back in; the defend command gives `--val-share 0`, so that the defenses
+train on every defender row, as the cell's did, and give back its figures (drop it to check for a
+collapse). An existing --out is refused unless --force is given. Run it from the project root after
+`dvc repro` built the cell.
 """
 
 from __future__ import annotations
@@ -23,19 +26,10 @@ from pathlib import Path
 from sequela.errors import StageError
 
 
-def write_folder(x, y, root: Path) -> None:
-    """uint8 images (N, C, H, W) as root/<label:02d>/<row:06d>.png."""
-    from PIL import Image
-
-    for row, (image, label) in enumerate(zip(x.cpu(), y.cpu().tolist())):
-        folder = root / f"{label:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        array = image.permute(1, 2, 0).numpy()
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(folder / f"{row:06d}.png")
-
-
 def export(dataset: str, attack_name: str, seed: int, out: Path) -> dict:
     import torch
+
+    from sequela.folders import write_folder
 
     sys.path.insert(0, str(Path.cwd() / "stages"))  # where the cells live is the stage scripts' knowledge
     import layout
@@ -49,7 +43,8 @@ def export(dataset: str, attack_name: str, seed: int, out: Path) -> dict:
     params = read_params("params.yaml")
     model_dir = layout.model(dataset, attack_name, seed)
     if not (model_dir / "model.safetensors").is_file():
-        raise StageError(f"{model_dir}: no backdoored model; build it first: uv run dvc repro train@{dataset}-{attack_name}-{seed}")
+        raise StageError(f"{model_dir}: no backdoored model; build it first: "
+                         f"uv run dvc repro train@{dataset}-{attack_name}-{seed}")
     ds, _ = data.load_prepared(layout.prepared(dataset))
     attack, poisoned, meta = load_artefact(layout.poison(dataset, attack_name, seed), "cpu")
     model, spec = models.load(model_dir)
@@ -64,8 +59,9 @@ def export(dataset: str, attack_name: str, seed: int, out: Path) -> dict:
                          "triggered": (triggered, ds.test.y),
                          "members": (ds.train.x[groups["all"]], ds.train.y[groups["all"]]),
                          "non-members": (ds.holdout.x, ds.holdout.y)}.items():
-        write_folder(x, y, staging / role)
-    shutil.rmtree(out, ignore_errors=True)
+        write_folder(data.Split(x, y), staging / role)
+    if out.exists():  # --force, checked before any work
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
     staging.rename(out)
     return {"spec": spec, "target": meta["target"], "recipe": Recipe.from_params(params, dataset)}
 
@@ -77,8 +73,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--attack", required=True)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
     try:
+        from sequela.cli.defend import check_out
+
+        check_out(args.out, args.force)
         if not Path("dvc.yaml").is_file():
             raise StageError("no dvc.yaml here; run it from the project root")
         got = export(args.dataset, args.attack, args.seed, args.out)
@@ -100,4 +100,4 @@ def commands(got: dict, o: Path, seed: int) -> list[str]:
             f"uv run sequela defend {o}/model.safetensors --clean {o}/clean --test {o}/test --triggered {o}/triggered "
             f"--target {got['target']} --members {o}/members --non-members {o}/non-members --defenses ft,sft "
             f"--batch-size {r.batch_size} --crop-padding {r.crop_padding}{' --flip' if r.flip else ''} "
-            f"--seed {seed} --out {o}/defended"]
+            f"--seeds {seed} --val-share 0 --out {o}/defended"]

@@ -6,6 +6,7 @@
     sequela convert CKPT     a state-dict checkpoint -> a self-describing safetensors model (convert.py)
     sequela defend MODEL     defend a model trained elsewhere, from image folders (defend.py)
     sequela export ...       a grid's backdoored model and its data as a state dict and image folders (export.py)
+    sequela folders DATASET  a stratified seeded share of a dataset's split as an image folder or .npz (folders_cmd.py)
 
 Run from the project root (where dvc.yaml is).
 """
@@ -67,10 +68,16 @@ def export(argv: list[str]) -> int:
     return run(argv)
 
 
+def folders(argv: list[str]) -> int:
+    from sequela.cli.folders_cmd import main as run
+
+    return run(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"deps": deps, "fanout": fanout, "study": study, "convert": convert, "defend": defend,
-                "export": export}
+                "export": export, "folders": folders}
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
