@@ -51,8 +51,8 @@ class Study:
 
 def default_study(reports: Path) -> Study:
     return Study("default", "The default grid (digits)",
-                 "Every attack, defense, sequela measure, ablation sweep and paradigm smoke cell of params.yaml, "
-                 "on the built-in digits set.", "uv run dvc repro", reports)
+                 "Every attack, defense, sequela measure and ablation sweep of params.yaml, and the transfer smoke "
+                 "cell, on the built-in digits set.", "uv run dvc repro", reports)
 
 
 def named_studies(studies: Path, reports: Path) -> list[Study]:
