@@ -1,5 +1,9 @@
 """pages: docs/results/, one page per study (the default grid and each studies/<name>.yaml), from
-the reports the report stage and `sequela study` wrote (src/sequela/pages.py)."""
+the reports the report stage and `sequela study` wrote (src/sequela/pages.py), and findings.md, the
+claims against the studies that test them.
+
+Whether a study's report is older than the code is read from git as the page is built; git is not a
+dep of the stage, so a `dvc repro` with nothing changed still skips it."""
 
 from pathlib import Path
 
@@ -12,10 +16,20 @@ PAGES, REPORTS, STUDIES = Path("docs/results"), Path("reports"), Path("studies")
 
 def main() -> None:
     studies = [pages.default_study(REPORTS), *pages.named_studies(STUDIES, REPORTS)]
+    code = pages.code_deps(Path("dvc.yaml"))
+    unknown, stale = [], {}
     for study in studies:
-        atomic_write_text(pages.render(study, PAGES), PAGES / f"{study.name}.md")
+        try:
+            if (found := pages.staleness(study, Path("."), code)) is not None:
+                stale[study.name] = found
+        except pages.NoHistory as why:
+            unknown.append(f"{study.name} ({why})")
+        atomic_write_text(pages.render(study, PAGES, stale.get(study.name)), PAGES / f"{study.name}.md")
+    atomic_write_text(pages.findings(REPORTS, stale=stale), PAGES / "findings.md")
     atomic_write_text(pages.index(studies), PAGES / "README.md")
-    print(f"{len(studies)} pages in {PAGES}/")
+    print(f"{len(studies)} pages and findings.md in {PAGES}/")
+    if unknown:  # one note for the run, not one per page
+        print(f"note: no stale-report banners for {len(unknown)} studies; git cannot tell: {'; '.join(unknown)}")
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def test_a_declared_folder_of_code_the_stage_does_not_run_is_caught(tmp_path):
 
 
 def test_files_stay_small_enough_to_read():
-    # Stages below 400 lines, the named plots (about 50 lines of titles and labels) on top.
-    assert len((ROOT / "dvc.yaml").read_text().splitlines()) < 460
+    # Stages about 400 lines (the pages stage declares the claims code its findings page reads), the
+    # named plots (about 50 lines of titles and labels) on top.
+    assert len((ROOT / "dvc.yaml").read_text().splitlines()) < 465
     assert len((ROOT / "src/sequela/config.py").read_text().splitlines()) < 200
     for script in (ROOT / "stages").glob("*.py"):
         if script.name != "layout.py":  # the path catalogue, not a stage script

@@ -5,7 +5,7 @@ its outputs), checks that every input is complete, and writes its output slowly,
 kill can leave it half-written. Checks: no stage starts before its inputs are finished; independent
 stages do run side by side; a second run finds nothing to do; a runner killed mid-way and rerun
 finishes the DAG with every output complete; a failing stage is named with its log and stops the
-release of new stages."""
+release of new stages, or with --keep-going stops only the stages downstream of it."""
 
 import os
 import signal
@@ -147,6 +147,17 @@ def test_a_failing_stage_is_named_and_nothing_after_it_starts(dag):
     assert result.returncode == 1
     assert "stage b@2 failed" in result.stderr and "stage b2 was told to fail" in result.stderr
     assert not (dag / "times/c.start").exists()
+
+
+def test_keep_going_runs_every_stage_that_does_not_depend_on_the_failure(dag):
+    (dag / "fail-b2").write_text("")
+    result = fanout(dag, "--keep-going")
+    assert result.returncode == 1, result.stdout + result.stderr
+    for name in ("a", "b1", "b3"):  # upstream of, or beside, the failed stage
+        assert (dag / f"out/{name}.txt").read_text().endswith("complete\n"), name
+    assert not (dag / "times/c.start").exists()  # it reads b2's output
+    assert "stage b@2 failed" in result.stderr and "stage b2 was told to fail" in result.stderr
+    assert "1 stage(s) failed: b@2" in result.stderr and "downstream of a failure: c" in result.stderr
 
 
 @pytest.mark.parametrize("flag, value", [("--slots", "0"), ("--cpus-per-slot", "-1")])

@@ -15,11 +15,14 @@ stages' tasks, so Ray starts it only when they have finished; each task asks Ray
 
 A killed run is rerun as it is: DVC skips every stage whose outputs are already recorded. On the
 first failure no further stage starts; those running finish, and the failed stage is named with the
-last lines of its log.
+last lines of its log. With `--keep-going`, every stage that does not depend on a failed one still
+runs (as `dvc repro --keep-going` does); the failed stages and the stages left out because of them
+are listed at the end, and the exit status is 1.
 
     uv sync --extra cluster
     uv run sequela fanout --slots 2                       # two 1-CPU slots on this machine
     uv run sequela fanout --slots 2 -S 'grid.seeds=[0]'   # after setting params as dvc exp run -S does
+    uv run sequela fanout --slots 2 --keep-going          # a failure stops only what depends on it
     uv run sequela fanout --slots 8 --gpus-per-slot 1     # one GPU per stage
     uv run sequela fanout --address auto --clone git@host:me/sequela.git   # a Ray cluster
 """
@@ -181,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="DVC remote URL the workers push to and pull from (default: this workspace's "
                              "default remote); it becomes this workspace's default (.dvc/config.local)")
     parser.add_argument("--targets", nargs="*", default=[], help="only these stages and what they need")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="after a failure, still run every stage that does not depend on a failed one")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
                         help="set a value in params.yaml first, as `dvc exp run -S` does (workspace mode only)")
     args = parser.parse_args(argv)
@@ -241,13 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(plan)} stages to check or run on {slots} slots ({'clone' if args.clone else 'workspace'} mode)",
           flush=True)
 
-    waiting, spent, failed, done = list(refs.values()), [], [], 0
+    waiting, spent, failed, skipped, done = list(refs.values()), [], [], [], 0
     while waiting:
         ready, waiting = ray.wait(waiting, num_returns=1)
         outcome: Outcome = ray.get(ready[0])
         if outcome.status == "failed":
             failed.append(outcome)
-            ray.get(gate.close.remote())  # nothing new starts; what runs finishes
+            if not args.keep_going:
+                ray.get(gate.close.remote())  # nothing new starts; what runs finishes
+        elif outcome.status == "skipped":
+            skipped.append(outcome.stage)
         elif outcome.status == "done":
             done += 1
             spent.append(outcome.seconds)
@@ -258,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         for outcome in failed:
             print(f"error: stage {outcome.stage} failed; the end of its log:\n{outcome.log_tail}", file=sys.stderr)
+        # One summary after the logs, so the end of the output says what is missing and why.
+        print(f"{len(failed)} stage(s) failed: {', '.join(o.stage for o in failed)}", file=sys.stderr)
+        if skipped:
+            print(f"not run, downstream of a failure{'' if args.keep_going else ' or after it'}: "
+                  f"{', '.join(skipped)}", file=sys.stderr)
         return 1
     if args.clone:  # gather every result here: restored from the run-cache, nothing recomputed
         if args.remote:  # the workers pushed there; this workspace pulls from it from now on
@@ -277,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def gated(gate, stage: str, workspace: str, clone: str | None, remote: str | None, commit: str, cpus: int,
           *upstream: Outcome) -> Outcome:
-    """The Ray task: run `stage` unless a stage failed already or one it waits for did not finish."""
+    """The Ray task: run `stage` unless one it waits for did not finish, or a stage failed already and
+    the gate is closed (it stays open with --keep-going)."""
     import ray
 
     if any(u.status != "done" for u in upstream) or not ray.get(gate.start.remote()):
