@@ -7,6 +7,8 @@ dep of the stage, so a `dvc repro` with nothing changed still skips it."""
 
 from pathlib import Path
 
+import yaml
+
 from sequela import pages
 from sequela.errors import exit_on_error
 from sequela.io import atomic_write_text
@@ -16,9 +18,10 @@ PAGES, REPORTS, STUDIES = Path("docs/results"), Path("reports"), Path("studies")
 
 def main() -> None:
     studies = [pages.default_study(REPORTS), *pages.named_studies(STUDIES, REPORTS)]
-    code = pages.code_deps(Path("dvc.yaml"))
     unknown, stale = [], {}
     for study in studies:
+        ran_with = study.reports / "params.yaml"  # a stage with no cell under these params is not its code
+        code = pages.code_deps(Path("dvc.yaml"), yaml.safe_load(ran_with.read_text()) if ran_with.is_file() else None)
         try:
             if (found := pages.staleness(study, Path("."), code)) is not None:
                 stale[study.name] = found

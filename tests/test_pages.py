@@ -196,3 +196,13 @@ def test_the_pages_stage_is_skipped_by_a_dvc_repro_with_nothing_changed(tmp_path
     commit(tmp_path, "pages")
     again = dvc("repro")
     assert "Running stage" not in again and "didn't change, skipping" in again
+
+
+def test_the_code_of_a_stage_with_no_cell_under_the_studys_params_is_not_its_code(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "train": {"matrix": {"dataset": "${grid.datasets}"}, "cmd": "x", "deps": ["stages/train.py"]},
+        "external": {"matrix": {"name": "${external.cells}"}, "cmd": "x", "deps": ["src/sequela/external.py"]},
+        "pages": {"cmd": "x", "deps": ["src/sequela/pages.py"]}}}))
+    ran_with = {"grid": {"datasets": ["digits"]}, "external": {"cells": []}}
+    assert pages.code_deps(tmp_path / "dvc.yaml", ran_with) == ["stages/train.py"]
+    assert pages.code_deps(tmp_path / "dvc.yaml") == ["src/sequela/external.py", "stages/train.py"]

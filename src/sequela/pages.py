@@ -144,12 +144,28 @@ class Stale:
     files: tuple[str, ...]  # the code files changed between the two
 
 
-def code_deps(dvc_yaml: Path) -> list[str]:
+def code_deps(dvc_yaml: Path, params: dict | None = None) -> list[str]:
     """Every `src/` and `stages/` path a computing stage of dvc.yaml declares: the code whose change
-    can change a report. The pages stage is left out: it only draws what the reports hold."""
+    can change a report. The pages stage is left out: it only draws what the reports hold. Given the
+    params a study ran with, so is every stage with no cell under them (a matrix over an empty list,
+    e.g. `external.cells: []`): a change to code only such a stage runs leaves the study's report as
+    it was."""
     stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
-    return sorted({dep for name, stage in stages.items() if name != "pages" for dep in stage.get("deps", [])
-                   if isinstance(dep, str) and dep.startswith(("src/", "stages/"))})
+    return sorted({dep for name, stage in stages.items() if name != "pages" and has_cells(stage, params)
+                   for dep in stage.get("deps", []) if isinstance(dep, str) and dep.startswith(("src/", "stages/"))})
+
+
+def has_cells(stage: dict, params: dict | None) -> bool:
+    """False when one of the stage's matrix axes is `${key}` naming an empty list in `params`."""
+    for axis in (stage.get("matrix") or {}).values():
+        if params is None or not (isinstance(axis, str) and axis.startswith("${") and axis.endswith("}")):
+            continue
+        node = params
+        for part in axis[2:-1].split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list) and not node:
+            return False
+    return True
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
