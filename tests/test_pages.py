@@ -155,6 +155,17 @@ def test_a_report_older_than_its_code_gets_a_banner_and_a_fresh_one_does_not(his
     assert "Stale report" not in pages.render(fresh, Path("docs/results"), None)
 
 
+def test_a_code_change_undone_since_the_report_leaves_it_current(history):
+    code = pages.code_deps(history / "dvc.yaml")
+    (history / "src/train.py").write_text("0\n")
+    recorded = commit(history, "the report's code")
+    (history / "src/train.py").write_text("2\n")
+    commit(history, "a change")
+    (history / "src/train.py").write_text("0\n")
+    commit(history, "the change undone")
+    assert pages.staleness(study(history, "undone", recorded), history, code) is None
+
+
 def test_without_the_history_no_banner_is_drawn(history, tmp_path_factory):
     code = pages.code_deps(history / "dvc.yaml")
     commit(history, "A")

@@ -176,9 +176,10 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def staleness(study: Study, root: Path, code: list[str]) -> Stale | None:
-    """Stale when the last commit that touched `code` is not the commit the study recorded nor one
-    before it (an ancestor). A study without run.json (the default grid, which dvc.lock tracks) or
-    without code to check is never stale. Raises NoHistory when git cannot tell."""
+    """Stale when a file of `code` differs between the commit the study recorded and HEAD; the
+    banner names the last commit that changed one of them. A study without run.json (the default
+    grid, which dvc.lock tracks) or without code to check is never stale. Raises NoHistory when git
+    cannot tell."""
     run = root / study.reports / "run.json"
     if not run.is_file() or not code:
         return None
@@ -188,15 +189,12 @@ def staleness(study: Study, root: Path, code: list[str]) -> Stale | None:
     if _git(root, "cat-file", "-e", f"{recorded}^{{commit}}").returncode != 0:
         raise NoHistory(f"this clone's history lacks commit {recorded} ({study.name}'s run.json); "
                         "a shallow clone does: git fetch --unshallow")
-    last = _git(root, "log", "-1", "--format=%h", "--", *code).stdout.strip()
-    if not last:
+    # What counts is the code as it is, not the commits that touched it: a change made and undone
+    # since the recorded commit leaves the report as current as it was.
+    files = _git(root, "diff", "--name-only", recorded, "HEAD", "--", *code).stdout.split()
+    if not files:
         return None
-    ancestor = _git(root, "merge-base", "--is-ancestor", last, recorded).returncode
-    if ancestor == 0:
-        return None
-    if ancestor != 1:
-        raise NoHistory(f"git merge-base could not order {last} and {recorded}")
-    files = _git(root, "diff", "--name-only", recorded, last, "--", *code).stdout.split()
+    last = _git(root, "log", "-1", "--format=%h", "--", *files).stdout.strip()
     return Stale(recorded, last, tuple(files))
 
 
