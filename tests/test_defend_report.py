@@ -62,8 +62,9 @@ def argv(tmp: Path, out: str, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def report(case):
-    """One run over two seeds with FT, SFT and the retuning attack, shared by the tests below."""
-    assert defend.main(argv(case, "out", "--defenses", "ft,sft", "--seeds", "0,1",
+    """One run over two seeds with FT, SFT and the retuning attack at the fixed settings, shared by the
+    tests below."""
+    assert defend.main(argv(case, "out", "--defenses", "ft,sft", "--seeds", "0,1", "--lr-rule", "fixed",
                             "--poisons", str(case / "poisons.npz"))) == 0
     return json.loads((case / "out" / "report.json").read_text())
 
@@ -93,9 +94,40 @@ def test_a_defense_whose_validation_ca_falls_more_than_005_is_flagged_collapsed(
 
 def test_the_report_lists_each_defenses_settings_and_its_steps(case, report):
     ft, sft = report["settings"]["ft"], report["settings"]["sft"]
-    assert ft == {"lr": "50", "schedule": "constant", "epochs": 2, "batch": 16, "steps": 2 * 5}  # ceil(72 / 16)
+    assert ft == {"rule": "fixed", "lr": "50", "schedule": "constant", "epochs": 2, "batch": 16,
+                  "steps": 2 * 5}  # ceil(72 / 16)
     assert sft["schedule"] == "two-phase triangular" and sft["lr"] == "0.0003/0.1/0.001" and sft["steps"] == 10
-    assert "| ft | 50 | constant | 2 | 10 | 16 |" in (case / "out" / "report.md").read_text()
+    assert "| ft | fixed | 50 | constant | 2 | 10 | 16 |" in (case / "out" / "report.md").read_text()
+
+
+def test_the_validated_rule_keeps_the_largest_factor_whose_validation_ca_holds(case):
+    """FT at lr 50 wrecks the model; the rule tries x1, then x0.001 (lr 0.05), and keeps the first
+    factor whose CA on the validation rows stays within 0.05 of the given model's."""
+    assert defend.main(argv(case, "rule", "--defenses", "ft", "--seeds", "0,1", "--lr-scales", "1,0.001")) == 0
+    report = json.loads((case / "rule" / "report.json").read_text())
+    assert report["lr_rule"] == {"rule": "validated", "scales": [1.0, 0.001], "drop": 0.05}
+    for seed, run in report["runs"].items():
+        given, choice = run["models"]["none"]["val_ca"], run["lr_choice"]["ft"]
+        first, *rest = choice["tried"]
+        assert first["scale"] == 1.0 and given - first["val_ca"] > 0.05, seed  # lr 50 collapses: not kept
+        assert [t["scale"] for t in rest] == [0.001] and given - rest[0]["val_ca"] <= 0.05, seed
+        assert choice["scale"] == run["models"]["ft"]["lr_scale"] == 0.001
+        assert run["models"]["ft"]["val_ca"] == pytest.approx(rest[0]["val_ca"])
+        assert run["models"]["ft"]["seconds"] == pytest.approx(first["seconds"] + rest[0]["seconds"])
+    assert report["collapse"]["ft"]["collapsed"] is False
+    assert report["settings"]["ft"]["rule"] == "validated, x0.001" and report["settings"]["ft"]["lr"] == "0.05"
+    md = (case / "rule" / "report.md").read_text()
+    assert "## Learning-rate rule" in md and "| ft | validated, x0.001 | 0.05 |" in md
+
+
+def test_the_validated_rule_needs_validation_rows_and_sane_factors(case, capsys):
+    assert defend.main(argv(case, "norows", "--defenses", "ft", "--val-share", "0")) == 2
+    assert defend.main(argv(case, "rising", "--defenses", "ft", "--lr-scales", "0.1,1")) == 2
+    assert defend.main(argv(case, "rule9", "--defenses", "ft", "--lr-rule", "tuned")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "--lr-rule validated with --val-share 0" in err[0]
+    assert "--lr-scales '0.1,1' is not allowed" in err[1] and "--lr-rule 'tuned' is not allowed" in err[2]
+    assert not any((case / n).exists() for n in ("norows", "rising", "rule9"))
 
 
 def test_seeds_give_mean_sd_and_n_and_curves_are_drawn(case, report):

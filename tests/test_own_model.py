@@ -110,7 +110,7 @@ def test_defend_runs_the_pipelines_defense_code_on_a_model_from_a_file(folders):
     argv = [str(tmp / "model.safetensors"), "--clean", str(clean), "--test", str(test), "--triggered", str(test),
             "--target", "0", "--members", str(clean), "--non-members", str(test), "--defenses", "ft",
             "--params", str(ROOT / "params.yaml"), "--batch-size", "8", "--crop-padding", "1", "--device", "cpu",
-            "--val-share", "0", "--out", str(out)]
+            "--val-share", "0", "--lr-rule", "fixed", "--out", str(out)]
     assert defend.main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"none", "ft"} and "mia_loss_auc" in report["models"]["ft"]
@@ -239,6 +239,7 @@ def test_a_backdoorbench_attack_result_converts_and_defends(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
     assert defend.main([str(tmp_path / "bb.safetensors"), "--clean", str(tmp_path / "clean"), "--triggered",
                         str(tmp_path / "triggered.npz"), "--target", "0", "--defenses", "ft", "--val-share", "0",
+                        "--lr-rule", "fixed",
                         "--params", str(tmp_path / "params.yaml"), "--device", "cpu",
                         "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())

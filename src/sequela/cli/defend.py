@@ -8,7 +8,10 @@ MODEL is a self-describing model file (`sequela convert` makes one from a state 
 image folders (<class>/<image>; class folders named by their index, 00, 01, ..., may leave classes
 out) or .npz files with `x` and `y`; the class count is the model's. For each seed, a stratified
 --val-share of the defender's clean data is set aside (drawn with the seed) and each defense runs
-the pipeline's own code (defenses.apply, with the `defense` section of --params) on the rest.
+the pipeline's own code (defenses.apply, with the `defense` section of --params) on the rest. Under
+--lr-rule validated (the default) each defense's learning rates are scaled by the largest of
+--lr-scales whose model keeps its CA on those rows within 0.05 of the given model's (cli.lr_rule);
+--lr-rule fixed runs the --params values as they are.
 
 Written under --out once everything has run: <defense>/seed<seed>/model.safetensors (self-describing),
 report.json, report.md and curves.png. The report gives, for the model as given ("none") and after
@@ -16,7 +19,8 @@ each defense, mean and sd over the seeds of: CA on --test, CA on the validation 
 --triggered (its images not labelled --target, with their true labels), P-ASR (the retuning attack
 with --poisons), membership AUCs (members vs non-members) and seconds; a warning for each defense
 whose validation CA falls more than 0.05 below the given model's (a collapse); each defense's
-settings; and the per-epoch CA and ASR curves.
+settings (rule, factor kept, lr, schedule, epochs, steps) and the factors the rule tried; and the
+per-epoch CA and ASR curves.
 """
 
 from __future__ import annotations
@@ -66,7 +70,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resize", action="store_true",
                    help="resize images to the model's input size (stated in the report)")
     p.add_argument("--val-share", type=float, default=0.1,
-                   help="of the clean data, set aside per seed for the collapse check (0: none, no check)")
+                   help="of the clean data, set aside per seed for the lr rule and the collapse check (0: none)")
+    p.add_argument("--lr-rule", default="validated",
+                   help="validated: each defense's lrs scaled by the largest --lr-scales factor that keeps "
+                        "validation CA within 0.05 of the given model's; fixed: the --params values as they are")
+    p.add_argument("--lr-scales", default="1,0.3,0.1,0.03,0.01",
+                   help="the factors the validated rule tries, from the largest down")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, required=True)
@@ -94,6 +103,7 @@ def check_out(out: Path, force: bool, option: str = "--out") -> None:
 class Inputs:
     spec: dict
     settings: dict      # params.yaml's `defense`
+    rule: object        # lr_rule.Rule
     retune: dict | None  # params.yaml's `sequela.retune`, where --poisons is given
     names: list[str]
     seeds: list[int]
@@ -143,6 +153,7 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
     seeds = parse_seeds(args.seeds)
     if not 0 <= args.val_share < 1:
         raise StageError(f"--val-share {args.val_share} is not allowed; allowed: 0 (no collapse check) to below 1")
+    rule = check_rule(args)
     spec = external.read_spec(args.model)
     names = [n for n in args.defenses.split(",") if n]
     paths = {"clean": args.clean, "test": args.test, "triggered": args.triggered, "members": args.members,
@@ -163,7 +174,24 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
     retune_settings = params["sequela"]["retune"] if args.poisons is not None else None
     if retune_settings is not None:
         check_poisons(splits, retune_settings, args.target, args.val_share, seeds)
-    return Inputs(spec, params["defense"], retune_settings, names, seeds, splits, resized)
+    return Inputs(spec, params["defense"], rule, retune_settings, names, seeds, splits, resized)
+
+
+def check_rule(args: argparse.Namespace):
+    """The learning-rate rule (cli.lr_rule) of --lr-rule and --lr-scales."""
+    from sequela.cli import lr_rule
+    from sequela.cli.own_report import COLLAPSE_DROP
+
+    if args.lr_rule not in lr_rule.RULES:
+        raise StageError(f"--lr-rule {args.lr_rule!r} is not allowed; allowed: {', '.join(lr_rule.RULES)}")
+    try:
+        scales = lr_rule.parse_scales(args.lr_scales)
+    except ValueError as err:
+        raise StageError(f"--lr-scales {args.lr_scales!r} is not allowed; allowed: {err}") from None
+    if args.lr_rule == "validated" and args.val_share == 0:
+        raise StageError("--lr-rule validated with --val-share 0 is not allowed; allowed: a --val-share above 0 "
+                         "(the rule chooses on those rows), or --lr-rule fixed")
+    return lr_rule.Rule(args.lr_rule, scales, COLLAPSE_DROP)
 
 
 def check_poisons(splits: dict, settings: dict, target: int, share: float, seeds: list[int]) -> None:
@@ -199,6 +227,7 @@ class Job:
     val: Split | None            # the validation rows, on the device
     train: Split                 # the rows the defenses train on
     retune: dict | None
+    rule: object                 # lr_rule.Rule
     batch: int                   # the defender's batch
     keep: Callable[[str, torch.nn.Module], None]
 
@@ -208,28 +237,33 @@ JOB: Job | None = None
 
 def unit(name: str) -> dict:
     """Figures and per-epoch curve of the model as given ("none") or after defense `name`."""
+    from sequela.cli.lr_rule import defend_with
     from sequela.defenses.apply import apply_defense
     from sequela.defenses.registry import DEFENSES
     from sequela.measures.membership import metric_attacks, metric_figures
     from sequela.metrics import clean_accuracy
 
     job, cell = JOB, JOB.cell
+    choice = None
     if name == "none":
         model, curve = cell.backdoored, []
         figures = cell.evaluate(model, cell.test)
     else:
-        outcome = apply_defense(name, DEFENSES[name].run, cell)
+        given_val_ca = clean_accuracy(cell.backdoored, job.val) if job.val is not None else None
+        outcome, choice = defend_with(job.rule, name, cell, lambda c: apply_defense(name, DEFENSES[name].run, c),
+                                      lambda m: clean_accuracy(m, job.val), given_val_ca)
         model, curve = outcome.model, outcome.curve
         job.keep(name, model)
         # the defender's data is given whole: the pipeline's clean share does not apply
         figures = {k: v for k, v in outcome.figures.items() if k != "clean_fraction"}
+        figures["lr_scale"] = choice["scale"]
     figures["val_ca"] = clean_accuracy(model, job.val) if job.val is not None else None
     if "members" in job.on:
         figures.update(metric_figures(metric_attacks(model, job.on["members"], job.on["non_members"])))
     retune_curve = None
     if job.retune is not None:
         figures["p_asr"], retune_curve = retuned(model, job)
-    return {"figures": figures, "curve": curve, "retune_curve": retune_curve}
+    return {"figures": figures, "curve": curve, "retune_curve": retune_curve, "lr_choice": choice}
 
 
 def retuned(model: torch.nn.Module, job: Job) -> tuple[float, list[float]]:
@@ -279,7 +313,7 @@ def defend_seed(model, spec: dict, inputs: Inputs, args, device: torch.device, s
     def keep(name: str, defended: torch.nn.Module) -> None:
         models.save_file(defended, spec, staging / name / f"seed{seed}" / "model.safetensors")
 
-    JOB = Job(cell, on, val, train, inputs.retune, inputs.settings["batch_size"] or args.batch_size, keep)
+    JOB = Job(cell, on, val, train, inputs.retune, inputs.rule, inputs.settings["batch_size"] or args.batch_size, keep)
     units = ["none", *inputs.names]
     found = dict(zip(units, run_units(unit, units, device)))
     return {"n_train": len(train), "n_val": len(held), **found}

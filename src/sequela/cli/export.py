@@ -10,9 +10,9 @@ seed), test/ (the clean test split), triggered/ (the test images carrying the tr
 rounded to 8 bits as PNG stores them), members/ and non-members/ (the rows the sequela stage scores
 for membership: its "all" group against the holdout). Each image is named by its row, so the folder
 reader returns the pipeline's row order. It prints the `sequela convert` and `sequela defend`
-commands that take them back in; the defend command gives `--val-share 0`, so that the defenses
-train on every defender row, as the cell's did, and give back its figures (drop it to check for a
-collapse). An existing --out is refused unless --force is given. Run it from the project root after
+commands that take them back in; the defend command gives `--val-share 0 --lr-rule fixed`, so that
+the defenses train on every defender row at the grid's settings, as the cell's did, and give back its
+figures (drop both to choose the learning rate on validation rows and check for a collapse). An existing --out is refused unless --force is given. Run it from the project root after
 `dvc repro` built the cell.
 """
 
@@ -100,4 +100,4 @@ def commands(got: dict, o: Path, seed: int) -> list[str]:
             f"uv run sequela defend {o}/model.safetensors --clean {o}/clean --test {o}/test --triggered {o}/triggered "
             f"--target {got['target']} --members {o}/members --non-members {o}/non-members --defenses ft,sft "
             f"--batch-size {r.batch_size} --crop-padding {r.crop_padding}{' --flip' if r.flip else ''} "
-            f"--seeds {seed} --val-share 0 --out {o}/defended"]
+            f"--seeds {seed} --val-share 0 --lr-rule fixed --out {o}/defended"]

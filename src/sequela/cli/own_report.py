@@ -44,7 +44,7 @@ SCHEDULES = {
 
 TABLE = ["ca", "val_ca", "asr", "ra", "p_asr", "mia_loss_auc", "seconds"]
 # Settings the units report beside their figures: not averaged.
-NOT_FIGURES = {"epochs", "n_clean", "batch_size", "steps_per_epoch", "cycle_steps"}
+NOT_FIGURES = {"epochs", "n_clean", "batch_size", "steps_per_epoch", "cycle_steps", "lr_scale"}
 
 
 def describe(name: str) -> str:
@@ -61,12 +61,15 @@ def steps(epochs: int, rows: int, batch: int) -> int:
     return epochs * math.ceil(rows / batch)
 
 
-def settings_of(name: str, block: dict, figures: dict, rows: int) -> dict:
-    """lr, schedule, epochs, steps and batch of defense `name` as it ran on `rows` training rows."""
+def settings_of(name: str, block: dict, figures: dict, rows: int, rule: str) -> dict:
+    """Rule, lr, schedule, epochs, steps and batch of defense `name` as it ran on `rows` training
+    rows; `block` holds its settings with the learning rates it ran at."""
     keys, schedule = SCHEDULES.get(name, (("lr",), f"see defense.{name}"))
     lr = "/".join(f"{block[k]:g}" for k in keys if k in block) or None
     epochs, batch = figures.get("epochs"), figures.get("batch_size")
-    return {"lr": lr, "schedule": schedule, "epochs": epochs, "batch": batch,
+    if rule == "validated":
+        rule = f"validated, x{figures['lr_scale']:g}"
+    return {"rule": rule, "lr": lr, "schedule": schedule, "epochs": epochs, "batch": batch,
             "steps": steps(epochs, rows, batch) if epochs is not None and batch else None}
 
 
@@ -85,6 +88,7 @@ def spread(values: list[dict]) -> tuple[dict, dict]:
 
 def build_report(runs: dict, inputs, args, device: str) -> dict:
     """`runs`: {seed: {"n_train", "n_val", name: {"figures", "curve", "retune_curve"}}}."""
+    from sequela.cli.lr_rule import applies, scaled_settings
     from sequela.defenses.base import defense_settings
 
     seeds, names = list(runs), ["none", *inputs.names]
@@ -109,15 +113,20 @@ def build_report(runs: dict, inputs, args, device: str) -> dict:
     n_train = runs[first]["n_train"]
     settings = {}
     for name in inputs.names:
-        each = [settings_of(name, defense_settings(inputs.settings, name), per_seed[s][name], n_train) for s in seeds]
+        rule = "validated" if applies(inputs.rule, name) else "fixed"
+        each = [settings_of(name, defense_settings(scaled_settings(inputs.settings, name,
+                                                                   per_seed[s][name].get("lr_scale", 1.0)), name),
+                            per_seed[s][name], n_train, rule) for s in seeds]
         settings[name] = {k: each[0][k] if all(e[k] == each[0][k] for e in each) else [e[k] for e in each]
                           for k in each[0]}
     report = {
         "model": str(args.model), "spec": inputs.spec, "seeds": seeds, "n": len(seeds), "device": device,
         "resized": inputs.resized, "n_clean": len(inputs.splits["clean"]), "val_share": args.val_share,
         "n_val": runs[first]["n_val"], "n_train": n_train, "collapse_drop": COLLAPSE_DROP,
+        "lr_rule": {"rule": inputs.rule.name, "scales": list(inputs.rule.scales), "drop": inputs.rule.drop},
         "settings": settings, "models": means, "sd": sds, "collapse": collapse,
-        "runs": {str(s): {"models": per_seed[s], "curves": {n: runs[s][n]["curve"] for n in inputs.names}}
+        "runs": {str(s): {"models": per_seed[s], "curves": {n: runs[s][n]["curve"] for n in inputs.names},
+                          "lr_choice": {n: runs[s][n]["lr_choice"] for n in inputs.names}}
                  for s in seeds},
     }
     if inputs.retune is not None:
@@ -165,11 +174,13 @@ def markdown(report: dict) -> str:
     if report["collapse"] and not any(c["collapsed"] for c in report["collapse"].values()):
         lines.append(f"No defense's CA on the validation rows fell more than {report['collapse_drop']} below the "
                      "given model's.")
-    lines += ["", "## Settings", "", "| defense | lr | schedule | epochs | steps | batch |",
-              "|:--|--:|:--|--:|--:|--:|"]
+    lines += ["", "## Settings", "", "| defense | rule | lr | schedule | epochs | steps | batch |",
+              "|:--|:--|--:|:--|--:|--:|--:|"]
     for name, s in report["settings"].items():
-        lines.append(f"| {name} | {s['lr'] or ''} | {s['schedule']} | {s['epochs']} | {s['steps']} | {s['batch']} |")
+        lines.append(f"| {name} | {s['rule']} | {s['lr'] or ''} | {s['schedule']} | {s['epochs']} | {s['steps']} "
+                     f"| {s['batch']} |")
     lines.append(f"\nSteps = epochs × ceil({report['n_train']} training rows / batch).")
+    lines += rule_lines(report)
     if "retune" in report:
         r = report["retune"]
         text = (f"P-ASR: each model retuned on the defender's {report['n_train']} training rows, its first "
@@ -181,6 +192,27 @@ def markdown(report: dict) -> str:
     if any(report["runs"][s]["curves"].get(n) for s in report["runs"] for n in report["settings"]):
         lines += ["", "## Curves", "", "![per-epoch CA and ASR, mean ± sd over seeds](curves.png)"]
     return "\n".join(lines) + "\n"
+
+
+def rule_lines(report: dict) -> list[str]:
+    """The validated rule's trials: each factor tried, per defense and seed, with its validation CA."""
+    rule = report["lr_rule"]
+    tried = {(name, seed): choice["tried"] for seed, run in report["runs"].items()
+             for name, choice in run["lr_choice"].items() if choice["rule"] == "validated"}
+    if not tried:
+        return []
+    factors = ", ".join(f"{f:g}" for f in rule["scales"])
+    text = (f"Validated: each defense's learning rates times the largest factor of {factors} whose model keeps "
+            f"CA on the validation rows within {rule['drop']} of the given model's; tried from the largest down. "
+            "Validation CA of each factor tried:")
+    lines = ["", "## Learning-rate rule", "", text, "",
+             "| defense | seed | " + " | ".join(f"x{f:g}" for f in rule["scales"]) + " | kept |",
+             "|:--|--:|" + "--:|" * (len(rule["scales"]) + 1)]
+    for (name, seed), trials in tried.items():
+        by = {t["scale"]: f"{t['val_ca']:.3f}" for t in trials}
+        kept = f"x{trials[-1]['scale']:g}"
+        lines.append(f"| {name} | {seed} | " + " | ".join(by.get(f, "") for f in rule["scales"]) + f" | {kept} |")
+    return lines
 
 
 def curve_figure(report: dict, path: Path) -> bool:
