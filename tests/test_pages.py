@@ -166,6 +166,20 @@ def test_a_code_change_undone_since_the_report_leaves_it_current(history):
     assert pages.staleness(study(history, "undone", recorded), history, code) is None
 
 
+def test_an_edit_to_comments_or_docstrings_only_leaves_a_report_current(history):
+    code = pages.code_deps(history / "dvc.yaml")
+    (history / "src/train.py").write_text('"""Train."""\n\ndef f(x):\n    return x + 1\n')
+    recorded = commit(history, "the report's code")
+    (history / "src/train.py").write_text('"""Train a model."""\n\n\ndef f(x):  # one more\n'
+                                          '    """The next one."""\n    return x + 1\n')
+    commit(history, "words only")
+    assert pages.staleness(study(history, "words", recorded), history, code) is None
+    (history / "src/train.py").write_text('"""Train a model."""\n\n\ndef f(x):\n    return x + 2\n')
+    changed = commit(history, "the code")
+    assert pages.staleness(study(history, "words", recorded), history, code) == \
+        pages.Stale(recorded, changed, ("src/train.py",))
+
+
 def test_without_the_history_no_banner_is_drawn(history, tmp_path_factory):
     code = pages.code_deps(history / "dvc.yaml")
     commit(history, "A")

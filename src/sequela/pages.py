@@ -17,6 +17,7 @@ one verdict per cell, from each study's claims.csv.
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import subprocess
@@ -191,11 +192,38 @@ def staleness(study: Study, root: Path, code: list[str]) -> Stale | None:
                         "a shallow clone does: git fetch --unshallow")
     # What counts is the code as it is, not the commits that touched it: a change made and undone
     # since the recorded commit leaves the report as current as it was.
-    files = _git(root, "diff", "--name-only", recorded, "HEAD", "--", *code).stdout.split()
+    files = [f for f in _git(root, "diff", "--name-only", recorded, "HEAD", "--", *code).stdout.split()
+             if not same_program(_git(root, "show", f"{recorded}:{f}"), _git(root, "show", f"HEAD:{f}"), f)]
     if not files:
         return None
     last = _git(root, "log", "-1", "--format=%h", "--", *files).stdout.strip()
     return Stale(recorded, last, tuple(files))
+
+
+def same_program(old: subprocess.CompletedProcess, new: subprocess.CompletedProcess, path: str) -> bool:
+    """Whether two versions of a file run the same: for Python, the same syntax tree once docstrings
+    are dropped (comments never reach it), so an edit to a comment or a docstring leaves a report
+    current; any other file, or one missing or unparsable on either side, only when byte-equal."""
+    if old.returncode or new.returncode:
+        return False
+    if not path.endswith(".py"):
+        return old.stdout == new.stdout
+    try:
+        return program(old.stdout) == program(new.stdout)
+    except SyntaxError:
+        return False
+
+
+def program(source: str) -> str:
+    """The syntax tree of Python `source` without its docstrings, as text."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body and \
+                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+                isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def banner(study: Study, stale: Stale) -> str:

@@ -1,8 +1,9 @@
 """The defense registry: name -> (run, check of its params section `defense.<name>`).
 
-Post-training (the backdoored model + the defender's clean data): ft, sft, fp, nad, nc, fst, ftsam, sau.
-Training-time (the poisoned training set, retraining from scratch): abl, ac, spectral.
-Reference (knows the trigger, never a defense): ep.
+Post-training (the backdoored model + the defender's clean data): ft, sft, fp, nad, nc, fst, ftsam, sau,
+btidbf, pam.
+Training-time (`needs_poisoned_set`: the poisoned training set, retraining from scratch): abl, ac, spectral.
+Reference (`knows_trigger`: stamps the real trigger, never a defense): ep.
 Adding a defense: its module with `run(ctx) -> dict` and `check(c, key)`, its line below, its
 params section.
 """
