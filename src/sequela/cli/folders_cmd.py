@@ -93,6 +93,7 @@ def main(argv: list[str]) -> int:
     except (StageError, ConfigError) as err:
         print(f"error: sequela folders: {err}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {images} images of {args.dataset} {args.split} ({classes} classes, "
-          f"{args.fraction:g} of each class, seed {args.seed}), as {'a .npz' if form == 'npz' else 'an image folder'}")
+    drawn = "all of each class" if args.fraction == 1 else f"{args.fraction:g} of each class, seed {args.seed}"
+    print(f"{args.out}: {images} images of {args.dataset} {args.split} ({classes} classes, {drawn}), "
+          f"as {'a .npz' if form == 'npz' else 'an image folder'}")
     return 0

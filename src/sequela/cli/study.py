@@ -8,6 +8,11 @@ params.yaml stay as they are and the cells the study shares with the default gri
 run-cache. It then copies the experiment's reports (tables, figures, metrics/summary.json,
 metrics/headline.json) and the params.yaml it ran with into `reports/studies/<name>/`, which is
 committed like every other report.
+
+Every stage that finishes is pushed, outputs and run-cache, to a DVC remote outside the work tree
+(cli.study_remote: --remote, by default a folder under the user's cache directory), and a rerun
+first restores what that remote holds: a study stopped part-way, rerun with the same command in this
+clone or a fresh one, computes only the stages that had not finished.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from pathlib import Path
 
 import yaml
 
-REPORTED = ("reports/tables", "reports/figures", "reports/plots", "metrics/summary.json", "metrics/headline.json", "params.yaml")
+from sequela.cli import study_remote
+
+REPORTED = ("reports/tables", "reports/figures", "reports/plots", "metrics/summary.json", "metrics/headline.json",
+            "params.yaml")
 
 
 class StudyError(Exception):
@@ -88,7 +96,8 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
         cpu = names[0] if names else cpu
     text = f"{cpu}, {os.cpu_count()} cores"
     try:
@@ -118,18 +127,33 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sequela study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", type=Path, help="studies/<name>.yaml")
+    parser.add_argument("--remote", help="the DVC remote's folder or URL that keeps finished stages "
+                                         "(default: sequela/dvc-remote under the user's cache directory)")
+    parser.add_argument("--push-every", type=float, default=20.0,
+                        help="seconds between checks for newly finished stages to push (default 20)")
     args = parser.parse_args(argv)
     root = Path.cwd()
     try:
         if not (root / "dvc.yaml").is_file():
             raise StudyError("no dvc.yaml here; run it from the project root")
         changes = read_study(args.study, yaml.safe_load((root / "params.yaml").read_text()))
+        if args.push_every <= 0:
+            raise StudyError(f"--push-every {args.push_every} is not allowed; allowed: seconds above 0")
         name = args.study.stem
+        try:
+            url = study_remote.configure(root, args.remote)
+            study_remote.restore(root)
+        except RuntimeError as err:
+            raise StudyError(str(err)) from None
+        print(f"study {name}: finished stages are kept on {url}", flush=True)
         dvc = [sys.executable, "-m", "dvc"]
         subprocess.run([*dvc, "exp", "remove", name], cwd=root, capture_output=True)  # a rerun replaces it
         copy = ["--copy-paths", "data/raw"] if (root / "data/raw").exists() else []
         start = time.monotonic()
-        run = subprocess.run([*dvc, "exp", "run", "--temp", "-n", name, *copy, *set_params(changes)], cwd=root)
+        with study_remote.Keeper(root, args.push_every) as keeper:
+            run = subprocess.run([*dvc, "exp", "run", "--temp", "-n", name, *copy, *set_params(changes)], cwd=root)
+        for failure in keeper.failures:
+            print(f"warning: sequela study: a push to {url} failed: {failure}", file=sys.stderr)
         if run.returncode != 0:
             raise StudyError(f"dvc exp run failed (exit {run.returncode}); nothing was kept")
         n = keep_reports(experiment_ref(name, root), root / "reports/studies" / name, root,
