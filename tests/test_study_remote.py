@@ -1,8 +1,10 @@
 """A study stopped part-way and rerun in a fresh clone against the same remote recomputes none of
 the stages that had finished: `sequela study` pushes each finished stage and restores them first.
-Real git and DVC on a two-stage project whose stages count their runs in files outside the clones."""
+Real git and DVC on a two-stage project whose stages count their runs in files outside the clones;
+the watcher that pushes while a study runs, on a run-cache folder of its own."""
 
 import subprocess
+import time
 from pathlib import Path
 
 from sequela.cli import study, study_remote
@@ -58,7 +60,7 @@ def test_a_stopped_study_rerun_in_a_fresh_clone_recomputes_no_finished_stage(tmp
     project(tmp_path / "first", outside)
     (outside / "stop-two").write_text("")  # stage two stops the run, after stage one has finished
     monkeypatch.chdir(tmp_path / "first")
-    assert study.main(["studies/toy.yaml", "--remote", str(remote), "--push-every", "0.5"]) == 2
+    assert study.main(["studies/toy.yaml", "--remote", str(remote), "--push-every", "60"]) == 2
     assert (runs_of(outside, "one"), runs_of(outside, "two")) == (1, 0)
     assert any((remote / "runs").rglob("*"))  # stage one's run-cache entry reached the remote
 
@@ -66,7 +68,7 @@ def test_a_stopped_study_rerun_in_a_fresh_clone_recomputes_no_finished_stage(tmp
     sh("git", "clone", "-q", str(tmp_path / "first"), str(tmp_path / "fresh"), cwd=tmp_path)
     monkeypatch.chdir(tmp_path / "fresh")
     assert study_remote.runs(tmp_path / "fresh") == 0  # a fresh clone's cache holds nothing
-    assert study.main(["studies/toy.yaml", "--remote", str(remote), "--push-every", "0.5"]) == 0
+    assert study.main(["studies/toy.yaml", "--remote", str(remote), "--push-every", "60"]) == 0
     assert (runs_of(outside, "one"), runs_of(outside, "two")) == (1, 1)  # one restored, two computed once
     assert (tmp_path / "fresh/reports/studies/toy/run.json").is_file()
 
@@ -76,3 +78,22 @@ def test_the_default_remote_lies_under_the_users_cache_directory(monkeypatch, tm
     assert study_remote.default_url() == str(tmp_path / "cache" / "sequela" / "dvc-remote")
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert study_remote.default_url() == str(Path.home() / ".cache" / "sequela" / "dvc-remote")
+
+
+def test_the_keeper_pushes_each_time_the_run_cache_grows_and_once_at_the_end(tmp_path, monkeypatch):
+    pushes = []
+    monkeypatch.setattr(study_remote, "sync", lambda root, direction: pushes.append(study_remote.runs(root)) or
+                        subprocess.CompletedProcess([], 0, "", ""))
+    runs = tmp_path / ".dvc" / "cache" / "runs"
+    with study_remote.Keeper(tmp_path, every=0.05):
+        time.sleep(0.3)
+        assert pushes == []  # nothing finished, nothing pushed
+        (runs / "ab" / "abcd").mkdir(parents=True)
+        (runs / "ab" / "abcd" / "ef01").write_text("a stage's entry")
+        deadline = time.monotonic() + 5
+        while not pushes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pushes == [1]  # within one check of the stage's end
+        time.sleep(0.3)
+        assert pushes == [1]  # and not again while nothing new finished
+    assert pushes == [1, 1]  # once more as the run ends, however it ended
