@@ -1,0 +1,91 @@
+"""The table of the own-model check in docs/own-model.md, from the reports check.sh leaves.
+
+    python benchmarks/own_model/table.py /work/own-model
+
+Reads WORK/<dataset>-<arch>-w<width>/trained/trained.json and defended-<share>-<rule>/report.json and
+writes the table between the two marker lines of docs/own-model.md, with the date, this machine and
+the commit. Nothing in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+DOC = Path("docs/own-model.md")
+BEGIN, END = "<!-- own-model-check: begin -->", "<!-- own-model-check: end -->"
+DROP, ASR_TARGET = 0.05, 0.1  # the targets: CA within 0.05 of the given model's; SFT's ASR at most 0.1
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    cores = len(re.findall(r"^processor\s*:", Path("/proc/cpuinfo").read_text(), re.M))
+    return f"{cores}-core {cpu}"
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def rows(work: Path) -> list[str]:
+    out = []
+    for trained_file in sorted(work.glob("*/trained/trained.json")):
+        folder = trained_file.parents[1]
+        trained = json.loads(trained_file.read_text())
+        dataset = folder.name.split("-")[0]
+        for report_file in sorted(folder.glob("defended-*/report.json"), key=lambda p: p.parent.name):
+            report = json.loads(report_file.read_text())
+            _, share, rule = report_file.parent.name.split("-")
+            runs = [report["runs"][str(s)]["models"] for s in report["seeds"]]
+            given_ca = [r["none"]["ca"] for r in runs]
+            for name in ("ft", "sft"):
+                if name not in runs[0]:
+                    continue
+                drop = [r[name]["ca"] - g for r, g in zip(runs, given_ca)]
+                asr = [r[name]["asr"] for r in runs]
+                scales = sorted({r[name].get("lr_scale", 1.0) for r in runs}, reverse=True)
+                keeps = statistics.mean(drop) >= -DROP
+                met = keeps and (name == "ft" or statistics.mean(asr) <= ASR_TARGET)
+                out.append(
+                    f"| {dataset} | {trained['arch']} (width {trained['width']}) | {trained['ca']:.3f} / "
+                    f"{trained['asr']:.3f} | {float(share):.0%} ({report['n_train']} + {report['n_val']}) | {rule} | "
+                    f"{name} | {', '.join(f'x{s:g}' for s in scales)} | {spread([r[name]['ca'] for r in runs])} | "
+                    f"{spread(drop)} | {spread(asr)} | {spread([r[name]['val_ca'] for r in runs])} | "
+                    f"{'yes' if report['collapse'][name]['collapsed'] else 'no'} | "
+                    f"{spread([r[name]['seconds'] for r in runs], 0)} | {len(runs)} | "
+                    f"{'yes' if met else 'no'} |")
+    return out
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    found = rows(work)
+    if not found:
+        sys.exit(f"{work}: no */trained/trained.json with defended-*/report.json beside it")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [BEGIN, "",
+             f"Measured {datetime.date.today().isoformat()} on a {machine()}, commit {commit}, by "
+             "`benchmarks/own_model/check.sh`. Mean ± sd over the n seeds of `sequela defend`; ΔCA is the "
+             "defended model's CA minus the given model's on the same test rows, per seed. Met: CA within "
+             f"{DROP} of the given model's, and for SFT also ASR at most {ASR_TARGET}.", "",
+             "| data | model | given CA / ASR | defender's share (train + val rows) | lr rule | defense | factor kept "
+             "| CA | ΔCA | ASR | val CA | collapse flagged | seconds | n | met |",
+             "|:--|:--|--:|--:|:--|:--|:--|--:|--:|--:|--:|:--|--:|--:|:--|", *found, "", END]
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{DOC}: the marker lines {BEGIN} and {END} are missing")
+    head, rest = text.split(BEGIN, 1)
+    DOC.write_text(head + "\n".join(lines) + rest.split(END, 1)[1])
+    print(f"{DOC}: {len(found)} rows")
+
+
+if __name__ == "__main__":
+    main()
