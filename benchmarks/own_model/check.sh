@@ -2,7 +2,7 @@
 # The own-model check: a backdoored network trained outside the pipeline (train_plain.py), converted,
 # and defended by `sequela defend` with FT and SFT from the defender's 5% and 10% shares, 3 seeds.
 #
-#   benchmarks/own_model/check.sh gtsrb preact_resnet18 16 8 /work/own-model
+#   benchmarks/own_model/check.sh gtsrb preact_resnet18 64 30 ../own-model
 #   DATASET  ARCH  WIDTH (64: the standard network)  EPOCHS of its training  WORK (outside the checkout)
 #
 # Run from the project root with the dataset under data/raw (docs/datasets.md). Per share it writes

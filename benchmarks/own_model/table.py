@@ -1,6 +1,6 @@
 """The table of the own-model check in docs/own-model.md, from the reports check.sh leaves.
 
-    python benchmarks/own_model/table.py /work/own-model
+    python benchmarks/own_model/table.py ../own-model
 
 Reads WORK/<dataset>-<arch>-w<width>/trained/trained.json and defended-<share>-<rule>/report.json and
 writes the table between the two marker lines of docs/own-model.md, with the date, this machine and
