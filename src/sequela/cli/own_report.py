@@ -177,9 +177,10 @@ def markdown(report: dict) -> str:
     lines += ["", "## Settings", "", "| defense | rule | lr | schedule | epochs | steps | batch |",
               "|:--|:--|--:|:--|--:|--:|--:|"]
     for name, s in report["settings"].items():
-        lines.append(f"| {name} | {s['rule']} | {s['lr'] or ''} | {s['schedule']} | {s['epochs']} | {s['steps']} "
-                     f"| {s['batch']} |")
-    lines.append(f"\nSteps = epochs × ceil({report['n_train']} training rows / batch).")
+        cells = [per_seed(s[k]) for k in ("rule", "lr", "schedule", "epochs", "steps", "batch")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(f"\nSteps = epochs × ceil({report['n_train']} training rows / batch). Where seeds differ, a cell "
+                 f"gives each seed's value in seed order ({', '.join(map(str, report['seeds']))}).")
     lines += rule_lines(report)
     if "retune" in report:
         r = report["retune"]
@@ -192,6 +193,13 @@ def markdown(report: dict) -> str:
     if any(report["runs"][s]["curves"].get(n) for s in report["runs"] for n in report["settings"]):
         lines += ["", "## Curves", "", "![per-epoch CA and ASR, mean ± sd over seeds](curves.png)"]
     return "\n".join(lines) + "\n"
+
+
+def per_seed(value) -> str:
+    """A settings cell: one value, or each seed's joined by ' / ' where they differ."""
+    if isinstance(value, list):
+        return " / ".join(str(v) for v in value)
+    return "" if value is None else str(value)
 
 
 def rule_lines(report: dict) -> list[str]:
