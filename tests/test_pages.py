@@ -178,6 +178,10 @@ def test_an_edit_to_comments_or_docstrings_only_leaves_a_report_current(history)
     changed = commit(history, "the code")
     assert pages.staleness(study(history, "words", recorded), history, code) == \
         pages.Stale(recorded, changed, ("src/train.py",))
+    (history / "src/train.py").write_text('"""Train a model, once more."""\n\n\ndef f(x):\n    return x + 2\n')
+    commit(history, "words again")
+    # the banner names the commit that changed the code, not the later one that changed its words
+    assert pages.staleness(study(history, "words", recorded), history, code).changed == changed
 
 
 def test_without_the_history_no_banner_is_drawn(history, tmp_path_factory):

@@ -196,8 +196,19 @@ def staleness(study: Study, root: Path, code: list[str]) -> Stale | None:
              if not same_program(_git(root, "show", f"{recorded}:{f}"), _git(root, "show", f"HEAD:{f}"), f)]
     if not files:
         return None
-    last = _git(root, "log", "-1", "--format=%h", "--", *files).stdout.strip()
-    return Stale(recorded, last, tuple(files))
+    return Stale(recorded, last_program_change(root, recorded, files), tuple(files))
+
+
+def last_program_change(root: Path, recorded: str, files: list[str]) -> str:
+    """The newest commit since `recorded` that changed what one of `files` runs (same_program), so
+    that a later edit to a docstring is not named as the change."""
+    commits = _git(root, "log", "--format=%h", f"{recorded}..HEAD", "--", *files).stdout.split()
+    for commit in commits:
+        touched = _git(root, "diff", "--name-only", f"{commit}^", commit, "--", *files).stdout.split()
+        if any(not same_program(_git(root, "show", f"{commit}^:{f}"), _git(root, "show", f"{commit}:{f}"), f)
+               for f in touched):
+            return commit
+    return commits[0] if commits else _git(root, "log", "-1", "--format=%h", "--", *files).stdout.strip()
 
 
 def same_program(old: subprocess.CompletedProcess, new: subprocess.CompletedProcess, path: str) -> bool:
