@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from sequela.cli.study import machine
+
 DOC = Path("docs/own-model.md")
 BEGIN, END = "<!-- own-model-check: begin -->", "<!-- own-model-check: end -->"
 DROP, ASR_TARGET = 0.05, 0.1  # the targets: CA within 0.05 of the given model's; SFT's ASR at most 0.1
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
-    cores = len(re.findall(r"^processor\s*:", Path("/proc/cpuinfo").read_text(), re.M))
-    return f"{cores}-core {cpu}"
 
 
 def spread(values: list[float], digits: int = 3) -> str:
@@ -72,7 +65,7 @@ def main() -> None:
         sys.exit(f"{work}: no */trained/trained.json with defended-*/report.json beside it")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [BEGIN, "",
-             f"Written {datetime.date.today().isoformat()} on a {machine()} at commit {commit}, from the reports of "
+             f"Written {datetime.date.today().isoformat()} on {machine()} at commit {commit}, from the reports of "
              "`benchmarks/own_model/check.sh`. Mean ± sd over the n seeds of `sequela defend`; ΔCA is the "
              "defended model's CA minus the given model's on the same test rows, per seed. Met: CA within "
              f"{DROP} of the given model's, and for SFT also ASR at most {ASR_TARGET}.", "",

@@ -230,6 +230,7 @@ class Job:
     rule: object                 # lr_rule.Rule
     batch: int                   # the defender's batch
     keep: Callable[[str, torch.nn.Module], None]
+    given_val_ca: float | None   # the given model's CA on `val`, read by the lr rule
 
 
 JOB: Job | None = None
@@ -249,9 +250,8 @@ def unit(name: str) -> dict:
         model, curve = cell.backdoored, []
         figures = cell.evaluate(model, cell.test)
     else:
-        given_val_ca = clean_accuracy(cell.backdoored, job.val) if job.val is not None else None
         outcome, choice = defend_with(job.rule, name, cell, lambda c: apply_defense(name, DEFENSES[name].run, c),
-                                      lambda m: clean_accuracy(m, job.val), given_val_ca)
+                                      lambda m: clean_accuracy(m, job.val), job.given_val_ca)
         model, curve = outcome.model, outcome.curve
         job.keep(name, model)
         # the defender's data is given whole: the pipeline's clean share does not apply
@@ -291,6 +291,7 @@ def defend_seed(model, spec: dict, inputs: Inputs, args, device: torch.device, s
     """Units "none" and each defense for one seed: {name: {"figures", "curve"}}."""
     global JOB
     from sequela import external, models
+    from sequela.metrics import clean_accuracy
     from sequela.recipe import Recipe
     from sequela.workers import run_units
 
@@ -313,7 +314,9 @@ def defend_seed(model, spec: dict, inputs: Inputs, args, device: torch.device, s
     def keep(name: str, defended: torch.nn.Module) -> None:
         models.save_file(defended, spec, staging / name / f"seed{seed}" / "model.safetensors")
 
-    JOB = Job(cell, on, val, train, inputs.retune, inputs.rule, inputs.settings["batch_size"] or args.batch_size, keep)
+    given_val_ca = clean_accuracy(model, val) if val is not None else None
+    JOB = Job(cell, on, val, train, inputs.retune, inputs.rule, inputs.settings["batch_size"] or args.batch_size, keep,
+              given_val_ca)
     units = ["none", *inputs.names]
     found = dict(zip(units, run_units(unit, units, device)))
     return {"n_train": len(train), "n_val": len(held), **found}

@@ -28,18 +28,18 @@ DESCRIPTIONS = {
     "pam": "path-aware minimisation (Min et al., 2024): BTI-DBF's data, gradients pulled toward the given weights",
 }
 
-# Each defense's learning rate (its `defense.<name>` keys) and schedule, for the settings table.
+# Each defense's schedule, for the settings table (its learning-rate keys: lr_rule.LR_KEYS).
 SCHEDULES = {
-    "ft": (("lr",), "constant"),
-    "sft": (("base_lr", "max_lr1", "max_lr2"), "two-phase triangular"),
-    "fp": (("lr",), "constant"),
-    "nad": (("lr",), "constant"),
-    "nc": (("lr_unlearn",), "constant"),
-    "fst": (("lr",), "cosine"),
-    "ftsam": (("lr",), "cosine"),
-    "sau": (("lr",), "constant (Adam)"),
-    "btidbf": (("lr",), "constant (Adam)"),
-    "pam": (("lr",), "constant"),
+    "ft": "constant",
+    "sft": "two-phase triangular",
+    "fp": "constant",
+    "nad": "constant",
+    "nc": "constant",
+    "fst": "cosine",
+    "ftsam": "cosine",
+    "sau": "constant (Adam)",
+    "btidbf": "constant (Adam)",
+    "pam": "constant",
 }
 
 TABLE = ["ca", "val_ca", "asr", "ra", "p_asr", "mia_loss_auc", "seconds"]
@@ -64,7 +64,9 @@ def steps(epochs: int, rows: int, batch: int) -> int:
 def settings_of(name: str, block: dict, figures: dict, rows: int, rule: str) -> dict:
     """Rule, lr, schedule, epochs, steps and batch of defense `name` as it ran on `rows` training
     rows; `block` holds its settings with the learning rates it ran at."""
-    keys, schedule = SCHEDULES.get(name, (("lr",), f"see defense.{name}"))
+    from sequela.cli.lr_rule import LR_KEYS
+
+    keys, schedule = LR_KEYS.get(name, ("lr",)), SCHEDULES.get(name, f"see defense.{name}")
     lr = "/".join(f"{block[k]:g}" for k in keys if k in block) or None
     epochs, batch = figures.get("epochs"), figures.get("batch_size")
     if rule == "validated":
