@@ -65,7 +65,7 @@ def main() -> None:
         sys.exit(f"{work}: no */trained/trained.json with defended-*/report.json beside it")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [BEGIN, "",
-             f"Written {datetime.date.today().isoformat()} on {machine()} at commit {commit}, from the reports of "
+             f"Written {datetime.date.today().isoformat()} on {machine()}, at commit {commit}, from the reports of "
              "`benchmarks/own_model/check.sh`. Mean ± sd over the n seeds of `sequela defend`; ΔCA is the "
              "defended model's CA minus the given model's on the same test rows, per seed. Met: CA within "
              f"{DROP} of the given model's, and for SFT also ASR at most {ASR_TARGET}.", "",
