@@ -35,8 +35,8 @@ def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> 
     from sequela.attacks.registry import load_artefact, plant
     from sequela.engine import seed_everything
     from sequela.metrics import evaluate
-    from sequela.planting import PlantingCheck, surrogate
-    from sequela.training import model_spec, train_classifier
+    from sequela.planting import PlantingCheck, surrogate, train_backdoored
+    from sequela.training import model_spec
 
     args, device, recipe = stage.args, stage.device, stage.recipe
     if not ablation.SWEEPS[sweep].attacker:
@@ -52,9 +52,9 @@ def backdoored_model(stage, ds, meta, params: dict, sweep: str, attack: str) -> 
     seed_everything(args.seed)
     rule = params["attack"]["budget"]
     planted = PlantingCheck(ds.shadow.to(device), trigger, target, rule["min_asr"][attack])
-    run = train_classifier(ds.train, spec, recipe, device, args.seed, evaluate=lambda m: {}, attack=trigger,
-                           poisoned=poisoned, target=target, desc=f"ablate {attack} {args.point}",
-                           until=planted, max_rounds=rule["max_rounds"])
+    run = train_backdoored(ds.train, spec, recipe, device, args.seed, params["attack"][attack], trigger, poisoned,
+                           target, planted, rule["max_rounds"], evaluate=lambda m: {},
+                           desc=f"ablate {attack} {args.point}")
     none = {**evaluate(run.model, ds.test.to(device), trigger, target), "seconds": run.seconds,
             "epochs": recipe.epochs * run.rounds, "rounds": run.rounds, "n_poison": len(poisoned)}
     return {"none": none}, (trigger, poisoned, target, rate, run.model, spec)

@@ -13,7 +13,7 @@ from sequela import planting
 from sequela.attacks.registry import load_artefact
 from sequela.metrics import evaluate
 from sequela.records import write_cell, write_curve
-from sequela.training import model_spec, train_classifier
+from sequela.training import model_spec
 
 
 def main() -> None:
@@ -30,15 +30,10 @@ def main() -> None:
     curve_test = test.sample(params["curves"]["eval_n"], args.seed)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     planted = planting.PlantingCheck(ds.shadow.to(device), attack, target, rule["min_asr"][args.attack])
-    how = dict(evaluate=lambda m: evaluate(m, curve_test, attack, target), attack=attack, poisoned=poisoned,
-               target=target, desc=f"train {args.dataset}-{args.attack} seed {args.seed}", until=planted,
-               max_rounds=rule["max_rounds"])
-    if attack.sequential:  # SBL: the backdoor task with SAM, then the clean task under EWC
-        from sequela.sequential import train_sbl
-
-        run = train_sbl(ds.train, spec, recipe, device, args.seed, params["attack"][args.attack], **how)
-    else:
-        run = train_classifier(ds.train, spec, recipe, device, args.seed, **how)
+    run = planting.train_backdoored(ds.train, spec, recipe, device, args.seed, params["attack"][args.attack], attack,
+                                    poisoned, target, planted, rule["max_rounds"],
+                                    evaluate=lambda m: evaluate(m, curve_test, attack, target),
+                                    desc=f"train {args.dataset}-{args.attack} seed {args.seed}")
 
     final = evaluate(run.model, test, attack, target)
     models.save(run.model, spec, layout.model(args.dataset, args.attack, args.seed))

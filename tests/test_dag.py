@@ -66,3 +66,17 @@ def test_the_lock_file_is_not_committed():
     # and no public remote holds them, so a committed lock would pin outputs no clone can restore.
     tracked = subprocess.run(["git", "ls-files", "dvc.lock"], cwd=ROOT, capture_output=True, text=True).stdout
     assert tracked.strip() == ""
+
+
+def test_writing_the_deps_declares_what_each_stage_runs_and_keeps_its_data_deps(tmp_path):
+    root = copy_of_project(tmp_path)
+    script = root / "stages" / "train.py"
+    script.write_text(script.read_text().replace("def main() -> None:\n",
+                                                 "def main() -> None:\n    from sequela import simclr  # noqa\n"))
+    data_deps = {name: [d for d in s["deps"] if not d.startswith(("src/", "stages/"))]
+                 for name, s in dag.stages(root).items()}
+    assert "train" in dag.write(root)
+    assert dag.problems(root) == []
+    assert {name: [d for d in s["deps"] if not d.startswith(("src/", "stages/"))]
+            for name, s in dag.stages(root).items()} == data_deps
+    assert dag.write(root) == []  # a second write changes nothing

@@ -1,5 +1,8 @@
 """The attacker's training budget: rounds of the recipe's epochs until its shadow-split check passes."""
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import make_blobs
@@ -9,8 +12,10 @@ from sequela.attacks.registry import ATTACKS, choose_poison_indices
 from sequela.checker import Checker
 from sequela.errors import ConfigError
 from sequela.recipe import Recipe
+from sequela.sequential import train_sbl
 from sequela.training import train_classifier
 
+ROOT = Path(__file__).resolve().parents[1]
 RECIPE = Recipe(model="small_cnn", epochs=2, batch_size=32, lr=0.05, width=8)
 SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "mean": [0.2], "std": [0.25], "width": 8}
 
@@ -61,3 +66,35 @@ def test_budget_needs_a_target_for_every_grid_attack():
     params["attack"]["budget"]["min_asr"]["badnets"] = 1.5
     with pytest.raises(ConfigError, match="min_asr.badnets"):
         planting.check(Checker(params), ["badnets"])
+
+
+SBL_SETTINGS = {"size": 3, "rho": 0.05, "clean_share": 0.1, "task2_lr_factor": 0.1, "task2_epochs_factor": 0.5,
+                "ewc_lambda": 1.0}
+
+
+def test_the_attackers_training_is_sbls_two_tasks_for_sbl_and_the_plain_recipe_otherwise():
+    train, shadow, _, _ = poisoned_blobs()
+    g = torch.Generator().manual_seed(0)
+    attack = ATTACKS["sbl"].create({"size": 3}, train.x, train.y, 0, g)
+    poisoned = choose_poison_indices(train.y, 0, 0.1, g)
+    cpu = torch.device("cpu")
+    common = dict(evaluate=lambda m: {}, attack=attack, poisoned=poisoned, target=0, desc="t", max_rounds=1)
+    run = planting.train_backdoored(train, SPEC, RECIPE, cpu, 0, SBL_SETTINGS, until=lambda m: True, **common)
+    direct = train_sbl(train, SPEC, RECIPE, cpu, 0, SBL_SETTINGS, until=lambda m: True, **common)
+    plain = train_classifier(train, SPEC, RECIPE, cpu, 0, until=lambda m: True, **common)
+    assert len(run.curve) == RECIPE.epochs + 1  # task 1's epochs, then half as many for task 2
+    for (name, w), v, p in zip(run.model.state_dict().items(), direct.model.state_dict().values(),
+                               plain.model.state_dict().values()):
+        assert torch.equal(w, v), name
+    assert any(not torch.equal(w, p) for w, p in zip(run.model.state_dict().values(),
+                                                      plain.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("script", ["train.py", "ablate.py"])
+def test_every_stage_that_trains_a_backdoored_model_trains_it_through_the_one_function(script):
+    # An ablation point that plants its own poison (poison_rate) trains as train@ does, SBL included.
+    tree = ast.parse((ROOT / "stages" / script).read_text())
+    called = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+              for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert "train_backdoored" in called
+    assert not called & {"train_classifier", "train_sbl", "fit", "sam_fit"}

@@ -22,6 +22,8 @@ model trained on the shadow split: the defender's clean reference is never the a
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from sequela.attacks.base import Attack
@@ -29,7 +31,8 @@ from sequela.checker import Checker, fail
 from sequela.data import Split
 from sequela.metrics import evaluate
 from sequela.recipe import Recipe
-from sequela.training import train_classifier
+from sequela.sequential import train_sbl
+from sequela.training import Trained, train_classifier
 
 # Added to the cell's seed for the surrogate, so that its initialisation and batch order are not those
 # of any model the cell trains with `seed` itself (the clean reference, the membership shadow model).
@@ -71,6 +74,20 @@ class PlantingCheck:
         figures = shadow_figures(model, self.shadow, self.attack, self.target)
         self.rounds.append(figures)
         return figures["shadow_asr"] >= self.min_asr
+
+
+def train_backdoored(train: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int, settings: dict,
+                     attack: Attack, poisoned: torch.Tensor, target: int, until: PlantingCheck, max_rounds: int,
+                     evaluate: Callable[[torch.nn.Module], dict[str, float]], desc: str) -> Trained:
+    """The attacker's training of its backdoored model under the budget rule, for the train stage and
+    for an ablation point that plants its own poison alike: SBL (`attack.sequential`) trains its two
+    tasks (the backdoor task with SAM, then the clean task under EWC) with its `settings`; every other
+    attack trains the plain recipe on the poisoned training set."""
+    how = dict(evaluate=evaluate, attack=attack, poisoned=poisoned, target=target, desc=desc, until=until,
+               max_rounds=max_rounds)
+    if attack.sequential:
+        return train_sbl(train, spec, recipe, device, seed, settings, **how)
+    return train_classifier(train, spec, recipe, device, seed, **how)
 
 
 def surrogate(shadow: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int) -> torch.nn.Module:

@@ -63,3 +63,41 @@ def problems(root: Path) -> list[str]:
         for path in sorted(runs - covered):
             out.append(f"{name}: runs {path.relative_to(root.resolve())} without declaring it")
     return out
+
+
+DEPS = re.compile(r"^(    deps: \[)(.*?)\]", re.M | re.S)
+WIDTH = 120
+
+
+def flow_list(items: list[str], first: str, indent: str) -> str:
+    """`items` as a YAML flow list opening after `first`, wrapped before WIDTH columns."""
+    lines, line = [], first
+    for i, item in enumerate(items):
+        word = f'"{item}"' if "$" in item else item  # a template is quoted, as YAML needs
+        word += "]" if i == len(items) - 1 else ","
+        if line.strip() and line != first and len(line) + 1 + len(word) > WIDTH:
+            lines.append(line)
+            line = indent
+        line += ("" if line in (first, indent) else " ") + word
+    return "\n".join(lines + [line])
+
+
+def write(root: Path) -> list[str]:
+    """Rewrite each stage's code deps in dvc.yaml as its script's import closure requires, the script
+    first and the data deps last, as they were; returns the stages whose deps changed."""
+    text, definitions = (root / "dvc.yaml").read_text(), stages(root)
+    needed, lists = required(root), list(DEPS.finditer(text))
+    if list(needed) != list(definitions) or len(lists) != len(definitions):
+        raise ValueError("dvc.yaml: every stage runs a script and writes its deps as one flow list `deps: [...]`")
+    changed, pieces, start = [], [], 0
+    for match, name in zip(lists, definitions):
+        old = yaml.safe_load("[" + match.group(2) + "]")
+        script = script_of(definitions[name])
+        new = [script] + [d for d in needed[name] if d != script]
+        new += [d for d in old if not (isinstance(d, str) and d.startswith(CODE))]
+        if new != old:
+            changed.append(name)
+        pieces += [text[start:match.start()], flow_list(new, match.group(1), "      ")]
+        start = match.end()
+    (root / "dvc.yaml").write_text("".join(pieces) + text[start:])
+    return changed

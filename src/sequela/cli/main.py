@@ -24,11 +24,16 @@ def deps(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="sequela deps", description=dag.__doc__)
     parser.add_argument("--check", action="store_true", help="list what dvc.yaml lacks or has too much, exit 1 if any")
+    parser.add_argument("--write", action="store_true", help="rewrite every stage's code deps in dvc.yaml")
     args = parser.parse_args(argv)
     root = Path.cwd()
     if not (root / "dvc.yaml").is_file():
         print("error: sequela deps: no dvc.yaml here; run it from the project root", file=sys.stderr)
         return 2
+    if args.write:
+        changed = dag.write(root)
+        print(f"dvc.yaml: code deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: deps unchanged")
+        return 0
     if args.check:
         found = dag.problems(root)
         print("\n".join(found) or "every stage declares exactly the code it runs")
