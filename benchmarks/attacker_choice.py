@@ -14,20 +14,18 @@ none does, keep the paper's value and let the report leave the unplanted cells o
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-import layout  # noqa: E402
-from sequela import data, models  # noqa: E402
-from sequela.attacks.registry import plant  # noqa: E402
-from sequela.config import load_params  # noqa: E402
-from sequela.planting import PlantingCheck  # noqa: E402
-from sequela.recipe import Recipe  # noqa: E402
-from sequela.training import model_spec, train_classifier  # noqa: E402
+from sequela import models
+from sequela.attacks.registry import plant
+from sequela.datasets import splits
+from sequela.pipeline import layout
+from sequela.pipeline.config import load_params
+from sequela.training.attacker import PlantingCheck
+from sequela.training.classifier import model_spec, train_classifier
+from sequela.training.recipe import Recipe
 
 
 def main() -> None:
@@ -40,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
-    ds, meta = data.load_prepared(layout.prepared(args.dataset))
+    ds, meta = splits.load_prepared(layout.prepared(args.dataset))
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
     rule = params["attack"]["budget"]
     min_asr = rule["min_asr"][args.attack]
@@ -52,19 +50,44 @@ def main() -> None:
         asrs = []
         for seed in args.seeds:
             start = time.perf_counter()
-            attack, indices = plant(args.attack, settings, ds.train.x, ds.train.y, target, rate, seed, device,
-                                    lambda: models.load(layout.clean_model(args.dataset, seed), device)[0])
+            attack, indices = plant(
+                args.attack,
+                settings,
+                ds.train.x,
+                ds.train.y,
+                target,
+                rate,
+                seed,
+                device,
+                lambda seed=seed: models.load(layout.clean_model(args.dataset, seed), device)[0],
+            )
             check = PlantingCheck(ds.shadow, attack, target, min_asr)
-            train_classifier(ds.train, spec, recipe, device, seed, evaluate=lambda m: {}, attack=attack,
-                             poisoned=indices, target=target, desc=f"{args.attack} {args.key}={value} seed {seed}",
-                             until=check, max_rounds=rule["max_rounds"])
+            train_classifier(
+                ds.train,
+                spec,
+                recipe,
+                device,
+                seed,
+                evaluate=lambda m: {},
+                attack=attack,
+                poisoned=indices,
+                target=target,
+                desc=f"{args.attack} {args.key}={value} seed {seed}",
+                until=check,
+                max_rounds=rule["max_rounds"],
+            )
             last = check.rounds[-1]
             asrs.append(last["shadow_asr"])
-            print(f"{args.key}={value} seed {seed}: shadow CA {last['shadow_ca']:.3f} ASR {last['shadow_asr']:.3f} "
-                  f"after {len(check.rounds)} round(s), {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"{args.key}={value} seed {seed}: shadow CA {last['shadow_ca']:.3f} ASR {last['shadow_asr']:.3f} "
+                f"after {len(check.rounds)} round(s), {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         mean = statistics.mean(asrs)
         spread = statistics.stdev(asrs) if len(asrs) > 1 else 0.0
-        print(f"{args.key}={value}: shadow ASR {mean:.3f} ± {spread:.3f} (n = {len(asrs)}), target {min_asr}", flush=True)
+        print(
+            f"{args.key}={value}: shadow ASR {mean:.3f} ± {spread:.3f} (n = {len(asrs)}), target {min_asr}", flush=True
+        )
         if mean >= min_asr:
             chosen = value
             break

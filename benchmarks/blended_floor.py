@@ -9,19 +9,17 @@ Also splits the floor by true class, to show which digits the pattern pushes to 
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-import layout  # noqa: E402
-from sequela import data, models  # noqa: E402
-from sequela.attacks.registry import ATTACKS, choose_poison_indices  # noqa: E402
-from sequela.config import load_params  # noqa: E402
-from sequela.engine import predict  # noqa: E402
-from sequela.recipe import Recipe  # noqa: E402
-from sequela.training import model_spec, train_classifier  # noqa: E402
+from sequela import models
+from sequela.attacks.registry import ATTACKS, choose_poison_indices
+from sequela.datasets import splits
+from sequela.engine.loop import predict
+from sequela.pipeline import layout
+from sequela.pipeline.config import load_params
+from sequela.training.classifier import model_spec, train_classifier
+from sequela.training.recipe import Recipe
 
 
 def main() -> None:
@@ -33,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(1)
     params = load_params()
     recipe = Recipe.from_params(params, args.dataset)
-    ds, meta = data.load_prepared(layout.prepared(args.dataset))
+    ds, meta = splits.load_prepared(layout.prepared(args.dataset))
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     victims = ds.shadow.subset(ds.shadow.y != target)
@@ -42,16 +40,29 @@ def main() -> None:
             clean, _ = models.load(layout.clean_model(args.dataset, seed))
             generator = torch.Generator().manual_seed(seed)
             indices = choose_poison_indices(ds.train.y, target, rate, generator)
-            attack = ATTACKS["blended"].create({"alpha": alpha, "pattern_file": None}, ds.train.x, ds.train.y,
-                                               target, generator)
+            attack = ATTACKS["blended"].create(
+                {"alpha": alpha, "pattern_file": None}, ds.train.x, ds.train.y, target, generator
+            )
             to_target = predict(clean, victims.x, transform=attack.apply) == target
-            by_class = {int(c): round(to_target[victims.y == c].float().mean().item(), 2)
-                        for c in victims.y.unique()}
-            run = train_classifier(ds.train, spec, recipe, torch.device("cpu"), seed, evaluate=lambda m: {},
-                                   attack=attack, poisoned=indices, target=target, desc="blended")
+            by_class = {int(c): round(to_target[victims.y == c].float().mean().item(), 2) for c in victims.y.unique()}
+            run = train_classifier(
+                ds.train,
+                spec,
+                recipe,
+                torch.device("cpu"),
+                seed,
+                evaluate=lambda m: {},
+                attack=attack,
+                poisoned=indices,
+                target=target,
+                desc="blended",
+            )
             asr = (predict(run.model, victims.x, transform=attack.apply) == target).float().mean().item()
-            print(f"alpha {alpha} seed {seed}: clean-model floor {to_target.float().mean().item():.3f} "
-                  f"(by class {by_class}), backdoored shadow ASR {asr:.3f}", flush=True)
+            print(
+                f"alpha {alpha} seed {seed}: clean-model floor {to_target.float().mean().item():.3f} "
+                f"(by class {by_class}), backdoored shadow ASR {asr:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sequela.engine import sgd
+from sequela.engine.optimizers import sgd
 from sequela.models import build
 
 GTSRB_TRAIN = 19_604  # training images after the shadow split, for the per-epoch figure
@@ -48,9 +48,11 @@ def main() -> None:
     for channels_last, bf16 in ((False, False), (True, False), (True, True)):
         ms = step_ms(channels_last, bf16, args.batch, args.width)
         epoch = ms / 1000 * GTSRB_TRAIN / args.batch
-        print(f"compact_cnn width {args.width}, batch {args.batch}, {args.threads} threads, "
-              f"{'NHWC' if channels_last else 'NCHW'} {'bf16' if bf16 else 'float32'}: "
-              f"{ms:.0f} ms/step, {epoch:.1f} s per GTSRB epoch")
+        print(
+            f"compact_cnn width {args.width}, batch {args.batch}, {args.threads} threads, "
+            f"{'NHWC' if channels_last else 'NCHW'} {'bf16' if bf16 else 'float32'}: "
+            f"{ms:.0f} ms/step, {epoch:.1f} s per GTSRB epoch"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A real slice of the grid on one device, without DVC: prepare, clean, shadow, poison, train, defend
-(FT and SFT, or the defenses named by --defenses) and sequela, by the pipeline's own stage scripts, for one attack and one seed, then the
-training stage once more with the same seed to see whether it repeats bit for bit.
+(FT and SFT, or the defenses named by --defenses) and sequela, by the pipeline's own stage scripts,
+for one attack and one seed, then the training stage once more with the same seed to see whether it
+repeats bit for bit.
 
 Made for the GPU machine, which has torch but neither DVC nor a network: carry the repository and
 the raw dataset, then
@@ -44,8 +45,9 @@ def run(scratch: Path, script: str, *args: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(scratch / "src"), "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     # stdout passes through as each stage prints it (a unit's line when it ends); stderr is kept for a failure
-    result = subprocess.run([sys.executable, f"stages/{script}.py", *args], cwd=scratch, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        [sys.executable, f"stages/{script}.py", *args], cwd=scratch, env=env, stderr=subprocess.PIPE, text=True
+    )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"{script} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
@@ -102,8 +104,14 @@ def main() -> None:
     times["train again"] = run(scratch, "train", "--dataset", d, "--attack", a, "--seed", s)
     second = digest(model), json.loads((cells / f"{a}-none.json").read_text())
     report = {
-        "dataset": d, "attack": a, "model": args.model, "seed": args.seed, "recipe": recipe, "stage_seconds": times,
-        "backdoored": first[1], "defended": json.loads((cells / f"{a}-defenses.json").read_text())["defenses"],
+        "dataset": d,
+        "attack": a,
+        "model": args.model,
+        "seed": args.seed,
+        "recipe": recipe,
+        "stage_seconds": times,
+        "backdoored": first[1],
+        "defended": json.loads((cells / f"{a}-defenses.json").read_text())["defenses"],
         "sequela": json.loads((cells / f"{a}-sequela.json").read_text())["models"],
         "same_seed_same_weights": first[0] == second[0],
         "same_seed_ca_asr": [(first[1]["ca"], first[1]["asr"]), (second[1]["ca"], second[1]["asr"])],

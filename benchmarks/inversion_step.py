@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from sequela import engine
-from sequela.data import Split
+from sequela.datasets.splits import Split
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.btidbf import Inversion
+from sequela.engine import device
 from sequela.models import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +28,26 @@ IMAGES = 640  # the defender's clean images here: 10 steps per epoch
 
 
 def step_ms(bf16: bool, batch: int, epochs: int = 2) -> float:
-    engine.use_cpu_bf16(bf16)
+    device.use_cpu_bf16(bf16)
     torch.manual_seed(0)
     settings = yaml.safe_load((ROOT / "params.yaml").read_text())["defense"]
     clean = Split(torch.randint(0, 256, (IMAGES, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 43, (IMAGES,)))
     ctx = DefenseContext.for_defender(
-        settings, "btidbf", seed=0, overrides={"invert_epochs": epochs}, batch_size=batch,
-        model=build("compact_cnn", 3, 43, [0.5] * 3, [0.25] * 3, width=32), clean=clean, train=clean,
-        poisoned=torch.empty(0, dtype=torch.long), attack=None, target=0, recipe=None,
-        device=torch.device("cpu"), recorder=None)
+        settings,
+        "btidbf",
+        seed=0,
+        overrides={"invert_epochs": epochs},
+        batch_size=batch,
+        model=build("compact_cnn", 3, 43, [0.5] * 3, [0.25] * 3, width=32),
+        clean=clean,
+        train=clean,
+        poisoned=torch.empty(0, dtype=torch.long),
+        attack=None,
+        target=0,
+        recipe=None,
+        device=torch.device("cpu"),
+        recorder=None,
+    )
     inversion = Inversion(ctx, ctx.params)
     inversion.mask = torch.full(mask_shape(ctx), 0.5)
     inversion.invert(0)  # warm-up
@@ -59,8 +70,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for bf16 in (False, True):
         ms = step_ms(bf16, args.batch)
-        print(f"inversion step, batch {args.batch}, {args.threads} threads, {'bf16' if bf16 else 'float32'}: "
-              f"{ms:.0f} ms")
+        print(
+            f"inversion step, batch {args.batch}, {args.threads} threads, {'bf16' if bf16 else 'float32'}: {ms:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sequela import sources
 from sequela.attacks.registry import ATTACKS, choose_poison_indices
-from sequela.engine import Augment, BatchStream
+from sequela.engine.batches import Augment, BatchStream
+from sequela.sources import loaders
 
 
 class PerSampleDataset(torch.utils.data.Dataset):
@@ -42,7 +42,7 @@ class PerSampleDataset(torch.utils.data.Dataset):
 def images_per_second(batches, n_images: int, epochs: int) -> float:
     start = time.perf_counter()
     for _ in range(epochs):
-        for xb, yb in batches:
+        for _ in batches:
             pass
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -57,22 +57,36 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
 
-    ds = sources.load(args.dataset, args.root)
+    ds = loaders.load(args.dataset, args.root)
     g = torch.Generator().manual_seed(0)
     attack = ATTACKS["badnets"].create({"size": 3}, ds.train.x, ds.train.y, 0, g)
     poisoned = choose_poison_indices(ds.train.y, 0, 0.1, g)
     n = len(ds.train)
-    print(f"{args.dataset}: {n} training images {tuple(ds.image_shape)}, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} CPU threads")
+    print(
+        f"{args.dataset}: {n} training images {tuple(ds.image_shape)}, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
 
-    loader = torch.utils.data.DataLoader(PerSampleDataset(ds.train.x, ds.train.y, set(poisoned.tolist()), attack, 2),
-                                         batch_size=args.batch_size, shuffle=True)
+    loader = torch.utils.data.DataLoader(
+        PerSampleDataset(ds.train.x, ds.train.y, set(poisoned.tolist()), attack, 2),
+        batch_size=args.batch_size,
+        shuffle=True,
+    )
     print(f"per-sample PIL DataLoader (cpu): {images_per_second(loader, n, args.epochs):12,.0f} images/s")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         dev = torch.device(device)
-        stream = BatchStream(ds.train.x, ds.train.y, args.batch_size, dev, g, augment=Augment(2, True),
-                             attack=attack.to(dev), poisoned=poisoned, target=0)
+        stream = BatchStream(
+            ds.train.x,
+            ds.train.y,
+            args.batch_size,
+            dev,
+            g,
+            augment=Augment(2, True),
+            attack=attack.to(dev),
+            poisoned=poisoned,
+            target=0,
+        )
         images_per_second(stream, n, 1)  # warm-up (CUDA kernels, caches)
         print(f"batched tensor stream ({device}):    {images_per_second(stream, n, args.epochs):12,.0f} images/s")
 

@@ -31,8 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def stage_commands() -> dict[str, str]:
     """{stage name: command} of every expanded stage, from `dvc stage list` and dvc.lock-free parsing."""
-    out = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list", "--name-only"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     from dvc.repo import Repo
 
     with Repo(str(ROOT)) as repo:
@@ -61,8 +66,11 @@ def main() -> None:
     args = parser.parse_args()
     commands = stage_commands()
     chosen = args.stages or list({name.split("@")[0]: name for name in reversed(list(commands))}.values())[::-1]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'stages'}{os.pathsep}{ROOT / 'src'}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'stages'}{os.pathsep}{ROOT / 'src'}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     lock_lines = len((ROOT / "dvc.lock").read_text().splitlines()) if (ROOT / "dvc.lock").exists() else 0
     print(f"dvc.lock: {lock_lines} lines; medians of {args.repeat} runs, seconds")
     print(f"{'stage':44s} {'imports':>8s} {'work':>8s} {'dvc':>8s} {'total':>8s}")
@@ -71,8 +79,10 @@ def main() -> None:
         t_imports = timed([sys.executable, "-c", imports_of(cmd)], args.repeat, env)
         t_process = timed(["bash", "-c", cmd], args.repeat, env)
         t_dvc = timed([sys.executable, "-m", "dvc", "repro", "--force", "--single-item", name], args.repeat, env)
-        print(f"{name:44s} {t_imports:8.2f} {t_process - t_imports:8.2f} {t_dvc - t_process:8.2f} {t_dvc:8.2f}",
-              flush=True)
+        print(
+            f"{name:44s} {t_imports:8.2f} {t_process - t_imports:8.2f} {t_dvc - t_process:8.2f} {t_dvc:8.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

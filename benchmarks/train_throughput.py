@@ -2,7 +2,7 @@
 BackdoorBench-style loop, on the same device, model and batch.
 
 - **engine**: uint8 images resident on the device, one gather per batch, the BadNets trigger, random
-  crop and flip as batched tensor ops (`sequela.engine.BatchStream`); on CUDA bf16 autocast and
+  crop and flip as batched tensor ops (`sequela.engine.batches.BatchStream`); on CUDA bf16 autocast and
   channels_last; optionally `torch.compile` (its compile time is reported apart, and inductor's
   on-disk cache, `TORCHINDUCTOR_CACHE_DIR`, spares later processes most of it).
 - **per-sample**: a torch `Dataset` that turns one uint8 array into a PIL image, stamps the trigger
@@ -32,16 +32,20 @@ import torch
 import torch.nn.functional as F
 
 from sequela import models
-from sequela.attacks.blend import BadNets
 from sequela.attacks.base import choose_poison_indices
-from sequela.engine import Augment, BatchStream, autocast, pick_device, prepare_model, sgd
+from sequela.attacks.blend import BadNets
+from sequela.engine.batches import Augment, BatchStream
+from sequela.engine.device import autocast, pick_device, prepare_model
+from sequela.engine.optimizers import sgd
 
 MEAN, STD = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(
+        0, 10, (n,), generator=g
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -78,8 +82,12 @@ def engine_rate(x, y, batch: int, device: torch.device, width: int, warmup: int,
         step(xb, yb)
         seen += len(yb)
     sync(device)
-    return {"loop": "engine" + (" + compile" if compile_model else ""), "batch": batch,
-            "img_per_s": seen / (time.perf_counter() - start), "warmup_s": first}
+    return {
+        "loop": "engine" + (" + compile" if compile_model else ""),
+        "batch": batch,
+        "img_per_s": seen / (time.perf_counter() - start),
+        "warmup_s": first,
+    }
 
 
 class PerSample(torch.utils.data.Dataset):
@@ -110,9 +118,15 @@ def per_sample_rate(x, y, batch: int, device: torch.device, width: int, warmup: 
     g = torch.Generator().manual_seed(0)
     poisoned = set(choose_poison_indices(y, 0, 0.1, g).tolist())
     dataset = PerSample(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy(), poisoned)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda", drop_last=False,
-                                         persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+        persistent_workers=workers > 0,
+    )
     model = models.build("resnet18", 3, 10, MEAN, STD, width).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     model.train()
@@ -132,8 +146,12 @@ def per_sample_rate(x, y, batch: int, device: torch.device, width: int, warmup: 
         step(xb, yb)
         seen += len(yb)
     sync(device)
-    return {"loop": f"per-sample ({workers} workers)", "batch": batch, "img_per_s": seen / (time.perf_counter() - start),
-            "warmup_s": None}
+    return {
+        "loop": f"per-sample ({workers} workers)",
+        "batch": batch,
+        "img_per_s": seen / (time.perf_counter() - start),
+        "warmup_s": None,
+    }
 
 
 def main() -> None:

@@ -15,28 +15,27 @@ It reads the workspace's data/standalone/digits/seed<k>/ and writes nothing.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 
+from sequela import models
+from sequela.attacks.registry import load_artefact
+from sequela.paradigms import downstream
+from sequela.pipeline import layout
+from sequela.sources import loaders
+from sequela.training.recipe import Recipe
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "stages")]
 
-import layout  # noqa: E402
-
-from sequela import downstream, models, sources  # noqa: E402
-from sequela.attacks.registry import load_artefact  # noqa: E402
-from sequela.recipe import Recipe  # noqa: E402
-
-# The registered variants (sources.VARIANTS: digits-rot90, digits-mirror) and four more candidates.
+# The registered variants (loaders.VARIANTS: digits-rot90, digits-mirror) and four more candidates.
 CANDIDATES = {
     "digits": ("unchanged", lambda x: x),
     "digits-shift1": ("shifted one pixel down and right", lambda x: torch.roll(x, (1, 1), dims=(2, 3))),
     "digits-rot180": ("turned half a turn", lambda x: torch.rot90(x, 2, dims=(2, 3))),
     "digits-invert": ("inverted, 255 - x", lambda x: 255 - x),
-    **sources.VARIANTS,
+    **loaders.VARIANTS,
 }
 
 
@@ -49,20 +48,32 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device("cpu")
     recipe = Recipe.from_params(params, "digits")
-    base = sources.load_digits(params["data"]["split_seed"], params["data"]["test_fraction"])
+    base = loaders.load_digits(params["data"]["split_seed"], params["data"]["test_fraction"])
     print("| attack | variant | seed | none CA | none ASR | clean CA | clean ASR (floor) | lift |")
     print("|---|---|---|---|---|---|---|---|")
     for attack in args.attacks:
         for variant in args.variants:
-            ds = sources.transformed(base, variant, *CANDIDATES[variant])
+            ds = loaders.transformed(base, variant, *CANDIDATES[variant])
             for seed in params["grid"]["seeds"]:
                 trigger, _, meta = load_artefact(layout.poison("digits", attack, seed), device)
-                cell = downstream.Cell(ds, trigger, meta["target"], recipe, params["transfer"]["head"],
-                                       params["defense"], device, seed, params["curves"]["eval_n"])
+                cell = downstream.Cell(
+                    ds,
+                    trigger,
+                    meta["target"],
+                    recipe,
+                    params["transfer"]["head"],
+                    params["defense"],
+                    device,
+                    seed,
+                    params["curves"]["eval_n"],
+                )
                 none = downstream.baseline(cell, *models.load(layout.model("digits", attack, seed), device)).figures
                 clean = downstream.baseline(cell, *models.load(layout.clean_model("digits", seed), device)).figures
-                print(f"| {attack} | {variant} | {seed} | {none['ca']:.3f} | {none['asr']:.3f} | {clean['ca']:.3f} | "
-                      f"{clean['asr']:.3f} | {none['asr'] - clean['asr']:+.3f} |", flush=True)
+                print(
+                    f"| {attack} | {variant} | {seed} | {none['ca']:.3f} | {none['asr']:.3f} | {clean['ca']:.3f} | "
+                    f"{clean['asr']:.3f} | {none['asr'] - clean['asr']:+.3f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

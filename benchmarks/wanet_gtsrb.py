@@ -8,20 +8,17 @@ the model never saw; the test split is not read). Prints one line per warp stren
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-import layout  # noqa: E402
-from sequela import data  # noqa: E402
-from sequela.attacks.registry import ATTACKS, choose_poison_indices  # noqa: E402
-from sequela.config import load_params  # noqa: E402
-from sequela.recipe import Recipe  # noqa: E402
-from sequela.metrics import evaluate  # noqa: E402
-from sequela.training import model_spec, train_classifier  # noqa: E402
+from sequela.attacks.registry import ATTACKS, choose_poison_indices
+from sequela.datasets import splits
+from sequela.metrics import evaluate
+from sequela.pipeline import layout
+from sequela.pipeline.config import load_params
+from sequela.training.classifier import model_spec, train_classifier
+from sequela.training.recipe import Recipe
 
 
 def main() -> None:
@@ -33,7 +30,7 @@ def main() -> None:
     params = load_params()
     torch.set_num_threads(2)
     recipe = Recipe.from_params(params, "gtsrb")
-    ds, meta = data.load_prepared(layout.prepared("gtsrb"))
+    ds, meta = splits.load_prepared(layout.prepared("gtsrb"))
     target, rate = params["attack"]["target"], params["attack"]["poison_rate"]
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     device = torch.device("cpu")
@@ -45,11 +42,24 @@ def main() -> None:
         indices = choose_poison_indices(ds.train.y, target, rate, generator)
         attack = ATTACKS["wanet"].create(settings, ds.train.x, ds.train.y, target, generator)
         start = time.perf_counter()
-        run = train_classifier(ds.train, spec, recipe, device, args.seed, evaluate=lambda m: {},
-                               attack=attack, poisoned=indices, target=target, desc=f"wanet s={s}")
+        run = train_classifier(
+            ds.train,
+            spec,
+            recipe,
+            device,
+            args.seed,
+            evaluate=lambda m: {},
+            attack=attack,
+            poisoned=indices,
+            target=target,
+            desc=f"wanet s={s}",
+        )
         held_out = evaluate(run.model, ds.shadow, attack, target)
-        print(f"s={s} cross_ratio={settings['cross_ratio']}: shadow-split CA {held_out['ca']:.3f} "
-              f"ASR {held_out['asr']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"s={s} cross_ratio={settings['cross_ratio']}: shadow-split CA {held_out['ca']:.3f} "
+            f"ASR {held_out['asr']:.3f} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ warning. The output holds nothing that changes with the params, so a stage downs
 because this one did.
 """
 
-from opening import open_stage, run_main
-
-from sequela.io import atomic_write_text
+from sequela.pipeline.io import atomic_write_text
 from sequela.validate import validate
+from stage import open_stage, run_main
 
 OUT = "data/params-checked"
 

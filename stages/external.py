@@ -10,13 +10,12 @@ model (self-describing) and the cell's figures: CA, ASR, RA, the membership AUCs
 model as given ("none") and after each defense.
 """
 
-import layout
-from opening import open_stage, run_main
-
 from sequela import external, models
 from sequela.defenses.registry import CLEAN_DATA_ONLY
-from sequela.records import write_cell
-from sequela.recipe import Recipe
+from sequela.pipeline import layout
+from sequela.pipeline.records import write_cell
+from sequela.training.recipe import Recipe
+from stage import open_stage, run_main
 
 
 def main() -> None:
@@ -31,14 +30,41 @@ def main() -> None:
     external.check_request(spec, names, paths, target)
     splits, resized = external.read_roles(spec, paths, e["resize"])
     model, spec = external.load_model(folder / "model.safetensors", device)
-    recipe = Recipe(model=spec["arch"], epochs=0, batch_size=e["batch_size"], lr=0.0, crop_padding=e["crop_padding"],
-                    flip=e["flip"], width=spec.get("width"))
+    recipe = Recipe(
+        model=spec["arch"],
+        epochs=0,
+        batch_size=e["batch_size"],
+        lr=0.0,
+        crop_padding=e["crop_padding"],
+        flip=e["flip"],
+        width=spec.get("width"),
+    )
     out = layout.external_models(args.cell, args.seed)
-    figures = external.defend(model, spec, splits, names, params["defense"], recipe, device, args.seed, target,
-                              lambda name, defended: models.save(defended, spec, out / name))
-    write_cell({"paradigm": "external", "dataset": args.cell, "attack": "external", "seed": args.seed,
-                "device": device.type, "resized": resized, "n_clean": len(splits["clean"]), "models": figures},
-               layout.external_metrics(args.cell, args.seed))
+    figures = external.defend(
+        model,
+        spec,
+        splits,
+        names,
+        params["defense"],
+        recipe,
+        device,
+        args.seed,
+        target,
+        lambda name, defended: models.save(defended, spec, out / name),
+    )
+    write_cell(
+        {
+            "paradigm": "external",
+            "dataset": args.cell,
+            "attack": "external",
+            "seed": args.seed,
+            "device": device.type,
+            "resized": resized,
+            "n_clean": len(splits["clean"]),
+            "models": figures,
+        },
+        layout.external_metrics(args.cell, args.seed),
+    )
     for name, f in figures.items():
         print(f"external {args.cell}-{name} seed {args.seed}: CA {f['ca']} ASR {f.get('asr')}", flush=True)
 

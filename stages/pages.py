@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from sequela import pages
-from sequela.errors import exit_on_error
-from sequela.io import atomic_write_text
+from sequela.pipeline.errors import exit_on_error
+from sequela.pipeline.io import atomic_write_text
 
 PAGES, REPORTS, STUDIES = Path("docs/results"), Path("reports"), Path("studies")
 

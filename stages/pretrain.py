@@ -1,18 +1,18 @@
 """pretrain@<dataset>-<seed>: the encoder paradigm's clean encoder, SimCLR on the unlabelled
-training split of <dataset>, or a seeded `encoder.simclr.max_images` of it (src/sequela/simclr.py).
+training split of <dataset>, or a seeded `encoder.simclr.max_images` of it (src/sequela/paradigms/simclr.py).
 The encoder is `encoder.model` (an architecture and width), or the dataset's recipe model where that
 is null; its `features` are the representation, its classification head is never trained here.
 
 Writes data/encoder/<dataset>/seed<k>/clean-encoder/ and the pre-training loss per epoch."""
 
-import layout
-from opening import open_stage, run_main
-
-from sequela import models, sources
-from sequela.engine import prepare_model
-from sequela.records import write_cell
-from sequela.simclr import Views, check, check_model, pretrain, pretraining_set
-from sequela.training import model_spec
+from sequela import models
+from sequela.engine.device import prepare_model
+from sequela.paradigms.simclr import Views, check, check_model, pretrain, pretraining_set
+from sequela.pipeline import layout
+from sequela.pipeline.records import write_cell
+from sequela.sources import loaders
+from sequela.training.classifier import model_spec
+from stage import open_stage, run_main
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     check_model(stage.checker)
     s, d = params["encoder"]["simclr"], params["data"]
 
-    ds = sources.load(args.dataset, d["root"], d["split_seed"], d["test_fraction"])
+    ds = loaders.load(args.dataset, d["root"], d["split_seed"], d["test_fraction"])
     mean, std = ds.channel_stats()  # of the whole training split: the encoder's fixed input normalisation
     # a seeded subset keeps CPU pre-training within minutes (MNIST has 60,000 images)
     images = pretraining_set(ds.train, s["max_images"], args.seed).x
@@ -31,12 +31,31 @@ def main() -> None:
         spec.update({"arch": params["encoder"]["model"]["arch"], "width": params["encoder"]["model"]["width"]})
     encoder = prepare_model(models.build_from_spec(spec), device)  # initialised from the seed set above
     views = Views(s["crop_min"], s["flip"], s["jitter"])
-    losses, seconds = pretrain(encoder, images, views, s["epochs"], s["batch_size"], s["lr"], s["temperature"],
-                               s["proj_dim"], device, args.seed)
+    losses, seconds = pretrain(
+        encoder,
+        images,
+        views,
+        s["epochs"],
+        s["batch_size"],
+        s["lr"],
+        s["temperature"],
+        s["proj_dim"],
+        device,
+        args.seed,
+    )
     models.save(encoder, spec, layout.clean_encoder(args.dataset, args.seed))
-    write_cell({"paradigm": layout.ENCODER, "dataset": args.dataset, "seed": args.seed, "n_images": len(images),
-                "loss_per_epoch": losses, "seconds": seconds, "device": device.type},
-               layout.pretrain_metrics(args.dataset, args.seed))
+    write_cell(
+        {
+            "paradigm": layout.ENCODER,
+            "dataset": args.dataset,
+            "seed": args.seed,
+            "n_images": len(images),
+            "loss_per_epoch": losses,
+            "seconds": seconds,
+            "device": device.type,
+        },
+        layout.pretrain_metrics(args.dataset, args.seed),
+    )
     print(f"pretrain {args.dataset} seed {args.seed}: NT-Xent {losses[0]:.3f} -> {losses[-1]:.3f} in {seconds:.1f} s")
 
 

@@ -10,14 +10,18 @@ import os
 # inherited by every subprocess; a value already set in the environment is kept.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
 import pytest
+import torch  # noqa: E402
 
-from sequela import models, sources
+from sequela import models
 from sequela.attacks.registry import ATTACKS, choose_poison_indices
-from sequela.data import Split
-from sequela.engine import Augment, BatchStream, fit, seed_everything, sgd
-from sequela.schedules import cosine
+from sequela.datasets.splits import Split
+from sequela.engine.batches import Augment, BatchStream
+from sequela.engine.device import seed_everything
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import cosine
+from sequela.sources import loaders
 
 
 def without_seconds(obj):
@@ -36,7 +40,7 @@ def make_blobs(n: int, num_classes: int = 4, size: int = 12, seed: int = 0) -> S
     x = torch.rand(n, 1, size, size, generator=g) * 60
     band = size // num_classes
     for c in range(num_classes):
-        x[y == c, :, c * band:(c + 1) * band, : size - 4] += 150
+        x[y == c, :, c * band : (c + 1) * band, : size - 4] += 150
     return Split(x.clamp(0, 255).to(torch.uint8), y.to(torch.int64))
 
 
@@ -49,8 +53,17 @@ def planted():
     attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
     poisoned = choose_poison_indices(train.y, 0, 0.1, g)
     model = models.build("small_cnn", 1, 4, [0.2], [0.25], width=8)
-    stream = BatchStream(train.x, train.y, 32, torch.device("cpu"), g, augment=Augment(1, False),
-                         attack=attack, poisoned=poisoned, target=0)
+    stream = BatchStream(
+        train.x,
+        train.y,
+        32,
+        torch.device("cpu"),
+        g,
+        augment=Augment(1, False),
+        attack=attack,
+        poisoned=poisoned,
+        target=0,
+    )
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
     return {"model": model, "train": train, "test": test, "attack": attack, "poisoned": poisoned, "target": 0}
 
@@ -62,16 +75,39 @@ def planted_digits():
     learned faster than the trigger (ABL), and still trained in seconds."""
 
     seed_everything(0)
-    ds = sources.load_digits(seed=0, test_fraction=0.25)
+    ds = loaders.load_digits(seed=0, test_fraction=0.25)
     g = torch.Generator().manual_seed(0)
     attack = ATTACKS["badnets"].create({"size": 3}, ds.train.x, ds.train.y, 0, g)
     poisoned = choose_poison_indices(ds.train.y, 0, 0.1, g)
     mean, std = ds.channel_stats()
-    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "mean": mean, "std": std, "width": 8,
-            "input_shape": list(ds.image_shape)}
+    spec = {
+        "arch": "small_cnn",
+        "in_channels": 1,
+        "num_classes": 10,
+        "mean": mean,
+        "std": std,
+        "width": 8,
+        "input_shape": list(ds.image_shape),
+    }
     model = models.build_from_spec(spec)
-    stream = BatchStream(ds.train.x, ds.train.y, 32, torch.device("cpu"), g, augment=Augment(1, False),
-                         attack=attack, poisoned=poisoned, target=0)
+    stream = BatchStream(
+        ds.train.x,
+        ds.train.y,
+        32,
+        torch.device("cpu"),
+        g,
+        augment=Augment(1, False),
+        attack=attack,
+        poisoned=poisoned,
+        target=0,
+    )
     fit(model, stream, sgd(model, 0.05), cosine(0.05, 15 * len(stream)), 15)
-    return {"model": model, "train": ds.train, "test": ds.test, "attack": attack, "poisoned": poisoned, "target": 0,
-            "spec": spec}
+    return {
+        "model": model,
+        "train": ds.train,
+        "test": ds.test,
+        "attack": attack,
+        "poisoned": poisoned,
+        "target": 0,
+        "spec": spec,
+    }

@@ -1,43 +1,43 @@
 """The ablation sweeps' definition: one setting changed, the main grid's point recognised."""
 
-import yaml
 from pathlib import Path
 
 import pytest
+import yaml
 
-from sequela import ablation
-from sequela.errors import ConfigError
+from sequela import sweeps
+from sequela.pipeline.errors import ConfigError
 from sequela.validate import validate
 
 PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 
 
 def test_a_point_changes_its_one_setting_and_nothing_else():
-    point = ablation.with_value(PARAMS, "sft_max_lr1", 0.05)
+    point = sweeps.with_value(PARAMS, "sft_max_lr1", 0.05)
     assert point["defense"]["sft"]["max_lr1"] == 0.05
     assert PARAMS["defense"]["sft"]["max_lr1"] == 0.1  # the main params are untouched
     point["defense"]["sft"]["max_lr1"] = PARAMS["defense"]["sft"]["max_lr1"]
     assert point == PARAMS
 
 
-@pytest.mark.parametrize("sweep", sorted(ablation.SWEEPS))
+@pytest.mark.parametrize("sweep", sorted(sweeps.SWEEPS))
 def test_every_sweep_names_a_key_that_exists_and_passes_validation_at_its_main_value(sweep):
-    main = ablation.main_value(PARAMS, sweep, recipe_batch=16)
+    main = sweeps.main_value(PARAMS, sweep, recipe_batch=16)
     assert main is not None
-    validate(ablation.with_value(PARAMS, sweep, main))
+    validate(sweeps.with_value(PARAMS, sweep, main))
 
 
 def test_the_main_grids_value_is_read_not_computed():
-    assert ablation.from_main_grid(PARAMS, "clean_fraction", 0.5, 16) == ["ft", "sft"]
-    assert ablation.from_main_grid(PARAMS, "clean_fraction", 0.2, 16) == []
+    assert sweeps.from_main_grid(PARAMS, "clean_fraction", 0.5, 16) == ["ft", "sft"]
+    assert sweeps.from_main_grid(PARAMS, "clean_fraction", 0.2, 16) == []
     # the defender's null batch is the recipe's batch
-    assert ablation.from_main_grid(PARAMS, "batch_size", 16, 16) == ["ft", "sft"]
-    assert ablation.from_main_grid(PARAMS, "batch_size", 8, 16) == []
+    assert sweeps.from_main_grid(PARAMS, "batch_size", 16, 16) == ["ft", "sft"]
+    assert sweeps.from_main_grid(PARAMS, "batch_size", 8, 16) == []
     # the backdoored model is always in the main grid; a defense only where grid.defenses has it
-    only_ft = ablation.with_value(PARAMS, "clean_fraction", 0.5)
+    only_ft = sweeps.with_value(PARAMS, "clean_fraction", 0.5)
     only_ft["grid"]["defenses"] = ["ft"]
-    assert ablation.from_main_grid(only_ft, "poison_rate", 0.1, 16) == ["none", "ft"]
-    assert ablation.same_value(1.0e-3, 0.001) and not ablation.same_value(1.0e-3, 1.0e-2)
+    assert sweeps.from_main_grid(only_ft, "poison_rate", 0.1, 16) == ["none", "ft"]
+    assert sweeps.same_value(1.0e-3, 0.001) and not sweeps.same_value(1.0e-3, 1.0e-2)
 
 
 def test_a_sweep_on_a_dataset_outside_the_grid_is_refused():

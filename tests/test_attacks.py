@@ -1,8 +1,8 @@
+import pytest
 import torch
 
 from sequela.attacks.registry import ATTACKS, choose_poison_indices, load_artefact, save_artefact
-from sequela.errors import ConfigError
-import pytest
+from sequela.pipeline.errors import ConfigError
 
 
 def test_badnets_stamps_exactly_its_square():
@@ -17,12 +17,14 @@ def test_badnets_stamps_exactly_its_square():
 
 def test_blended_mixes_pattern_with_alpha_everywhere():
     x = torch.rand(4, 1, 8, 8)
-    attack = ATTACKS["blended"].create({"alpha": 0.2, "pattern_file": None}, x, torch.zeros(4), 0,
-                                       torch.Generator().manual_seed(1))
+    attack = ATTACKS["blended"].create(
+        {"alpha": 0.2, "pattern_file": None}, x, torch.zeros(4), 0, torch.Generator().manual_seed(1)
+    )
     pattern = attack.tensors["pattern"]
     assert torch.allclose(attack.apply(x), 0.8 * x + 0.2 * pattern)
-    again = ATTACKS["blended"].create({"alpha": 0.2, "pattern_file": None}, x, torch.zeros(4), 0,
-                                      torch.Generator().manual_seed(1))
+    again = ATTACKS["blended"].create(
+        {"alpha": 0.2, "pattern_file": None}, x, torch.zeros(4), 0, torch.Generator().manual_seed(1)
+    )
     assert torch.equal(again.tensors["pattern"], pattern)  # seeded: the same trigger every run
 
 
@@ -51,8 +53,9 @@ def test_poison_batch_relabels_only_flagged_rows():
 
 def test_artefact_round_trip(tmp_path):
     x = torch.rand(4, 3, 8, 8)
-    attack = ATTACKS["blended"].create({"alpha": 0.3, "pattern_file": None}, x, torch.zeros(4), 0,
-                                       torch.Generator().manual_seed(2))
+    attack = ATTACKS["blended"].create(
+        {"alpha": 0.3, "pattern_file": None}, x, torch.zeros(4), 0, torch.Generator().manual_seed(2)
+    )
     save_artefact(attack, torch.tensor([1, 3]), {"target": 0}, tmp_path)
     loaded, idx, meta = load_artefact(tmp_path)
     assert idx.tolist() == [1, 3] and meta["attack"] == "blended" and meta["params"]["alpha"] == 0.3

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import make_blobs
-from test_defenses import context
 
+from conftest import make_blobs
 from sequela.defenses.registry import DEFENSES
-from sequela.planting import surrogate
-from sequela.recipe import Recipe
-from sequela.training import train_classifier
+from sequela.training.attacker import surrogate
+from sequela.training.classifier import train_classifier
+from sequela.training.recipe import Recipe
+from test_defenses import context
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "mean": [0.2], "std": [0.25], "width": 4}
@@ -26,22 +26,39 @@ def weights(model) -> dict:
 def test_without_until_training_runs_every_round_and_each_snapshot_is_the_shorter_run():
     train = make_blobs(96, seed=3)
     snapshots = {}
-    run = train_classifier(train, SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {}, max_rounds=3,
-                           after_round=lambda m, r, s: snapshots.__setitem__(r, weights(m)))
+    run = train_classifier(
+        train,
+        SPEC,
+        RECIPE,
+        torch.device("cpu"),
+        0,
+        evaluate=lambda m: {},
+        max_rounds=3,
+        after_round=lambda m, r, s: snapshots.__setitem__(r, weights(m)),
+    )
     assert run.rounds == 3 and len(run.curve) == 3 * RECIPE.epochs and sorted(snapshots) == [1, 2, 3]
     # The reference of a model trained r rounds is the snapshot after r rounds: the same weights as
     # a run of r rounds alone (same seed, same batches, same warm restarts).
     for rounds in (1, 2):
-        alone = train_classifier(train, SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {},
-                                 max_rounds=rounds).model.state_dict()
+        alone = train_classifier(
+            train, SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {}, max_rounds=rounds
+        ).model.state_dict()
         assert all(torch.equal(alone[k], snapshots[rounds][k]) for k in alone)
     assert not all(torch.equal(snapshots[1][k], snapshots[2][k]) for k in snapshots[1])
 
 
 def test_until_still_stops_at_the_first_round_it_holds():
     calls = []
-    run = train_classifier(make_blobs(64, seed=4), SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {},
-                           until=lambda m: calls.append(1) or len(calls) == 2, max_rounds=3)
+    run = train_classifier(
+        make_blobs(64, seed=4),
+        SPEC,
+        RECIPE,
+        torch.device("cpu"),
+        0,
+        evaluate=lambda m: {},
+        until=lambda m: calls.append(1) or len(calls) == 2,
+        max_rounds=3,
+    )
     assert run.rounds == 2 and len(run.curve) == 2 * RECIPE.epochs
 
 

@@ -51,8 +51,10 @@ def fake_cifar10(root: Path, per_batch: int = 40, test: int = 200) -> None:
         n = test if name == "test_batch" else per_batch
         images = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)  # planes R, G, B of 32x32
         dump({"data": images, "labels": [(j + i) % 10 for j in range(n)]}, name)
-    dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                          "truck"]}, "batches.meta")
+    dump(
+        {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+        "batches.meta",
+    )
 
 
 @pytest.fixture
@@ -75,25 +77,34 @@ def test_the_study_passes_the_check_stage_and_trains_the_gpu_recipe(tmp_path):
 def test_the_studys_dag_is_the_papers_cifar10_table(project):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for cmd in (["init", "-q", "--no-scm"], ["stage", "list", "--name-only"]):
-        result = subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=project, env=env, capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *cmd], cwd=project, env=env, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stdout + result.stderr
     stages = set(result.stdout.split())
     cells = [f"{a}-{s}" for a in ATTACKS for s in SEEDS]
-    expected = {"check", "prepare@cifar10", "report", "pages",
-                *(f"{kind}@cifar10-{s}" for kind in ("clean", "shadow") for s in SEEDS),
-                *(f"{kind}@cifar10-{c}" for kind in ("poison", "train", "defend", "sequela") for c in cells)}
+    expected = {
+        "check",
+        "prepare@cifar10",
+        "report",
+        "pages",
+        *(f"{kind}@cifar10-{s}" for kind in ("clean", "shadow") for s in SEEDS),
+        *(f"{kind}@cifar10-{c}" for kind in ("poison", "train", "defend", "sequela") for c in cells),
+    }
     assert expected <= stages, sorted(expected - stages)
     # No sweep, transfer or encoder cell: the study turns them off, and nothing else trains.
-    assert not [s for s in stages - expected if s.split("@")[0] in ("ablate", "transfer", "encoder", "pretrain",
-                                                                     "badencoder", "poison", "train", "defend")]
+    assert not [
+        s
+        for s in stages - expected
+        if s.split("@")[0] in ("ablate", "transfer", "encoder", "pretrain", "badencoder", "poison", "train", "defend")
+    ]
 
 
 def test_prepare_reads_cifar10_in_torchvisions_layout(project, monkeypatch, capsys):
     # The fixture is not the official archive: torchvision's md5 check becomes an existence check.
     monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda path, md5=None: os.path.isfile(path))
     monkeypatch.chdir(project)
-    monkeypatch.syspath_prepend(str(project / "stages"))  # the stage imports layout and opening beside it
+    monkeypatch.syspath_prepend(str(project / "stages"))  # the stage imports stage.py beside it
     monkeypatch.setattr(sys, "argv", ["stages/prepare.py", "--dataset", "cifar10"])
     runpy.run_path("stages/prepare.py", run_name="__main__")  # a failure exits non-zero: SystemExit here
     # 200 training images, half carved off for the shadow model; the test split gives up the holdouts.

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sequela.config import load_params
-from sequela.errors import ConfigError
+from sequela.pipeline.config import load_params
+from sequela.pipeline.errors import ConfigError
 from sequela.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +40,52 @@ def value_at(params, path):
 
 
 # Boundary and out-of-range values of every type a YAML file can hold.
-ODD = st.sampled_from([
-    None, True, False, 0, 1, -1, 2, 3, 7, 16, 17, 43, 10**12, 0.0, -0.0, 0.5, 1.0, 1.5, -0.1, 1e-12,
-    float("inf"), float("-inf"), float("nan"), "", "x", "0.1", "auto", "cuda", "cuda:7", "cpu", [], [0], [0, 0],
-    [-1], [1.5], ["digits"], ["badnets"], ["ft"], [None], {}, {"a": 1}, {1: 2},
-])
+ODD = st.sampled_from(
+    [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        2,
+        3,
+        7,
+        16,
+        17,
+        43,
+        10**12,
+        0.0,
+        -0.0,
+        0.5,
+        1.0,
+        1.5,
+        -0.1,
+        1e-12,
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        "",
+        "x",
+        "0.1",
+        "auto",
+        "cuda",
+        "cuda:7",
+        "cpu",
+        [],
+        [0],
+        [0, 0],
+        [-1],
+        [1.5],
+        ["digits"],
+        ["badnets"],
+        ["ft"],
+        [None],
+        {},
+        {"a": 1},
+        {1: 2},
+    ]
+)
 
 
 def near(value):
@@ -94,8 +135,10 @@ def names_a_key(line: str) -> bool:
     if "\n" in line or not match:
         return False
     key = match.group(1)
-    return any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in KEYS) or \
-        key.rsplit(".", 1)[0] in KEYS  # a renamed or added key: its section is a real one
+    return (
+        any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in KEYS)
+        or key.rsplit(".", 1)[0] in KEYS
+    )  # a renamed or added key: its section is a real one
 
 
 def check(params):
@@ -116,8 +159,7 @@ def test_every_mutation_is_accepted_or_refused_with_one_line_naming_a_key(params
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list(":-[]{}#&*!|>'\"%@` \n\tabc01.,")), max_size=60),
-       st.integers(0, 2000))
+@given(st.text(alphabet=st.sampled_from(list(":-[]{}#&*!|>'\"%@` \n\tabc01.,")), max_size=60), st.integers(0, 2000))
 def test_garbage_written_into_the_file_is_accepted_or_refused_with_one_line(tmp_path_factory, garbage, at):
     text = (ROOT / "params.yaml").read_text()
     path = tmp_path_factory.mktemp("fuzz") / "params.yaml"
@@ -137,8 +179,14 @@ def test_accepted_mutations_run_real_stages_without_a_traceback(tmp_path_factory
     work = tmp_path_factory.mktemp("accepted")
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", TWO_STAGES, str(ROOT / "stages")], cwd=work,
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_STAGES, str(ROOT / "stages")],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert (work / "data/standalone/digits/seed0/backdoored/badnets/poison/poison.safetensors").is_file()
 
@@ -155,11 +203,20 @@ for argv in (["prepare.py", "--dataset", "digits"],
 """
 
 
-@pytest.mark.parametrize("key, value", [
-    ("defense.epochs", 1), ("attack.badnets.size", 16), ("attack.target", 9), ("device", "cpu"),
-    ("attack.blended.alpha", 1.0), ("data.holdout_fraction", 0.45), ("grid.seeds", [7]),
-    ("attack.wanet.k", 16), ("defense.clean_fraction", 0.05),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("defense.epochs", 1),
+        ("attack.badnets.size", 16),
+        ("attack.target", 9),
+        ("device", "cpu"),
+        ("attack.blended.alpha", 1.0),
+        ("data.holdout_fraction", 0.45),
+        ("grid.seeds", [7]),
+        ("attack.wanet.k", 16),
+        ("defense.clean_fraction", 0.05),
+    ],
+)
 def test_boundary_values_are_accepted(key, value):
     params = copy.deepcopy(PARAMS)
     *parents, last = key.split(".")

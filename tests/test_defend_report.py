@@ -13,13 +13,20 @@ import yaml
 
 from sequela import folders, models
 from sequela.cli import defend, export
-from sequela.config import read_params
-from sequela.data import Split
+from sequela.datasets.splits import Split
 from sequela.defenses.registry import CLEAN_DATA_ONLY
+from sequela.pipeline.config import read_params
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "mean": [0.2], "std": [0.25], "width": 8,
-        "input_shape": [1, 12, 12]}
+SPEC = {
+    "arch": "small_cnn",
+    "in_channels": 1,
+    "num_classes": 4,
+    "mean": [0.2],
+    "std": [0.25],
+    "width": 8,
+    "input_shape": [1, 12, 12],
+}
 
 
 def npz(path: Path, split: Split) -> Path:
@@ -55,17 +62,51 @@ def case(planted, tmp_path_factory):
 
 
 def argv(tmp: Path, out: str, *extra: str) -> list[str]:
-    return [str(tmp / "model.safetensors"), "--clean", str(tmp / "clean"), "--test", str(tmp / "test"),
-            "--triggered", str(tmp / "triggered.npz"), "--target", "0", "--params", str(tmp / "params.yaml"),
-            "--batch-size", "16", "--crop-padding", "1", "--device", "cpu", "--out", str(tmp / out), *extra]
+    return [
+        str(tmp / "model.safetensors"),
+        "--clean",
+        str(tmp / "clean"),
+        "--test",
+        str(tmp / "test"),
+        "--triggered",
+        str(tmp / "triggered.npz"),
+        "--target",
+        "0",
+        "--params",
+        str(tmp / "params.yaml"),
+        "--batch-size",
+        "16",
+        "--crop-padding",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp / out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
 def report(case):
     """One run over two seeds with FT, SFT and the retuning attack at the fixed settings, shared by the
     tests below."""
-    assert defend.main(argv(case, "out", "--defenses", "ft,sft", "--seeds", "0,1", "--lr-rule", "fixed",
-                            "--poisons", str(case / "poisons.npz"))) == 0
+    assert (
+        defend.main(
+            argv(
+                case,
+                "out",
+                "--defenses",
+                "ft,sft",
+                "--seeds",
+                "0,1",
+                "--lr-rule",
+                "fixed",
+                "--poisons",
+                str(case / "poisons.npz"),
+            )
+        )
+        == 0
+    )
     return json.loads((case / "out" / "report.json").read_text())
 
 
@@ -94,8 +135,14 @@ def test_a_defense_whose_validation_ca_falls_more_than_005_is_flagged_collapsed(
 
 def test_the_report_lists_each_defenses_settings_and_its_steps(case, report):
     ft, sft = report["settings"]["ft"], report["settings"]["sft"]
-    assert ft == {"rule": "fixed", "lr": "50", "schedule": "constant", "epochs": 2, "batch": 16,
-                  "steps": 2 * 5}  # ceil(72 / 16)
+    assert ft == {
+        "rule": "fixed",
+        "lr": "50",
+        "schedule": "constant",
+        "epochs": 2,
+        "batch": 16,
+        "steps": 2 * 5,
+    }  # ceil(72 / 16)
     assert sft["schedule"] == "two-phase triangular" and sft["lr"] == "0.0003/0.1/0.001" and sft["steps"] == 10
     assert "| ft | fixed | 50 | constant | 2 | 10 | 16 |" in (case / "out" / "report.md").read_text()
 
@@ -146,7 +193,7 @@ def test_seeds_give_mean_sd_and_n_and_curves_are_drawn(case, report):
 
 
 def test_p_asr_is_the_retuned_models_asr_on_the_triggered_images(case, report, planted):
-    from sequela.engine import Augment
+    from sequela.engine.batches import Augment
     from sequela.measures.retune import Retuning
 
     assert all("p_asr" in report["runs"]["0"]["models"][n] for n in ("none", "ft", "sft"))

@@ -6,40 +6,89 @@ must single out mostly poisoned samples; NC must flag the target; FP must stop a
 import copy
 import math
 
-from conftest import make_blobs
-
 import pytest
 import torch
 
-from sequela.recipe import Recipe
-from sequela.data import Split
+from conftest import make_blobs
+from sequela.datasets.splits import Split
 from sequela.defenses import fp, spectral
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.registry import DEFENSES
 from sequela.metrics import evaluate
-from sequela.records import CurveRecorder
+from sequela.pipeline.records import CurveRecorder
+from sequela.training.recipe import Recipe
 
 PARAMS = {
     "ft": {"lr": 0.01},
     "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20},
     "fp": {"acc_drop": 0.1, "holdout_fraction": 0.2, "lr": 0.05},
     "nad": {"te_epochs": 3, "lr": 0.01, "betas": [500, 1000, 1000], "p": 2},
-    "nc": {"steps": 600, "batch_size": 8, "lr": 0.1, "init_cost": 1e-3, "cost_multiplier": 1.5,
-           "check_every": 10, "asr_threshold": 0.99, "patience": 5, "anomaly_threshold": 2.0,
-           "unlearn_share": 0.2, "lr_unlearn": 0.01},
-    "abl": {"isolation_epochs": 4, "gamma": 0.5, "isolation_ratio": 0.02, "unlearning_epochs": 3,
-            "unlearning_lr": 5e-4},
+    "nc": {
+        "steps": 600,
+        "batch_size": 8,
+        "lr": 0.1,
+        "init_cost": 1e-3,
+        "cost_multiplier": 1.5,
+        "check_every": 10,
+        "asr_threshold": 0.99,
+        "patience": 5,
+        "anomaly_threshold": 2.0,
+        "unlearn_share": 0.2,
+        "lr_unlearn": 0.01,
+    },
+    "abl": {
+        "isolation_epochs": 4,
+        "gamma": 0.5,
+        "isolation_ratio": 0.02,
+        "unlearning_epochs": 3,
+        "unlearning_lr": 5e-4,
+    },
     "fst": {"lr": 0.01, "alpha": 0.2},
     "ftsam": {"lr": 0.01, "rho": 2.0, "eta": 0.01, "label_smoothing": 0.1},
     "ep": {"lr": 0.01, "share": 0.1},
-    "btidbf": {"width": 8, "depth": 1, "rounds": 2, "pretrain_epochs": 3, "mask_epochs": 3, "invert_epochs": 5,
-               "mask_lr": 0.01, "generator_lr": 1e-3, "norm_bound": 0.3, "feature_bound": 3.0, "benign_weight": 0.01,
-               "share": 0.1, "lr": 1e-3},
-    "pam": {"width": 8, "depth": 1, "rounds": 2, "pretrain_epochs": 3, "mask_epochs": 3, "invert_epochs": 5,
-            "mask_lr": 0.01, "generator_lr": 1e-3, "norm_bound": 0.3, "feature_bound": 3.0, "benign_weight": 0.01,
-            "share": 0.2, "lr": 0.01, "momentum": 0.1, "rho": 0.5},
-    "sau": {"lr": 1e-3, "eps": 0.2, "step": 0.2, "steps": 5, "beta1": 0.01, "beta2": 1.0, "lambda1": 1.0,
-            "lambda2": 0.0, "lambda3": 1.0},
+    "btidbf": {
+        "width": 8,
+        "depth": 1,
+        "rounds": 2,
+        "pretrain_epochs": 3,
+        "mask_epochs": 3,
+        "invert_epochs": 5,
+        "mask_lr": 0.01,
+        "generator_lr": 1e-3,
+        "norm_bound": 0.3,
+        "feature_bound": 3.0,
+        "benign_weight": 0.01,
+        "share": 0.1,
+        "lr": 1e-3,
+    },
+    "pam": {
+        "width": 8,
+        "depth": 1,
+        "rounds": 2,
+        "pretrain_epochs": 3,
+        "mask_epochs": 3,
+        "invert_epochs": 5,
+        "mask_lr": 0.01,
+        "generator_lr": 1e-3,
+        "norm_bound": 0.3,
+        "feature_bound": 3.0,
+        "benign_weight": 0.01,
+        "share": 0.2,
+        "lr": 0.01,
+        "momentum": 0.1,
+        "rho": 0.5,
+    },
+    "sau": {
+        "lr": 1e-3,
+        "eps": 0.2,
+        "step": 0.2,
+        "steps": 5,
+        "beta1": 0.01,
+        "beta2": 1.0,
+        "lambda1": 1.0,
+        "lambda2": 0.0,
+        "lambda3": 1.0,
+    },
     "ac": {"components": 10, "size_threshold": 0.35},
     "spectral": {"removal_factor": 1.5, "eps": 0.1, "budget": "stated"},
 }
@@ -48,15 +97,24 @@ SPEC = {"arch": "small_cnn", "in_channels": 1, "num_classes": 4, "mean": [0.2], 
 
 def context(planted, name, epochs=3, recipe=None, **overrides):
     test, attack, target = planted["test"], planted["attack"], planted["target"]
-    recipe = recipe or Recipe(model="small_cnn", epochs=6, batch_size=32, lr=0.05,
-                              crop_padding=1, width=8)
+    recipe = recipe or Recipe(model="small_cnn", epochs=6, batch_size=32, lr=0.05, crop_padding=1, width=8)
     return DefenseContext(
-        model=copy.deepcopy(planted["model"]), clean=planted["train"], train=planted["train"],
-        poisoned=planted["poisoned"], attack=attack, target=target, recipe=recipe, epochs=epochs,
-        params={**PARAMS[name], **overrides}, common={"momentum": 0.9, "weight_decay": 5e-4},
-        device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+        model=copy.deepcopy(planted["model"]),
+        clean=planted["train"],
+        train=planted["train"],
+        poisoned=planted["poisoned"],
+        attack=attack,
+        target=target,
+        recipe=recipe,
+        epochs=epochs,
+        params={**PARAMS[name], **overrides},
+        common={"momentum": 0.9, "weight_decay": 5e-4},
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
         recorder=CurveRecorder(lambda m: evaluate(m, test, attack, target)),
-        spec=planted.get("spec", SPEC), poison_rate=len(planted["poisoned"]) / len(planted["train"]), seed=0,
+        spec=planted.get("spec", SPEC),
+        poison_rate=len(planted["poisoned"]) / len(planted["train"]),
+        seed=0,
     )
 
 
@@ -89,16 +147,25 @@ def test_post_training_defense_lowers_asr_and_keeps_accuracy(planted, planted_di
 
 
 def test_ep_stamps_its_share_of_clean_rows_with_the_real_trigger_under_true_labels(planted):
-    from sequela.engine import BatchStream
-
     from sequela.defenses.ep import triggered_rows
+    from sequela.engine.batches import BatchStream
 
     clean, attack = planted["train"], planted["attack"]
     rows = triggered_rows(len(clean), 0.1, torch.Generator().manual_seed(0))
     assert len(rows) == round(0.1 * len(clean)) and len(set(rows.tolist())) == len(rows)
-    stream = BatchStream(clean.x, clean.y, len(clean), torch.device("cpu"), torch.Generator(), shuffle=False,
-                         attack=attack, poisoned=rows, target=planted["target"], relabel=False)
-    (x, y), = list(stream)
+    stream = BatchStream(
+        clean.x,
+        clean.y,
+        len(clean),
+        torch.device("cpu"),
+        torch.Generator(),
+        shuffle=False,
+        attack=attack,
+        poisoned=rows,
+        target=planted["target"],
+        relabel=False,
+    )
+    ((x, y),) = list(stream)
     flags = torch.zeros(len(clean), dtype=torch.bool)
     flags[rows] = True
     assert torch.equal(y, clean.y)  # true labels, the target's included
@@ -181,15 +248,17 @@ def test_fst_holds_the_head_norm_and_its_penalty_pushes_the_head_away(planted):
 
 
 def test_ftsam_ascends_rho_in_the_weight_scaled_norm_and_returns_to_the_weights(planted):
-    from sequela.sharpness import ascent
+    from sequela.training.sharpness import ascent
 
     model = copy.deepcopy(planted["model"])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     x, y = planted["train"].x[:32].float() / 255.0, planted["train"].y[:32]
     torch.nn.functional.cross_entropy(model(x), y).backward()
     moved = ascent(model, rho=2.0, eta=0.01)
-    scaled = [eps / (before[n].abs() + 0.01) if n.endswith("weight") else eps
-              for (n, _), (_, eps) in zip([(n, p) for n, p in model.named_parameters() if p.grad is not None], moved)]
+    scaled = [
+        eps / (before[n].abs() + 0.01) if n.endswith("weight") else eps
+        for (n, _), (_, eps) in zip([(n, p) for n, p in model.named_parameters() if p.grad is not None], moved)
+    ]
     assert torch.isclose(torch.norm(torch.stack([s.norm() for s in scaled])), torch.tensor(2.0), rtol=1e-4)
     with torch.no_grad():
         for param, eps in moved:
@@ -288,8 +357,8 @@ def test_ac_that_flags_nothing_returns_the_model_unchanged(planted):
 
 def test_spectral_removes_per_label_at_most_half():
     # The reference's rule: min(1.5 x eps x |label|, |label| / 2) per label.
-    assert spectral.removal_count(0.1, 1.5, 250) == 38                     # ceil(37.5)
-    assert spectral.removal_count(0.4, 1.5, 250) == 125                    # 150 capped at half
+    assert spectral.removal_count(0.1, 1.5, 250) == 38  # ceil(37.5)
+    assert spectral.removal_count(0.4, 1.5, 250) == 125  # 150 capped at half
     assert spectral.removal_count(0.1, 1.5, 3) == 1
     # eps: the stated bound; the oracles: the poison rate, the target label's poisoned share.
     assert spectral.bound("stated", 0.05, 0.1, 100, 250) == 0.05
@@ -302,8 +371,13 @@ def test_no_defense_depends_on_the_test_split(planted, name):
     """Every defense records its curve on the test split; swapping that split for another must leave
     the defended model byte-identical (the defender never trains or chooses on test data)."""
     inversion = {"pretrain_epochs": 1, "mask_epochs": 1, "invert_epochs": 1}  # the property, not the inversion
-    quick = {"nc": {"steps": 30, "anomaly_threshold": 0.0}, "nad": {"te_epochs": 1}, "abl": {"isolation_epochs": 1},
-             "btidbf": inversion, "pam": inversion}
+    quick = {
+        "nc": {"steps": 30, "anomaly_threshold": 0.0},
+        "nad": {"te_epochs": 1},
+        "abl": {"isolation_epochs": 1},
+        "btidbf": inversion,
+        "pam": inversion,
+    }
     recipe = Recipe(model="small_cnn", epochs=2, batch_size=32, lr=0.05, crop_padding=1, width=8)
     defended = []
     for test in (planted["test"], make_blobs(150, seed=9)):
@@ -329,13 +403,27 @@ def compact_fixture(n_train: int, n_test: int) -> dict:
     from sequela import models
     from sequela.attacks.registry import ATTACKS, choose_poison_indices
 
-    spec = {"arch": "compact_cnn", "in_channels": 3, "num_classes": 4, "mean": [0.2] * 3, "std": [0.25] * 3,
-            "width": 4, "input_shape": [3, 32, 32]}
+    spec = {
+        "arch": "compact_cnn",
+        "in_channels": 3,
+        "num_classes": 4,
+        "mean": [0.2] * 3,
+        "std": [0.25] * 3,
+        "width": 4,
+        "input_shape": [3, 32, 32],
+    }
     train, test = colour_blobs(n_train, seed=0), colour_blobs(n_test, seed=1)
     g = torch.Generator().manual_seed(0)
     attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, g)
-    return {"model": models.build_from_spec(spec), "train": train, "test": test, "attack": attack,
-            "poisoned": choose_poison_indices(train.y, 0, 0.1, g), "target": 0, "spec": spec}
+    return {
+        "model": models.build_from_spec(spec),
+        "train": train,
+        "test": test,
+        "attack": attack,
+        "poisoned": choose_poison_indices(train.y, 0, 0.1, g),
+        "target": 0,
+        "spec": spec,
+    }
 
 
 @pytest.mark.parametrize("name", sorted(DEFENSES))
@@ -355,16 +443,16 @@ def test_every_defense_runs_on_the_compact_cnn_for_32x32_images(name):
 def test_the_costliest_defenses_run_under_cpu_bf16_and_leave_float32_weights(name):
     """Where a recipe sets cpu_bf16, SAU (its inner PGD) and BTI-DBF(U) and PAM (their generator)
     run their forward passes under bf16 autocast; the weights they leave stay float32."""
-    from sequela import engine
+    from sequela.engine import device
 
     short = {} if name == "sau" else {"pretrain_epochs": 1, "mask_epochs": 1, "invert_epochs": 2}
     ctx = context(compact_fixture(64, 32), name, epochs=1, recipe=COMPACT_RECIPE, **short)
     before = copy.deepcopy(ctx.model.state_dict())
-    engine.use_cpu_bf16(True)
+    device.use_cpu_bf16(True)
     try:
         DEFENSES[name].run(ctx)
     finally:
-        engine.use_cpu_bf16(False)
+        device.use_cpu_bf16(False)
     after = ctx.model.state_dict()
     assert all(v.dtype == before[k].dtype for k, v in after.items())
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
@@ -392,17 +480,29 @@ def test_ftsam_takes_the_papers_gtsrb_settings_on_gtsrb_and_its_cifar10_ones_els
     assert defense_settings(section, "ft", "gtsrb") == section["ft"]  # a block without entries is as it is
 
 
-@pytest.mark.parametrize("entries, message", [
-    ({"gtrsb": {"rho": 8.0}}, "defense.ftsam.per_dataset = 'gtrsb' is not allowed; allowed: entries named by datasets: "),
-    ({"gtsrb": {"momentum": 0.5}}, "defense.ftsam.per_dataset.gtsrb = 'momentum' is not allowed; allowed: settings "
-                                   "of defense.ftsam: lr, rho, eta, label_smoothing"),
-    ({"gtsrb": {"rho": -1.0}}, r"defense.ftsam.per_dataset.gtsrb.rho = -1.0 is not allowed; allowed: a number in \(0"),
-    ({"gtsrb": {}}, "defense.ftsam.per_dataset.gtsrb = {} is not allowed"),
-    (["gtsrb"], "defense.ftsam.per_dataset = \\['gtsrb'\\] is not allowed"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (
+            {"gtrsb": {"rho": 8.0}},
+            "defense.ftsam.per_dataset = 'gtrsb' is not allowed; allowed: entries named by datasets: ",
+        ),
+        (
+            {"gtsrb": {"momentum": 0.5}},
+            "defense.ftsam.per_dataset.gtsrb = 'momentum' is not allowed; allowed: settings "
+            "of defense.ftsam: lr, rho, eta, label_smoothing",
+        ),
+        (
+            {"gtsrb": {"rho": -1.0}},
+            r"defense.ftsam.per_dataset.gtsrb.rho = -1.0 is not allowed; allowed: a number in \(0",
+        ),
+        ({"gtsrb": {}}, "defense.ftsam.per_dataset.gtsrb = {} is not allowed"),
+        (["gtsrb"], "defense.ftsam.per_dataset = \\['gtsrb'\\] is not allowed"),
+    ],
+)
 def test_ftsam_per_dataset_entries_are_checked_like_the_block(entries, message):
-    from sequela.checker import Checker
-    from sequela.errors import ConfigError
+    from sequela.pipeline.checker import Checker
+    from sequela.pipeline.errors import ConfigError
 
     section = shipped_defense_section()
     ftsam_params = {**section["ftsam"], "per_dataset": entries}
@@ -421,10 +521,22 @@ def test_the_defense_cell_records_the_ftsam_settings_that_ran_for_its_dataset(pl
     recipe = Recipe(model="small_cnn", epochs=6, batch_size=64, lr=0.05, width=8)
     ran = {}
     for dataset in ("gtsrb", "digits", None):
-        cell = Defended(backdoored=planted["model"], spec=SPEC, clean=planted["train"].subset(torch.arange(128)),
-                        train=planted["train"], poisoned=planted["poisoned"], attack=planted["attack"],
-                        target=planted["target"], poison_rate=0.1, recipe=recipe, device=torch.device("cpu"),
-                        settings=section, seed=0, test=planted["test"], dataset=dataset)
+        cell = Defended(
+            backdoored=planted["model"],
+            spec=SPEC,
+            clean=planted["train"].subset(torch.arange(128)),
+            train=planted["train"],
+            poisoned=planted["poisoned"],
+            attack=planted["attack"],
+            target=planted["target"],
+            poison_rate=0.1,
+            recipe=recipe,
+            device=torch.device("cpu"),
+            settings=section,
+            seed=0,
+            test=planted["test"],
+            dataset=dataset,
+        )
         figures = apply_defense("ftsam", DEFENSES["ftsam"].run, cell).figures
         ran[dataset] = (figures["rho"], figures["label_smoothing"])
     assert ran == {"gtsrb": (8.0, 0.0), "digits": (2.0, 0.1), None: (2.0, 0.1)}

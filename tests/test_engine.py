@@ -1,7 +1,7 @@
 import torch
 
 from sequela.attacks.registry import ATTACKS
-from sequela.engine import Augment, BatchStream
+from sequela.engine.batches import Augment, BatchStream
 
 
 def test_random_crop_shifts_each_image_within_its_padding():
@@ -29,25 +29,29 @@ def test_stream_poisons_exactly_the_flagged_samples_once_per_epoch():
     y = torch.arange(n) % 5 + 1
     attack = ATTACKS["badnets"].create({"size": 2}, x, y, 0, torch.Generator())
     poisoned = torch.tensor([3, 7, 11])
-    stream = BatchStream(x, y, 16, torch.device("cpu"), torch.Generator().manual_seed(0),
-                         attack=attack, poisoned=poisoned, target=0)
+    stream = BatchStream(
+        x, y, 16, torch.device("cpu"), torch.Generator().manual_seed(0), attack=attack, poisoned=poisoned, target=0
+    )
     xs, ys = zip(*stream)
     xs, ys = torch.cat(xs), torch.cat(ys)
     assert len(ys) == n and int((ys == 0).sum()) == 3
-    stamped = (xs[:, 0, -1, -1] == 1.0)
+    stamped = xs[:, 0, -1, -1] == 1.0
     assert torch.equal(stamped, ys == 0)
 
 
 def test_sgd_matches_torch_sgd_bit_for_bit():
-    from sequela.engine import SGD
     from sequela import models
+    from sequela.engine.optimizers import SGD
 
     torch.manual_seed(0)
     a = models.build("small_cnn", 1, 3, [0.5], [0.2], width=4)
     b = models.build("small_cnn", 1, 3, [0.5], [0.2], width=4)
     b.load_state_dict(a.state_dict())
-    ours, theirs = SGD(a.parameters(), lr=0.05), torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    for step in range(5):
+    ours, theirs = (
+        SGD(a.parameters(), lr=0.05),
+        torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4),
+    )
+    for _ in range(5):
         x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
         for model, opt in ((a, ours), (b, theirs)):
             opt.zero_grad()
@@ -58,13 +62,13 @@ def test_sgd_matches_torch_sgd_bit_for_bit():
 
 
 def test_adam_matches_torch_adam_bit_for_bit():
-    from sequela.engine import Adam
+    from sequela.engine.optimizers import Adam
 
     torch.manual_seed(0)
     a = torch.randn(4, 5, requires_grad=True)
     b = a.detach().clone().requires_grad_(True)
     ours, theirs = Adam([a], lr=0.1, betas=(0.5, 0.9)), torch.optim.Adam([b], lr=0.1, betas=(0.5, 0.9))
-    for step in range(6):
+    for _ in range(6):
         target = torch.randn(4, 5)
         for w, opt in ((a, ours), (b, theirs)):
             opt.zero_grad()
@@ -77,7 +81,8 @@ def test_adam_matches_torch_adam_bit_for_bit():
 def test_cpu_bf16_runs_cpu_forward_passes_in_bf16_only_while_enabled():
     import torch.nn.functional as F
 
-    from sequela.engine import autocast, sgd, use_cpu_bf16
+    from sequela.engine.device import autocast, use_cpu_bf16
+    from sequela.engine.optimizers import sgd
     from sequela.models import build
 
     torch.manual_seed(0)

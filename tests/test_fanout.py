@@ -19,7 +19,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the cluster extra: uv run --extra cluster pytest")
 
-STEP = '''
+STEP = """
 import os, sys, time
 name, inputs = sys.argv[1], sys.argv[2:]
 os.makedirs("times", exist_ok=True)
@@ -34,7 +34,7 @@ with open(f"out/{name}.txt", "w") as f:
         f.write(f"{name} {line}\\n"); f.flush(); time.sleep(float(os.environ.get("STEP_SECONDS", "0.5")))
     f.write("complete\\n")
 open(f"times/{name}.end", "w").write(repr(time.time()))
-'''
+"""
 
 DVC_YAML = """stages:
   a:
@@ -69,8 +69,11 @@ UPSTREAM = {"a": [], "b1": ["a"], "b2": ["a"], "b3": ["a"], "c": ["b1", "b2", "b
 
 
 def run(cmd, cwd, **kwargs):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "STEP_SECONDS": kwargs.pop("step_seconds", "0.2")}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "STEP_SECONDS": kwargs.pop("step_seconds", "0.2"),
+    }
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, **kwargs)
 
 
@@ -84,9 +87,13 @@ def dag(tmp_path) -> Path:
     (tmp_path / "dvc.yaml").write_text(DVC_YAML)
     (tmp_path / "params.yaml").write_text("note: one\n")
     (tmp_path / ".gitignore").write_text("/times/\n/fail-*\n")
-    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],
-                [sys.executable, "-m", "dvc", "config", "core.analytics", "false"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        [sys.executable, "-m", "dvc", "config", "core.analytics", "false"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
         assert run(cmd, tmp_path).returncode == 0
     return tmp_path
 
@@ -115,10 +122,17 @@ def test_stages_wait_for_their_inputs_and_independent_ones_run_side_by_side(dag)
 
 
 def test_a_killed_run_is_finished_by_rerunning_it(dag):
-    runner = psutil.Popen([sys.executable, "-m", "sequela.cli.fanout", "--slots", "2"], cwd=dag,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env={**os.environ, "STEP_SECONDS": "1.0",
-                               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    runner = psutil.Popen(
+        [sys.executable, "-m", "sequela.cli.fanout", "--slots", "2"],
+        cwd=dag,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "STEP_SECONDS": "1.0",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+    )
     deadline = time.time() + 120
     while not list(dag.glob("out/b*.txt")):
         assert time.time() < deadline and runner.poll() is None, "the runner never reached the b stages"
@@ -181,8 +195,10 @@ def test_clone_mode_workers_push_and_the_coordinator_restores_all_but_git_tracke
     # stage with an uncached output (the report's git-tracked summary) has no run-cache entry: a
     # worker's result could not come back, so the coordinator's closing repro builds it, and only it.
     with open(dag / "dvc.yaml", "a") as f:
-        f.write("  r:\n    cmd: python step.py r out/c.txt\n    deps:\n      - step.py\n      - out/c.txt\n"
-                "    outs:\n      - out/r.txt:\n          cache: false\n")
+        f.write(
+            "  r:\n    cmd: python step.py r out/c.txt\n    deps:\n      - step.py\n      - out/c.txt\n"
+            "    outs:\n      - out/r.txt:\n          cache: false\n"
+        )
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "r"]):
         assert run(cmd, dag).returncode == 0
     result = fanout(dag, "--clone", str(dag), "--remote", str(tmp_path_factory.mktemp("remote")))

@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 
-from sequela.recipe import Recipe
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.registry import DEFENSES
 from sequela.metrics import evaluate
-from sequela.records import CurveRecorder
+from sequela.pipeline.records import CurveRecorder
+from sequela.training.recipe import Recipe
 
 SFT = {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20}
 
@@ -19,9 +19,17 @@ def context(planted, params, epochs=6):
     test, attack, target = planted["test"], planted["attack"], planted["target"]
     recipe = Recipe(model="small_cnn", epochs=1, batch_size=8, lr=0.05, crop_padding=1)
     return DefenseContext(
-        model=model, clean=planted["train"], train=planted["train"], poisoned=planted["poisoned"],
-        attack=attack, target=target, recipe=recipe, epochs=epochs, params=params,
-        common={"momentum": 0.9, "weight_decay": 5e-4}, device=torch.device("cpu"),
+        model=model,
+        clean=planted["train"],
+        train=planted["train"],
+        poisoned=planted["poisoned"],
+        attack=attack,
+        target=target,
+        recipe=recipe,
+        epochs=epochs,
+        params=params,
+        common={"momentum": 0.9, "weight_decay": 5e-4},
+        device=torch.device("cpu"),
         generator=torch.Generator().manual_seed(0),
         recorder=CurveRecorder(lambda m: evaluate(m, test, attack, target)),
     )

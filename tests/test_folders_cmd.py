@@ -3,8 +3,9 @@ a .npz that `sequela defend` reads back unchanged; an existing --out is refused.
 
 import torch
 
-from sequela import folders, sources
+from sequela import folders
 from sequela.cli import folders_cmd
+from sequela.sources import loaders
 
 
 def test_a_stratified_seeded_share_round_trips_as_a_folder_and_as_npz(tmp_path, capsys):
@@ -14,7 +15,7 @@ def test_a_stratified_seeded_share_round_trips_as_a_folder_and_as_npz(tmp_path, 
     split, _ = folders.read_images(tmp_path / "clean", 1, 10)
     again, _ = folders.read_images(tmp_path / "clean.npz", 1, 10)
     assert torch.equal(split.x, again.x) and torch.equal(split.y, again.y)
-    train = sources.load("digits", "data/raw").train
+    train = loaders.load("digits", "data/raw").train
     expected = [max(1, round(0.1 * int(n))) for n in torch.bincount(train.y)]
     assert torch.bincount(split.y, minlength=10).tolist() == expected
     rows = folders.stratified_rows(train.y, 0.1, 3)
@@ -29,10 +30,12 @@ def test_a_stratified_seeded_share_round_trips_as_a_folder_and_as_npz(tmp_path, 
 
 
 def test_bad_options_get_one_line_and_nothing_is_written(tmp_path, capsys):
-    for args, message in [(["nope"], "dataset 'nope' is not allowed"),
-                          (["digits", "--split", "val"], "--split 'val' is not allowed"),
-                          (["digits", "--fraction", "0"], "--fraction 0.0 is not allowed"),
-                          (["digits", "--format", "npz"], "is written to a path ending in .npz")]:
+    for args, message in [
+        (["nope"], "dataset 'nope' is not allowed"),
+        (["digits", "--split", "val"], "--split 'val' is not allowed"),
+        (["digits", "--fraction", "0"], "--fraction 0.0 is not allowed"),
+        (["digits", "--format", "npz"], "is written to a path ending in .npz"),
+    ]:
         assert folders_cmd.main([*args, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import without_seconds
 from safetensors.torch import load_file
+
+from conftest import without_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LAUNCHER = r'''
+LAUNCHER = r"""
 import os, runpy, signal, sys
 point, n, script = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.argv = [script, *sys.argv[4:]]
@@ -33,12 +34,12 @@ def die_at_nth():
         os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "step":
-    import sequela.engine as engine  # the training loop's own SGD
-    step = engine.SGD.step
+    import sequela.engine.optimizers as optimizers  # the training loop's own SGD
+    step = optimizers.SGD.step
     def counted(self, *a, **k):
         die_at_nth()
         return step(self, *a, **k)
-    engine.SGD.step = counted
+    optimizers.SGD.step = counted
 elif point == "rename":
     replace = os.replace
     def counted(src, dst):
@@ -47,7 +48,7 @@ elif point == "rename":
     os.replace = counted
 elif point == "midwrite":
     import safetensors.torch as st
-    import sequela.io as sio
+    import sequela.pipeline.io as sio
     def half_then_die(tensors, filename, metadata=None):
         st.save_file(tensors, filename, metadata=metadata)
         data = open(filename, "rb").read()
@@ -57,17 +58,23 @@ elif point == "midwrite":
         die_at_nth()
     sio.save_file = half_then_die
 runpy.run_path(script, run_name="__main__")
-'''
+"""
 
-OUT = ("data/standalone/digits/seed0/clean", "metrics/cells/standalone/digits/seed0/clean.json",
-       "metrics/curves/standalone/digits/seed0/clean.tsv")
+OUT = (
+    "data/standalone/digits/seed0/clean",
+    "metrics/cells/standalone/digits/seed0/clean.json",
+    "metrics/curves/standalone/digits/seed0/clean.tsv",
+)
 
 
 def stage(cwd: Path, point: str | None = None, n: int = 0) -> subprocess.CompletedProcess:
     script = str(ROOT / "stages" / "clean.py")
     args = ["--dataset", "digits", "--seed", "0"]
-    cmd = [sys.executable, script, *args] if point is None else \
-        [sys.executable, str(cwd / "launcher.py"), point, str(n), script, *args]
+    cmd = (
+        [sys.executable, script, *args]
+        if point is None
+        else [sys.executable, str(cwd / "launcher.py"), point, str(n), script, *args]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
@@ -76,7 +83,7 @@ def files(cwd: Path) -> dict[str, Path]:
     found = {}
     for out in OUT:
         path = cwd / out
-        for f in ([path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []):
+        for f in [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []:
             if f.is_file() and not f.name.endswith(".tmp"):  # a temporary file is not an output
                 found[str(f.relative_to(cwd))] = f
     return found
@@ -91,7 +98,6 @@ def content(path: Path):
     return path.read_text()
 
 
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill")
@@ -100,8 +106,12 @@ def project(tmp_path_factory):
     params["attack"]["budget"]["max_rounds"] = 2  # a snapshot of the clean reference per round
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "launcher.py").write_text(LAUNCHER)
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py"), "--dataset", "digits"],
-                            cwd=root, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "prepare.py"), "--dataset", "digits"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert stage(root).returncode == 0
     reference = {name: content(path) for name, path in files(root).items()}
@@ -109,11 +119,14 @@ def project(tmp_path_factory):
     return root, reference
 
 
-@pytest.mark.parametrize("point, n", [
-    ("step", 40),       # during the first round's training (3 epochs are ~130 steps)
-    ("midwrite", 1),    # halfway through the model's bytes
-    ("rename", 3),      # both snapshots in place, the curve complete in its temporary file, not renamed
-])
+@pytest.mark.parametrize(
+    "point, n",
+    [
+        ("step", 40),  # during the first round's training (3 epochs are ~130 steps)
+        ("midwrite", 1),  # halfway through the model's bytes
+        ("rename", 3),  # both snapshots in place, the curve complete in its temporary file, not renamed
+    ],
+)
 def test_a_killed_stage_leaves_no_half_written_output_and_its_rerun_matches(project, tmp_path, point, n):
     root, reference = project
     work = tmp_path / "work"

@@ -20,6 +20,7 @@ class FakeCell:
 def fake_run(val_ca_by_lr: dict[float, float], calls: list[float]):
     """A defense whose defended 'model' is its FT learning rate, and whose validation CA is looked
     up by that rate."""
+
     def run(cell):
         lr = cell.settings["ft"]["lr"]
         calls.append(lr)
@@ -55,12 +56,16 @@ def test_the_fixed_rule_runs_once_at_the_given_settings():
 
 
 def test_only_a_defenses_learning_rates_are_scaled():
-    settings = {"epochs": 10, "ft": {"lr": 0.01},
-                "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20},
-                "ftsam": {"lr": 0.01, "rho": 2.0, "per_dataset": {"gtsrb": {"rho": 8.0, "lr": 0.02}}}}
+    settings = {
+        "epochs": 10,
+        "ft": {"lr": 0.01},
+        "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 20},
+        "ftsam": {"lr": 0.01, "rho": 2.0, "per_dataset": {"gtsrb": {"rho": 8.0, "lr": 0.02}}},
+    }
     sft = lr_rule.scaled_settings(settings, "sft", 0.1)["sft"]
-    assert sft == pytest.approx({"base_lr": 3e-5, "max_lr1": 0.01, "max_lr2": 1e-4, "phase1_fraction": 0.4,
-                                 "cycle_steps": 20})
+    assert sft == pytest.approx(
+        {"base_lr": 3e-5, "max_lr1": 0.01, "max_lr2": 1e-4, "phase1_fraction": 0.4, "cycle_steps": 20}
+    )
     ftsam = lr_rule.scaled_settings(settings, "ftsam", 0.5)["ftsam"]
     assert ftsam["lr"] == 0.005 and ftsam["rho"] == 2.0 and ftsam["per_dataset"]["gtsrb"] == {"rho": 8.0, "lr": 0.01}
     assert settings["sft"]["max_lr1"] == 0.1  # the given settings are left as they were

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from sequela.attacks.registry import ATTACKS
-from sequela.data import Split
+from sequela.datasets.splits import Split
 from sequela.metrics import evaluate
 
 

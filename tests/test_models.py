@@ -4,10 +4,21 @@ from sequela import models
 
 
 def test_models_round_trip_through_safetensors(tmp_path):
-    for arch, shape in [("small_cnn", (2, 1, 16, 16)), ("compact_cnn", (2, 3, 32, 32)), ("resnet18", (2, 3, 32, 32)),
-                        ("preact_resnet18", (2, 3, 32, 32))]:
-        spec = {"arch": arch, "in_channels": shape[1], "num_classes": 7, "mean": [0.5] * shape[1],
-                "std": [0.25] * shape[1], "width": 8, "input_shape": list(shape[1:])}
+    for arch, shape in [
+        ("small_cnn", (2, 1, 16, 16)),
+        ("compact_cnn", (2, 3, 32, 32)),
+        ("resnet18", (2, 3, 32, 32)),
+        ("preact_resnet18", (2, 3, 32, 32)),
+    ]:
+        spec = {
+            "arch": arch,
+            "in_channels": shape[1],
+            "num_classes": 7,
+            "mean": [0.5] * shape[1],
+            "std": [0.25] * shape[1],
+            "width": 8,
+            "input_shape": list(shape[1:]),
+        }
         model = models.build_from_spec(spec).eval()
         model.channel_mask[0] = 0.0
         models.save(model, spec, tmp_path / arch)

@@ -28,9 +28,29 @@ def test_train_plain_plants_badnets_and_writes_what_convert_and_defend_read(tmp_
     write_npz(tmp_path / "train.npz", 200, 0)
     write_npz(tmp_path / "test.npz", 80, 1)
     out = tmp_path / "trained"
-    done = subprocess.run([sys.executable, str(SCRIPTS / "train_plain.py"), "--train", str(tmp_path / "train.npz"),
-                           "--test", str(tmp_path / "test.npz"), "--arch", "small_cnn", "--width", "8", "--epochs", "1",
-                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "train_plain.py"),
+            "--train",
+            str(tmp_path / "train.npz"),
+            "--test",
+            str(tmp_path / "test.npz"),
+            "--arch",
+            "small_cnn",
+            "--width",
+            "8",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     info = json.loads((out / "trained.json").read_text())
     assert info["num_classes"] == 4 and info["input_shape"] == [3, 12, 12] and 0 <= info["asr"] <= 1
@@ -49,27 +69,45 @@ def report(given_ca: float, ft: list[tuple], sft: list[tuple]) -> dict:
     """A report.json as `sequela defend` writes one, cut to what table.py reads: per seed, (CA, ASR)."""
     runs = {}
     for seed, ((ft_ca, ft_asr), (sft_ca, sft_asr)) in enumerate(zip(ft, sft)):
-        runs[str(seed)] = {"models": {
-            "none": {"ca": given_ca, "asr": 0.97, "val_ca": 0.9},
-            "ft": {"ca": ft_ca, "asr": ft_asr, "val_ca": 0.9, "seconds": 10.0, "lr_scale": 0.3},
-            "sft": {"ca": sft_ca, "asr": sft_asr, "val_ca": 0.9, "seconds": 20.0, "lr_scale": 0.1}}}
-    return {"seeds": list(range(len(ft))), "n_train": 90, "n_val": 10, "runs": runs,
-            "collapse": {"ft": {"collapsed": False}, "sft": {"collapsed": True}}}
+        runs[str(seed)] = {
+            "models": {
+                "none": {"ca": given_ca, "asr": 0.97, "val_ca": 0.9},
+                "ft": {"ca": ft_ca, "asr": ft_asr, "val_ca": 0.9, "seconds": 10.0, "lr_scale": 0.3},
+                "sft": {"ca": sft_ca, "asr": sft_asr, "val_ca": 0.9, "seconds": 20.0, "lr_scale": 0.1},
+            }
+        }
+    return {
+        "seeds": list(range(len(ft))),
+        "n_train": 90,
+        "n_val": 10,
+        "runs": runs,
+        "collapse": {"ft": {"collapsed": False}, "sft": {"collapsed": True}},
+    }
 
 
 def test_table_judges_each_row_against_the_targets(tmp_path):
     work = tmp_path / "work" / "gtsrb-preact_resnet18-w16"
     (work / "trained").mkdir(parents=True)
-    (work / "trained" / "trained.json").write_text(json.dumps({"arch": "preact_resnet18", "width": 16, "ca": 0.9,
-                                                               "asr": 0.97}))
+    (work / "trained" / "trained.json").write_text(
+        json.dumps({"arch": "preact_resnet18", "width": 16, "ca": 0.9, "asr": 0.97})
+    )
     (work / "defended-0.05-validated").mkdir()
-    (work / "defended-0.05-validated" / "report.json").write_text(json.dumps(
-        report(0.90, ft=[(0.88, 0.5), (0.87, 0.6), (0.89, 0.4)], sft=[(0.80, 0.05), (0.86, 0.02), (0.88, 0.03)])))
+    (work / "defended-0.05-validated" / "report.json").write_text(
+        json.dumps(
+            report(0.90, ft=[(0.88, 0.5), (0.87, 0.6), (0.89, 0.4)], sft=[(0.80, 0.05), (0.86, 0.02), (0.88, 0.03)])
+        )
+    )
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "own-model.md").write_text("before\n<!-- own-model-check: begin -->\nold\n"
-                                                     "<!-- own-model-check: end -->\nafter\n")
-    done = subprocess.run([sys.executable, str(SCRIPTS / "table.py"), str(tmp_path / "work")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    (tmp_path / "docs" / "own-model.md").write_text(
+        "before\n<!-- own-model-check: begin -->\nold\n<!-- own-model-check: end -->\nafter\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "table.py"), str(tmp_path / "work")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "docs" / "own-model.md").read_text()
     assert page.startswith("before\n") and page.endswith("after\n") and "old" not in page

@@ -17,23 +17,66 @@ from sequela import pages
 from sequela.report.claims import CONFIRMATORY, POOLED, claims
 
 ROOT = Path(__file__).resolve().parents[1]
-NEW = ["paradigm", "dataset", "family", "claim", "scope", "compared", "n", "mean diff", "CI", "CI level", "p",
-       "p Holm", "verdict", "excluded (not planted)", "attacks left out"]
-OLD = ["paradigm", "dataset", "claim", "scope", "compared", "n", "mean diff", "95% CI", "verdict",
-       "excluded (not planted)"]
+NEW = [
+    "paradigm",
+    "dataset",
+    "family",
+    "claim",
+    "scope",
+    "compared",
+    "n",
+    "mean diff",
+    "CI",
+    "CI level",
+    "p",
+    "p Holm",
+    "verdict",
+    "excluded (not planted)",
+    "attacks left out",
+]
+OLD = [
+    "paradigm",
+    "dataset",
+    "claim",
+    "scope",
+    "compared",
+    "n",
+    "mean diff",
+    "95% CI",
+    "verdict",
+    "excluded (not planted)",
+]
 PAPER = claims("mia")
 
 
 def row(claim, verdict, mean, ci, n=3, paradigm="standalone", dataset="digits", scope=POOLED, **more) -> dict:
-    return {"paradigm": paradigm, "dataset": dataset, "claim": claim.text, "scope": scope,
-            "compared": f"{claim.figure}: {claim.a} - {claim.b}", "n": n, "mean diff": mean, "verdict": verdict,
-            "excluded (not planted)": "", **more}
+    return {
+        "paradigm": paradigm,
+        "dataset": dataset,
+        "claim": claim.text,
+        "scope": scope,
+        "compared": f"{claim.figure}: {claim.a} - {claim.b}",
+        "n": n,
+        "mean diff": mean,
+        "verdict": verdict,
+        "excluded (not planted)": "",
+        **more,
+    }
 
 
 def new_row(claim, verdict, mean, ci, **kw) -> dict:
     family = "confirmatory" if claim.confirmatory else "exploratory"
-    return row(claim, verdict, mean, ci, family=family, CI=ci, p=0.01, **{"CI level": "99.00% (Holm step 1 of 7)",
-                                                                          "p Holm": 0.02, "attacks left out": ""}, **kw)
+    return row(
+        claim,
+        verdict,
+        mean,
+        ci,
+        family=family,
+        CI=ci,
+        p=0.01,
+        **{"CI level": "99.00% (Holm step 1 of 7)", "p Holm": 0.02, "attacks left out": ""},
+        **kw,
+    )
 
 
 def write(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -44,26 +87,41 @@ def write(path: Path, columns: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-COLUMNS = (("new digits", "new", "standalone", "digits"), ("old gtsrb", "old", "standalone", "gtsrb"),
-           ("an encoder pair", "new", "encoder", "a-to-b"), ("missing", "absent", "standalone", "digits"))
+COLUMNS = (
+    ("new digits", "new", "standalone", "digits"),
+    ("old gtsrb", "old", "standalone", "gtsrb"),
+    ("an encoder pair", "new", "encoder", "a-to-b"),
+    ("missing", "absent", "standalone", "digits"),
+)
 
 
 @pytest.fixture
 def reports(tmp_path) -> Path:
     sft_ft, in_place, fst = PAPER[0], PAPER[1], PAPER[CONFIRMATORY]
-    write(tmp_path / "studies/new/tables/claims.csv", NEW, [
-        new_row(sft_ft, "supported", -0.3, "[-0.500, -0.100]", n=5),
-        new_row(sft_ft, "contradicted", 0.9, "[0.100, 1.700]", scope="badnets"),  # not the pooled row
-        new_row(in_place, "not planted", "", "[nan, nan]", n=0),
-        new_row(fst, "contradicted", 0.2, "[0.050, 0.350]", n=5),
-        new_row(in_place, "contradicted", 0.011, "[-0.020, 0.042]", paradigm="encoder", dataset="a-to-b"),
-    ])
+    write(
+        tmp_path / "studies/new/tables/claims.csv",
+        NEW,
+        [
+            new_row(sft_ft, "supported", -0.3, "[-0.500, -0.100]", n=5),
+            new_row(sft_ft, "contradicted", 0.9, "[0.100, 1.700]", scope="badnets"),  # not the pooled row
+            new_row(in_place, "not planted", "", "[nan, nan]", n=0),
+            new_row(fst, "contradicted", 0.2, "[0.050, 0.350]", n=5),
+            new_row(in_place, "contradicted", 0.011, "[-0.020, 0.042]", paradigm="encoder", dataset="a-to-b"),
+        ],
+    )
     # The old format: no family, "95% CI", and the bound worded differently in the claim's text.
-    write(tmp_path / "studies/old/tables/claims.csv", OLD, [
-        row(sft_ft, "inconclusive", -0.1, "[-0.4, 0.2]", dataset="gtsrb", **{"95% CI": "[-0.400, 0.200]"}),
-        {**row(in_place, "supported", 0.891, "", dataset="gtsrb", **{"95% CI": "[0.754, 1.029]"}),
-         "claim": "FT leaves the backdoor in place (ASR after FT > 0.5)", "compared": "asr: ft - zero"},
-    ])
+    write(
+        tmp_path / "studies/old/tables/claims.csv",
+        OLD,
+        [
+            row(sft_ft, "inconclusive", -0.1, "[-0.4, 0.2]", dataset="gtsrb", **{"95% CI": "[-0.400, 0.200]"}),
+            {
+                **row(in_place, "supported", 0.891, "", dataset="gtsrb", **{"95% CI": "[0.754, 1.029]"}),
+                "claim": "FT leaves the backdoor in place (ASR after FT > 0.5)",
+                "compared": "asr: ft - zero",
+            },
+        ],
+    )
     return tmp_path
 
 
@@ -85,12 +143,12 @@ def test_findings_put_each_claim_against_each_study(reports):
     assert encoder == "✘ +0.011 [-0.020, 0.042], n = 3"
     assert body[PAPER[CONFIRMATORY].text][0] == "exploratory"
     # Under the table, every contradicted row said plainly, the paper's claims first.
-    said = page[page.index("## Rows that contradict a claim"):]
+    said = page[page.index("## Rows that contradict a claim") :]
     paper, exploratory = said.split("Exploratory claims:")
-    assert paper.count("\n- ") == 1 and "an encoder pair: not \"FT leaves the backdoor in place" in paper
+    assert paper.count("\n- ") == 1 and 'an encoder pair: not "FT leaves the backdoor in place' in paper
     assert "asr: ft - clean above 0.5" in paper and "[-0.020, 0.042] (n = 3)" in paper
     assert "99.00% (Holm step 1 of 7) interval" in paper
-    assert exploratory.count("\n- ") == 1 and "new digits: not \"FST leaves a lower ASR than FT\"" in exploratory
+    assert exploratory.count("\n- ") == 1 and 'new digits: not "FST leaves a lower ASR than FT"' in exploratory
     assert "## Columns older than the code" not in page
 
 
@@ -100,8 +158,13 @@ def test_findings_name_the_stale_columns(reports):
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def commit(root: Path, message: str) -> str:
@@ -123,8 +186,10 @@ def study(root: Path, name: str, recorded: str) -> pages.Study:
 def history(tmp_path) -> Path:
     """A git repo whose dvc.yaml has a computing stage (code deps src/train.py, stages/train.py) and
     the pages stage (its own code, which no report depends on)."""
-    stages = {"train": {"cmd": "python stages/train.py", "deps": ["stages/train.py", "src/train.py", "data"]},
-              "pages": {"cmd": "python stages/pages.py", "deps": ["stages/pages.py", "src/pages.py"]}}
+    stages = {
+        "train": {"cmd": "python stages/train.py", "deps": ["stages/train.py", "src/train.py", "data"]},
+        "pages": {"cmd": "python stages/pages.py", "deps": ["stages/pages.py", "src/pages.py"]},
+    }
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     for name in ("stages/train.py", "src/train.py", "stages/pages.py", "src/pages.py", "data/x"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -170,14 +235,16 @@ def test_an_edit_to_comments_or_docstrings_only_leaves_a_report_current(history)
     code = pages.code_deps(history / "dvc.yaml")
     (history / "src/train.py").write_text('"""Train."""\n\ndef f(x):\n    return x + 1\n')
     recorded = commit(history, "the report's code")
-    (history / "src/train.py").write_text('"""Train a model."""\n\n\ndef f(x):  # one more\n'
-                                          '    """The next one."""\n    return x + 1\n')
+    (history / "src/train.py").write_text(
+        '"""Train a model."""\n\n\ndef f(x):  # one more\n    """The next one."""\n    return x + 1\n'
+    )
     commit(history, "words only")
     assert pages.staleness(study(history, "words", recorded), history, code) is None
     (history / "src/train.py").write_text('"""Train a model."""\n\n\ndef f(x):\n    return x + 2\n')
     changed = commit(history, "the code")
-    assert pages.staleness(study(history, "words", recorded), history, code) == \
-        pages.Stale(recorded, changed, ("src/train.py",))
+    assert pages.staleness(study(history, "words", recorded), history, code) == pages.Stale(
+        recorded, changed, ("src/train.py",)
+    )
     (history / "src/train.py").write_text('"""Train a model, once more."""\n\n\ndef f(x):\n    return x + 2\n')
     commit(history, "words again")
     # the banner names the commit that changed the code, not the later one that changed its words
@@ -211,8 +278,9 @@ def test_the_pages_stage_is_skipped_by_a_dvc_repro_with_nothing_changed(tmp_path
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
     def dvc(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, env=env, capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
@@ -228,10 +296,21 @@ def test_the_pages_stage_is_skipped_by_a_dvc_repro_with_nothing_changed(tmp_path
 
 
 def test_the_code_of_a_stage_with_no_cell_under_the_studys_params_is_not_its_code(tmp_path):
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
-        "train": {"matrix": {"dataset": "${grid.datasets}"}, "cmd": "x", "deps": ["stages/train.py"]},
-        "external": {"matrix": {"name": "${external.cells}"}, "cmd": "x", "deps": ["src/sequela/external.py"]},
-        "pages": {"cmd": "x", "deps": ["src/sequela/pages.py"]}}}))
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "train": {"matrix": {"dataset": "${grid.datasets}"}, "cmd": "x", "deps": ["stages/train.py"]},
+                    "external": {
+                        "matrix": {"name": "${external.cells}"},
+                        "cmd": "x",
+                        "deps": ["src/sequela/external.py"],
+                    },
+                    "pages": {"cmd": "x", "deps": ["src/sequela/pages.py"]},
+                }
+            }
+        )
+    )
     ran_with = {"grid": {"datasets": ["digits"]}, "external": {"cells": []}}
     assert pages.code_deps(tmp_path / "dvc.yaml", ran_with) == ["stages/train.py"]
     assert pages.code_deps(tmp_path / "dvc.yaml") == ["src/sequela/external.py", "stages/train.py"]

@@ -12,36 +12,52 @@
 
 import torch
 
-from sequela import badencoder, downstream, models
-from sequela.measures import retune, reused
-from sequela.recipe import Recipe
-from sequela.data import Dataset
-from sequela.sources import load_digits
-from sequela.engine import predict_logits
-from sequela.simclr import Views, embed, nt_xent, pretrain, pretraining_set
+from sequela import models
+from sequela.datasets.splits import Dataset
+from sequela.engine.loop import predict_logits
+from sequela.measures import membership, registry, retune
+from sequela.paradigms import badencoder, downstream
+from sequela.paradigms.simclr import Views, embed, nt_xent, pretrain, pretraining_set
+from sequela.sources.loaders import load_digits
+from sequela.training.recipe import Recipe
 
-DEFENSE = {"epochs": 2, "batch_size": None, "momentum": 0.9, "weight_decay": 5e-4, "ft": {"lr": 0.01},
-           "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 4}}
+DEFENSE = {
+    "epochs": 2,
+    "batch_size": None,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "ft": {"lr": 0.01},
+    "sft": {"base_lr": 3e-4, "max_lr1": 0.1, "max_lr2": 1e-3, "phase1_fraction": 0.4, "cycle_steps": 4},
+}
 RECIPE = Recipe(model="small_cnn", epochs=1, batch_size=16, lr=0.01, crop_padding=1, width=4)
 
 
 def digits(n_train: int = 160, n_test: int = 60) -> Dataset:
     ds = load_digits(0, 0.25)
-    return Dataset("digits", ds.classes, ds.train.subset(torch.arange(n_train)), ds.test.subset(torch.arange(n_test)),
-                   ds.source)
+    return Dataset(
+        "digits", ds.classes, ds.train.subset(torch.arange(n_train)), ds.test.subset(torch.arange(n_test)), ds.source
+    )
 
 
 def small_model(num_classes: int = 10, seed: int = 0) -> tuple[models.Classifier, dict]:
     torch.manual_seed(seed)
-    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.3], "std": [0.4], "width": 4,
-            "input_shape": [1, 8, 8]}
+    spec = {
+        "arch": "small_cnn",
+        "in_channels": 1,
+        "num_classes": num_classes,
+        "mean": [0.3],
+        "std": [0.4],
+        "width": 4,
+        "input_shape": [1, 8, 8],
+    }
     return models.build_from_spec(spec), spec
 
 
 def cell(ds: Dataset, head: dict | None = None) -> downstream.Cell:
     stamp = badencoder.trigger(1, 16, 10)
-    return downstream.Cell(ds, stamp, 0, RECIPE, head or {"epochs": 2, "lr": 0.05}, DEFENSE, torch.device("cpu"),
-                           seed=0, curve_n=50)
+    return downstream.Cell(
+        ds, stamp, 0, RECIPE, head or {"epochs": 2, "lr": 0.05}, DEFENSE, torch.device("cpu"), seed=0, curve_n=50
+    )
 
 
 def backbone(model: models.Classifier) -> dict[str, torch.Tensor]:
@@ -79,8 +95,18 @@ def test_the_encoder_head_trains_on_standardised_features_and_leaves_the_encoder
     shipped, spec = small_model()
     before = backbone(shipped)
     head = {"hidden": 16, "standardize": True, "epochs": 40, "batch_size": 32, "lr": 3e-3}
-    c = downstream.Cell(digits(), badencoder.trigger(1, 16, 10), 0, RECIPE, head, DEFENSE, torch.device("cpu"),
-                        seed=0, curve_n=50, on_features=True)
+    c = downstream.Cell(
+        digits(),
+        badencoder.trigger(1, 16, 10),
+        0,
+        RECIPE,
+        head,
+        DEFENSE,
+        torch.device("cpu"),
+        seed=0,
+        curve_n=50,
+        on_features=True,
+    )
     none = downstream.baseline(c, shipped, spec)
     after = backbone(none.model)
     assert all(torch.equal(before[k], after[k]) for k in before), "the frozen encoder moved (weights or BN stats)"
@@ -98,10 +124,26 @@ def test_the_encoder_head_trains_on_standardised_features_and_leaves_the_encoder
 
 def test_the_user_chooses_the_feature_norm_on_its_own_validation_share(monkeypatch):
     shipped, spec = small_model()
-    head = {"hidden": 16, "standardize": "validate", "validation_fraction": 0.25, "epochs": 20, "batch_size": 32,
-            "lr": 3e-3}
-    c = downstream.Cell(digits(), badencoder.trigger(1, 16, 10), 0, RECIPE, head, DEFENSE, torch.device("cpu"),
-                        seed=0, curve_n=50, on_features=True)
+    head = {
+        "hidden": 16,
+        "standardize": "validate",
+        "validation_fraction": 0.25,
+        "epochs": 20,
+        "batch_size": 32,
+        "lr": 3e-3,
+    }
+    c = downstream.Cell(
+        digits(),
+        badencoder.trigger(1, 16, 10),
+        0,
+        RECIPE,
+        head,
+        DEFENSE,
+        torch.device("cpu"),
+        seed=0,
+        curve_n=50,
+        on_features=True,
+    )
     seen = []
     real = downstream.clean_accuracy
     monkeypatch.setattr(downstream, "clean_accuracy", lambda m, split: seen.append(split) or real(m, split))
@@ -130,8 +172,10 @@ def test_a_long_head_run_is_evaluated_at_ten_evenly_spaced_epochs():
 
 
 def test_the_downstream_target_is_the_shared_class_else_the_fallback():
-    mnist = [f"{i} - {w}" for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven",
-                                                 "eight", "nine"])]
+    mnist = [
+        f"{i} - {w}"
+        for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    ]
     assert downstream.downstream_target(mnist, 3, [str(i) for i in range(10)], 7)[0] == 3
     assert downstream.downstream_target(["airplane", "car"], 1, ["truck", "car"], 0)[0] == 1
     target, rule = downstream.downstream_target(mnist, 3, ["T-shirt", "Trouser"], 1)
@@ -166,8 +210,18 @@ def test_simclr_loss_falls_and_two_views_of_an_image_embed_closer_than_different
     encoder, _ = small_model()
     views = Views(crop_min=0.5, flip=False, jitter=0.2)
     untrained = view_gap(encoder, x, views)
-    losses, _ = pretrain(encoder, x, views, epochs=12, batch_size=64, lr=0.1, temperature=0.5, proj_dim=16,
-                         device=torch.device("cpu"), seed=0)
+    losses, _ = pretrain(
+        encoder,
+        x,
+        views,
+        epochs=12,
+        batch_size=64,
+        lr=0.1,
+        temperature=0.5,
+        proj_dim=16,
+        device=torch.device("cpu"),
+        seed=0,
+    )
     assert losses[-1] < losses[0] - 0.1, losses
     trained = view_gap(encoder, x, views)
     # Closer than different images, and more so than before pre-training (the encoder's ReLU
@@ -188,17 +242,36 @@ def test_the_pretraining_subset_is_seeded_and_the_whole_split_when_unlimited():
 def test_badencoder_pulls_triggered_inputs_to_the_references_and_keeps_clean_embeddings():
     ds = digits(n_train=192)
     clean, _ = small_model()
-    pretrain(clean, ds.train.x, Views(), epochs=3, batch_size=64, lr=0.1, temperature=0.5, proj_dim=16,
-             device=torch.device("cpu"), seed=0)
+    pretrain(
+        clean,
+        ds.train.x,
+        Views(),
+        epochs=3,
+        batch_size=64,
+        lr=0.1,
+        temperature=0.5,
+        proj_dim=16,
+        device=torch.device("cpu"),
+        seed=0,
+    )
     references = ds.train.x[ds.train.y == 0][:5]
     stamp = badencoder.trigger(1, 16, 10)
     assert stamp.params["size"] == 5  # 10 at 32 pixels -> 5 at 16
     victims = ds.test.x[ds.test.y != 0]
     before = badencoder.similarities(clean, clean, victims, references, stamp)
-    settings = {"epochs": 8, "batch_size": 32, "lr": [0.05], "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
-                "patience": 100, "min_delta": 0.0}
-    model, history, _, _ = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
-                                               torch.device("cpu"), seed=0)
+    settings = {
+        "epochs": 8,
+        "batch_size": 32,
+        "lr": [0.05],
+        "lambda1": 1.0,
+        "lambda2": 1.0,
+        "holdout_fraction": 0.1,
+        "patience": 100,
+        "min_delta": 0.0,
+    }
+    model, history, _, _ = badencoder.backdoor(
+        clean, ds.train.x, references, stamp, Views(), settings, torch.device("cpu"), seed=0
+    )
     after = badencoder.similarities(model, clean, victims, references, stamp)
     # As the reference trains f': every BatchNorm keeps the clean encoder's statistics and affine.
     for (name, a), b in zip(model.named_modules(), clean.modules()):
@@ -217,10 +290,19 @@ def test_badencoder_keeps_the_rate_with_the_lowest_held_out_loss():
     ds = digits(n_train=128)
     clean, _ = small_model()
     references, stamp = ds.train.x[ds.train.y == 0][:5], badencoder.trigger(1, 16, 10)
-    settings = {"epochs": 3, "batch_size": 32, "lr": [1e-7, 0.05], "lambda1": 1.0, "lambda2": 1.0,
-                "holdout_fraction": 0.2, "patience": 100, "min_delta": 0.0}
-    model, history, lr, best = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
-                                                   torch.device("cpu"), seed=0)
+    settings = {
+        "epochs": 3,
+        "batch_size": 32,
+        "lr": [1e-7, 0.05],
+        "lambda1": 1.0,
+        "lambda2": 1.0,
+        "holdout_fraction": 0.2,
+        "patience": 100,
+        "min_delta": 0.0,
+    }
+    model, history, lr, best = badencoder.backdoor(
+        clean, ds.train.x, references, stamp, Views(), settings, torch.device("cpu"), seed=0
+    )
     # A rate too small to move the encoder leaves the held-out loss where it started.
     assert set(best) == {1e-7, 0.05} and best[0.05] < best[1e-7] and lr == 0.05
     assert min(row["held_out"] for row in history) == best[0.05]
@@ -235,14 +317,33 @@ def test_badencoder_backdoor_reaches_the_downstream_classifier():
     torch.manual_seed(0)
     spec = {"arch": "compact_cnn", "in_channels": 1, "num_classes": 10, "mean": [0.3], "std": [0.4], "width": 16}
     clean = models.build_from_spec(spec)
-    pretrain(clean, ds.train.x, Views(), epochs=2, batch_size=128, lr=0.1, temperature=0.5, proj_dim=16,
-             device=torch.device("cpu"), seed=0)
+    pretrain(
+        clean,
+        ds.train.x,
+        Views(),
+        epochs=2,
+        batch_size=128,
+        lr=0.1,
+        temperature=0.5,
+        proj_dim=16,
+        device=torch.device("cpu"),
+        seed=0,
+    )
     references = ds.train.x[ds.train.y == 0][:10]
     stamp = badencoder.trigger(1, 16, 10)
-    settings = {"epochs": 12, "batch_size": 64, "lr": [0.05], "lambda1": 1.0, "lambda2": 1.0, "holdout_fraction": 0.1,
-                "patience": 5, "min_delta": 1e-3}
-    backdoored, *_ = badencoder.backdoor(clean, ds.train.x, references, stamp, Views(), settings,
-                                        torch.device("cpu"), seed=0)
+    settings = {
+        "epochs": 12,
+        "batch_size": 64,
+        "lr": [0.05],
+        "lambda1": 1.0,
+        "lambda2": 1.0,
+        "holdout_fraction": 0.1,
+        "patience": 5,
+        "min_delta": 1e-3,
+    }
+    backdoored, *_ = badencoder.backdoor(
+        clean, ds.train.x, references, stamp, Views(), settings, torch.device("cpu"), seed=0
+    )
     head = {"hidden": 32, "standardize": True, "epochs": 60, "batch_size": 64, "lr": 1e-3}
     c = downstream.Cell(ds, stamp, 0, RECIPE, head, DEFENSE, torch.device("cpu"), seed=0, curve_n=50, on_features=True)
     floor = downstream.baseline(c, clean, spec).figures
@@ -251,16 +352,30 @@ def test_badencoder_backdoor_reaches_the_downstream_classifier():
     assert planted["ca"] > 0.8, planted
 
 
-SEQUELA = {"reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
-           "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True},
-           "retune": {"share": 0.1, "batch_size": None, "epochs": 4, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "eval_n": 60}}
+SEQUELA = {
+    "reinject": {"n_clean": 40, "k": 20, "epochs": 3, "lr": 0.05, "batch_size": 16, "draws": 2, "eval_n": 60},
+    "pgd": {"eps": [0.03, 0.06], "step_fraction": 0.25, "steps": 3, "n": 30, "random_start": True},
+    "retune": {
+        "share": 0.1,
+        "batch_size": None,
+        "epochs": 4,
+        "lr": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "eval_n": 60,
+    },
+}
 
 
 def test_downstream_members_are_seeded_training_rows_as_many_as_the_test_images():
-    a, b, c = reused.members(160, 60, 0), reused.members(160, 60, 0), reused.members(160, 60, 1)
+    a, b, c = (
+        membership.downstream_members(160, 60, 0),
+        membership.downstream_members(160, 60, 0),
+        membership.downstream_members(160, 60, 1),
+    )
     assert len(a) == 60 and len(a.unique()) == 60 and torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(a, a.sort().values) and int(a.max()) < 160
-    assert len(reused.members(40, 60, 0)) == 40  # a small training split: all of it
+    assert len(membership.downstream_members(40, 60, 0)) == 40  # a small training split: all of it
 
 
 def test_downstream_sequela_leaves_the_model_untouched_and_reinjection_plants_the_trigger():
@@ -268,7 +383,7 @@ def test_downstream_sequela_leaves_the_model_untouched_and_reinjection_plants_th
     clean, spec = small_model()
     result = downstream.baseline(c, clean, spec)
     before = {k: v.clone() for k, v in result.model.state_dict().items()}
-    figures = reused.measure(result.model, c, SEQUELA)
+    figures = registry.measure(registry.prepare(c, SEQUELA, "reused"), result.model)
     assert all(torch.equal(before[k], v) for k, v in result.model.state_dict().items())
     for key in ("mia_loss_auc", "mia_tpr_at_1fpr", "reinject_asr", "pgd_acc"):
         assert 0.0 <= figures[key] <= 1.0, (key, figures[key])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from conftest import without_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,9 @@ def repo(tmp_path_factory) -> Path:
     params["defense"]["epochs"] = 1
     # Two ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
     # attacker's poison rate, which plants and trains its own model.
-    params["ablation"].update(attacks=["badnets"], points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05"])
+    params["ablation"].update(
+        attacks=["badnets"], points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05"]
+    )
     params["sequela"]["reinject"].update(draws=1, epochs=1)
     # The sequela measures' own properties are tested in test_sequela.py; here each runs, briefly.
     params["sequela"]["retune"].update(epochs=1)
@@ -54,8 +57,9 @@ def repo(tmp_path_factory) -> Path:
     params["sequela"]["membership"]["mlp"].update(epochs=100)
     # The paradigms' smoke cells, each just long enough to plant: the transfer head 4 epochs; for the encoder,
     # a narrower encoder, 2 SimCLR epochs, a shorter head.
-    params["transfer"].update(upstream=["digits"], downstream=["digits-mirror"], attacks=["badnets"],
-                              head={"epochs": 4, "lr": 0.01})
+    params["transfer"].update(
+        upstream=["digits"], downstream=["digits-mirror"], attacks=["badnets"], head={"epochs": 4, "lr": 0.01}
+    )
     params["encoder"].update(pretrain=["digits"], downstream=["digits"])
     params["encoder"]["model"].update(width=16)
     params["encoder"]["simclr"].update(epochs=2)
@@ -78,17 +82,28 @@ def repo(tmp_path_factory) -> Path:
 def external_folder(root: Path) -> None:
     from PIL import Image
 
-    from sequela import models, sources
+    from sequela import models
+    from sequela.sources import loaders
 
-    ds = sources.load_digits(seed=0, test_fraction=0.25)
+    ds = loaders.load_digits(seed=0, test_fraction=0.25)
     torch.manual_seed(0)
-    spec = {"arch": "small_cnn", "in_channels": 1, "num_classes": 10, "mean": [0.3], "std": [0.4], "width": 4,
-            "input_shape": list(ds.image_shape)}
+    spec = {
+        "arch": "small_cnn",
+        "in_channels": 1,
+        "num_classes": 10,
+        "mean": [0.3],
+        "std": [0.4],
+        "width": 4,
+        "input_shape": list(ds.image_shape),
+    }
     models.save_file(models.build_from_spec(spec), spec, root / "model.safetensors")
     triggered = ds.test.x[:40].clone()
     triggered[:, :, -3:, -3:] = 255
-    for role, x, y in (("clean", ds.train.x[:60], ds.train.y[:60]), ("test", ds.test.x[:40], ds.test.y[:40]),
-                       ("triggered", triggered, ds.test.y[:40])):
+    for role, x, y in (
+        ("clean", ds.train.x[:60], ds.train.y[:60]),
+        ("test", ds.test.x[:40], ds.test.y[:40]),
+        ("triggered", triggered, ds.test.y[:40]),
+    ):
         for row, (image, label) in enumerate(zip(x, y.tolist())):
             (root / role / f"{label:02d}").mkdir(parents=True, exist_ok=True)
             Image.fromarray(image[0].numpy()).save(root / role / f"{label:02d}" / f"{row:04d}.png")
@@ -111,11 +126,22 @@ def test_repro_builds_every_output(repo):
     for name in ("standalone", "baselines", "sequela", "claims", "ablation-clean_fraction", "ablation-poison_rate"):
         for suffix in (".md", ".csv", ".tex"):
             assert (repo / "reports/tables" / f"{name}{suffix}").is_file()
-    for name in ("curves-digits", "curves-baselines-digits", "sft-schedule", "ablation-clean_fraction",
-                 "ablation-poison_rate", "sequela-digits", "reinjection-digits", "ca-vs-asr-digits", "triggers-digits"):
+    for name in (
+        "curves-digits",
+        "curves-baselines-digits",
+        "sft-schedule",
+        "ablation-clean_fraction",
+        "ablation-poison_rate",
+        "sequela-digits",
+        "reinjection-digits",
+        "ca-vs-asr-digits",
+        "triggers-digits",
+    ):
         assert (repo / "reports/figures" / f"{name}.png").is_file()
-    for paradigm, pair, attack in (("transfer", "digits-to-digits-mirror", "badnets"),
-                                   ("encoder", "digits-to-digits", "badencoder")):
+    for paradigm, pair, attack in (
+        ("transfer", "digits-to-digits-mirror", "badnets"),
+        ("encoder", "digits-to-digits", "badencoder"),
+    ):
         cell = summary[paradigm][pair][attack]
         assert set(cell) == {"clean", "none", "ft", "sft"} and all(cell[m]["asr"]["n"] == 2 for m in cell)
         assert all(0.0 <= cell[m][k]["mean"] <= 1.0 for m in cell for k in ("reinject_asr", "mia_loss_auc", "pgd_acc"))
@@ -129,6 +155,7 @@ def test_repro_builds_every_output(repo):
             assert (repo / "reports/figures" / f"{name}.png").is_file()
     # The transfer baseline ships the upstream backbone bit for bit; FT moves it.
     from safetensors.torch import load_file
+
     shipped = load_file(repo / "data/standalone/digits/seed0/backdoored/badnets/none/model.safetensors")
     for model, same in (("none", True), ("ft", False)):
         reused = load_file(repo / f"data/transfer/digits-to-digits-mirror/seed0/badnets/{model}/model.safetensors")
@@ -169,8 +196,11 @@ def test_an_exported_cell_defended_from_image_folders_gives_the_cells_own_figure
     is exact in 8 bits, so ASR is measured on the same images)."""
     sequela = [sys.executable, "-m", "sequela.cli.main"]
     out = tmp_path / "export"
-    printed = run([*sequela, "export", "--dataset", "digits", "--attack", "badnets", "--seed", "0", "--out", str(out)],
-                  repo, stdout_only=True).splitlines()
+    printed = run(
+        [*sequela, "export", "--dataset", "digits", "--attack", "badnets", "--seed", "0", "--out", str(out)],
+        repo,
+        stdout_only=True,
+    ).splitlines()
     convert, defend = [line.split()[3:] for line in printed if line.startswith("uv run sequela")]
     run([*sequela, *convert], repo)
     run([*sequela, *defend, "--params", str(repo / "params.yaml")], repo)
@@ -195,8 +225,12 @@ def test_the_headline_metrics_are_the_summarys_means_in_at_most_40_numbers(repo)
         for figure in ("ca", "asr"):
             assert headline["models"]["badnets"][model][figure] == cell[model][figure]["mean"]
     # A pooled claim has a number only where its attacks were planted in every seed (report/claims.py).
-    checks = [json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-none.json").read_text())
-              ["attacker_check"][-1]["shadow_asr"] for s in (0, 1)]
+    checks = [
+        json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-none.json").read_text())["attacker_check"][
+            -1
+        ]["held_out_asr"]
+        for s in (0, 1)
+    ]
     planted = all(asr >= 0.95 for asr in checks)
     assert ("sft_minus_ft_asr" in headline["claims"]) == planted, (checks, headline["claims"])
     claims = (repo / "reports/tables/claims.csv").read_text()
@@ -216,8 +250,10 @@ def test_two_seeds_differ_and_the_summary_is_their_mean_and_sd(repo):
             assert figure["n"] == len(values) == 2
             assert figure["mean"] == pytest.approx(statistics.mean(values), abs=1e-4), (model, name)
             assert figure["sd"] == pytest.approx(statistics.stdev(values), abs=1e-4), (model, name)
-    cells = [json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-defenses.json").read_text())
-             for s in (0, 1)]
+    cells = [
+        json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-defenses.json").read_text())
+        for s in (0, 1)
+    ]
     asr = summary["standalone"]["digits"]["badnets"]["sft"]["asr"]
     assert [c["defenses"]["sft"]["asr"] for c in cells] == [asr["seeds"]["0"], asr["seeds"]["1"]]
 
@@ -234,7 +270,9 @@ def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):
         other = json.loads((repo / ABLATION.format(seed=seed, point="clean_fraction-1.0")).read_text())["attacks"]
         assert set(other["badnets"]["models"]) == {"ft", "sft"}
         # fraction 1.0: the defender holds the whole clean training split
-        n_train = json.loads((repo / f"data/standalone/digits/seed{seed}/backdoored/badnets/poison/meta.json").read_text())["n_train"]
+        n_train = json.loads(
+            (repo / f"data/standalone/digits/seed{seed}/backdoored/badnets/poison/meta.json").read_text()
+        )["n_train"]
         assert other["badnets"]["models"]["sft"]["n_clean"] == n_train > main_n_clean(repo, seed)
     # the main grid's point is the main grid's cells, seed for seed
     for model in ("ft", "sft"):
@@ -267,8 +305,9 @@ def test_changing_one_sweep_value_leaves_every_other_point_up_to_date(repo):
     finally:
         (repo / "params.yaml").write_text(original)
     # `check` reads every param, and its output never changes: nothing downstream of it reruns for it.
-    assert stale == {"ablate@digits-0-clean_fraction-0.2", "ablate@digits-1-clean_fraction-0.2",
-                     "report", "check"}, stale
+    assert stale == {"ablate@digits-0-clean_fraction-0.2", "ablate@digits-1-clean_fraction-0.2", "report", "check"}, (
+        stale
+    )
 
 
 def test_second_repro_skips_every_stage(repo):
@@ -284,8 +323,9 @@ def test_a_bad_value_stops_the_grid_in_the_check_stage_before_any_other(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        result = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force"], cwd=repo, capture_output=True,
-                                text=True, env=env)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", "--force"], cwd=repo, capture_output=True, text=True, env=env
+        )
     finally:
         (repo / "params.yaml").write_text(original)
     out = result.stdout + result.stderr
@@ -321,7 +361,8 @@ def test_a_pushed_cell_is_restored_from_the_run_cache_in_another_clone(repo, tmp
     for path in (MODEL, CURVE, "metrics/cells/standalone/digits/seed1/badnets-sequela.json"):
         assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
     assert without_seconds(json.loads((clone / "metrics/summary.json").read_text())) == without_seconds(
-        json.loads((repo / "metrics/summary.json").read_text()))
+        json.loads((repo / "metrics/summary.json").read_text())
+    )
 
 
 def test_same_seed_gives_identical_results(repo):
@@ -332,7 +373,8 @@ def test_same_seed_gives_identical_results(repo):
         dvc("repro", "--force", "--single-item", stage, cwd=repo)
     # Everything but the wall-clock fields is identical.
     assert without_seconds(json.loads(summary)) == without_seconds(
-        json.loads((repo / "metrics/summary.json").read_text()))
+        json.loads((repo / "metrics/summary.json").read_text())
+    )
     assert model == (repo / MODEL).read_bytes()
     assert curve == (repo / CURVE).read_bytes()
 
@@ -349,4 +391,6 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
     # seed 2's cells (the seed closes a stage name, or precedes an ablation point's value)
-    assert stale and all(name.endswith("-2") or "-2-" in name or name in ("report", "pages", "check") for name in stale), stale
+    assert stale and all(
+        name.endswith("-2") or "-2-" in name or name in ("report", "pages", "check") for name in stale
+    ), stale

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_blobs
 
-from sequela import planting
+from conftest import make_blobs
 from sequela.attacks.registry import ATTACKS, choose_poison_indices
-from sequela.checker import Checker
-from sequela.errors import ConfigError
-from sequela.recipe import Recipe
-from sequela.sequential import train_sbl
-from sequela.training import train_classifier
+from sequela.pipeline.checker import Checker
+from sequela.pipeline.errors import ConfigError
+from sequela.training import attacker
+from sequela.training.classifier import train_classifier
+from sequela.training.recipe import Recipe
+from sequela.training.sbl import train_sbl
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = Recipe(model="small_cnn", epochs=2, batch_size=32, lr=0.05, width=8)
@@ -30,8 +30,18 @@ def poisoned_blobs():
 def test_training_stops_at_the_first_round_that_passes():
     train, shadow, attack, poisoned = poisoned_blobs()
     answers = iter([False, True, True])
-    run = train_classifier(train, SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {}, attack=attack,
-                           poisoned=poisoned, until=lambda m: next(answers), max_rounds=3)
+    run = train_classifier(
+        train,
+        SPEC,
+        RECIPE,
+        torch.device("cpu"),
+        0,
+        evaluate=lambda m: {},
+        attack=attack,
+        poisoned=poisoned,
+        until=lambda m: next(answers),
+        max_rounds=3,
+    )
     assert run.rounds == 2
     assert [row["epoch"] for row in run.curve] == [1, 2, 3, 4]  # epochs count on across rounds
     # each round is a new cosine cycle from the recipe's rate
@@ -40,36 +50,62 @@ def test_training_stops_at_the_first_round_that_passes():
 
 def test_training_never_exceeds_max_rounds():
     train, shadow, attack, poisoned = poisoned_blobs()
-    run = train_classifier(train, SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {}, attack=attack,
-                           poisoned=poisoned, until=lambda m: False, max_rounds=2)
+    run = train_classifier(
+        train,
+        SPEC,
+        RECIPE,
+        torch.device("cpu"),
+        0,
+        evaluate=lambda m: {},
+        attack=attack,
+        poisoned=poisoned,
+        until=lambda m: False,
+        max_rounds=2,
+    )
     assert run.rounds == 2 and len(run.curve) == 4
 
 
 def test_planting_check_reads_the_shadow_split_asr():
     train, shadow, attack, poisoned = poisoned_blobs()
-    check = planting.PlantingCheck(shadow, attack, 0, min_asr=0.9)
-    run = train_classifier(train, SPEC, RECIPE, torch.device("cpu"), 0, evaluate=lambda m: {}, attack=attack,
-                           poisoned=poisoned, until=check, max_rounds=4)
-    asr = [r["shadow_asr"] for r in check.rounds]
+    check = attacker.PlantingCheck(shadow, attack, 0, min_asr=0.9)
+    run = train_classifier(
+        train,
+        SPEC,
+        RECIPE,
+        torch.device("cpu"),
+        0,
+        evaluate=lambda m: {},
+        attack=attack,
+        poisoned=poisoned,
+        until=check,
+        max_rounds=4,
+    )
+    asr = [r["held_out_asr"] for r in check.rounds]
     assert len(asr) == run.rounds
-    assert all(a < 0.9 for a in asr[:-1])                 # every round but the last missed the target
+    assert all(a < 0.9 for a in asr[:-1])  # every round but the last missed the target
     assert asr[-1] >= 0.9 or run.rounds == 4
-    strict = planting.PlantingCheck(shadow, attack, 0, min_asr=1.01)  # unreachable: never passes
-    assert not strict(run.model) and strict.rounds[0]["shadow_asr"] == pytest.approx(asr[-1])
+    strict = attacker.PlantingCheck(shadow, attack, 0, min_asr=1.01)  # unreachable: never passes
+    assert not strict(run.model) and strict.rounds[0]["held_out_asr"] == pytest.approx(asr[-1])
 
 
 def test_budget_needs_a_target_for_every_grid_attack():
     params = {"attack": {"budget": {"max_rounds": 2, "min_asr": {"badnets": 0.95}}}}
-    planting.check(Checker(params), ["badnets"])
+    attacker.check(Checker(params), ["badnets"])
     with pytest.raises(ConfigError, match="missing: blended"):
-        planting.check(Checker(params), ["badnets", "blended"])
+        attacker.check(Checker(params), ["badnets", "blended"])
     params["attack"]["budget"]["min_asr"]["badnets"] = 1.5
     with pytest.raises(ConfigError, match="min_asr.badnets"):
-        planting.check(Checker(params), ["badnets"])
+        attacker.check(Checker(params), ["badnets"])
 
 
-SBL_SETTINGS = {"size": 3, "rho": 0.05, "clean_share": 0.1, "task2_lr_factor": 0.1, "task2_epochs_factor": 0.5,
-                "ewc_lambda": 1.0}
+SBL_SETTINGS = {
+    "size": 3,
+    "rho": 0.05,
+    "clean_share": 0.1,
+    "task2_lr_factor": 0.1,
+    "task2_epochs_factor": 0.5,
+    "ewc_lambda": 1.0,
+}
 
 
 def test_the_attackers_training_is_sbls_two_tasks_for_sbl_and_the_plain_recipe_otherwise():
@@ -79,22 +115,44 @@ def test_the_attackers_training_is_sbls_two_tasks_for_sbl_and_the_plain_recipe_o
     poisoned = choose_poison_indices(train.y, 0, 0.1, g)
     cpu = torch.device("cpu")
     common = dict(evaluate=lambda m: {}, attack=attack, poisoned=poisoned, target=0, desc="t", max_rounds=1)
-    run = planting.train_backdoored(train, SPEC, RECIPE, cpu, 0, SBL_SETTINGS, until=lambda m: True, **common)
+    run = attacker.train_backdoored(train, SPEC, RECIPE, cpu, 0, SBL_SETTINGS, until=lambda m: True, **common)
     direct = train_sbl(train, SPEC, RECIPE, cpu, 0, SBL_SETTINGS, until=lambda m: True, **common)
     plain = train_classifier(train, SPEC, RECIPE, cpu, 0, until=lambda m: True, **common)
     assert len(run.curve) == RECIPE.epochs + 1  # task 1's epochs, then half as many for task 2
-    for (name, w), v, p in zip(run.model.state_dict().items(), direct.model.state_dict().values(),
-                               plain.model.state_dict().values()):
+    for (name, w), v in zip(run.model.state_dict().items(), direct.model.state_dict().values()):
         assert torch.equal(w, v), name
-    assert any(not torch.equal(w, p) for w, p in zip(run.model.state_dict().values(),
-                                                      plain.model.state_dict().values()))
+    assert any(
+        not torch.equal(w, p) for w, p in zip(run.model.state_dict().values(), plain.model.state_dict().values())
+    )
 
 
-@pytest.mark.parametrize("script", ["train.py", "ablate.py"])
-def test_every_stage_that_trains_a_backdoored_model_trains_it_through_the_one_function(script):
-    # An ablation point that plants its own poison (poison_rate) trains as train@ does, SBL included.
-    tree = ast.parse((ROOT / "stages" / script).read_text())
-    called = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-              for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    assert "train_backdoored" in called
-    assert not called & {"train_classifier", "train_sbl", "fit", "sam_fit"}
+def calls_in(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {
+        node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+    }
+
+
+TRAINING = {"train_classifier", "train_sbl", "fit", "sam_fit"}
+
+
+def test_every_stage_that_trains_a_backdoored_model_trains_it_through_the_one_function():
+    # An ablation point that plants its own poison (poison_rate) trains as train@ does, SBL included:
+    # train@ calls train_backdoored; ablate@ calls sweep_point.attack_cell, which calls plant_and_train,
+    # which calls train_backdoored.
+    assert "train_backdoored" in calls_in(ROOT / "stages" / "train.py")
+    assert "attack_cell" in calls_in(ROOT / "stages" / "ablate.py")
+    assert "plant_and_train" in calls_in(ROOT / "src" / "sequela" / "sweep_point.py")
+    tree = ast.parse((ROOT / "src" / "sequela" / "training" / "attacker.py").read_text())
+    plant_and_train = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "plant_and_train")
+    assert "train_backdoored" in {
+        getattr(c.func, "id", "") for c in ast.walk(plant_and_train) if isinstance(c, ast.Call)
+    }
+    for path in (
+        ROOT / "stages" / "train.py",
+        ROOT / "stages" / "ablate.py",
+        ROOT / "src" / "sequela" / "sweep_point.py",
+    ):
+        assert not calls_in(path) & TRAINING, path

@@ -14,8 +14,10 @@ SFT_FT = "SFT leaves a lower ASR than FT"
 
 
 def cells(attack: str, seed: int, **models: dict) -> list[dict]:
-    return [{"paradigm": "standalone", "dataset": "digits", "attack": attack, "defense": model, "seed": seed, **figures}
-            for model, figures in models.items()]
+    return [
+        {"paradigm": "standalone", "dataset": "digits", "attack": attack, "defense": model, "seed": seed, **figures}
+        for model, figures in models.items()
+    ]
 
 
 def two_attacks(lifts: dict | None = None) -> pd.DataFrame:
@@ -25,8 +27,14 @@ def two_attacks(lifts: dict | None = None) -> pd.DataFrame:
     for attack, d in (("badnets", -0.3), ("blended", 0.5)):
         for seed, noise in zip((0, 1, 2), (0.0, 0.01, -0.01)):
             lift = (lifts or {}).get((attack, seed), 1.0)
-            rows += cells(attack, seed, clean={"asr": 0.0, "ca": 0.97}, none={"asr": lift, "ca": 0.95},
-                          ft={"asr": 0.4 + noise, "ca": 0.94}, sft={"asr": 0.4 + noise + d, "ca": 0.95})
+            rows += cells(
+                attack,
+                seed,
+                clean={"asr": 0.0, "ca": 0.97},
+                none={"asr": lift, "ca": 0.95},
+                ft={"asr": 0.4 + noise, "ca": 0.94},
+                sft={"asr": 0.4 + noise + d, "ca": 0.95},
+            )
     return pd.DataFrame(rows)
 
 
@@ -39,8 +47,14 @@ def test_ft_leaves_the_backdoor_is_judged_against_the_triggers_clean_floor():
     # above that floor, short of the 0.5 planting margin, though 0.7 - 0 would clear it.
     rows = []
     for seed, noise in zip((0, 1, 2), (0.0, 0.01, -0.01)):
-        rows += cells("blended", seed, clean={"asr": 0.3, "ca": 0.97}, none={"asr": 1.0, "ca": 0.95},
-                      ft={"asr": 0.7 + noise, "ca": 0.94}, sft={"asr": 0.2, "ca": 0.95})
+        rows += cells(
+            "blended",
+            seed,
+            clean={"asr": 0.3, "ca": 0.97},
+            none={"asr": 1.0, "ca": 0.95},
+            ft={"asr": 0.7 + noise, "ca": 0.94},
+            sft={"asr": 0.2, "ca": 0.95},
+        )
     row = by(claims.claims_rows(pd.DataFrame(rows), mia="x"), "FT leaves the backdoor in place", "blended")
     assert row["compared"] == "asr: ft - clean" and row["mean diff"] == pytest.approx(0.4)
     assert row["verdict"] == "contradicted"
@@ -84,8 +98,12 @@ def test_holm_matches_a_hand_computation():
     steps = holm([0.01, 0.04, 0.03, math.nan, 0.005])
     assert steps[3] is None  # no test, not counted: m = 4
     # sorted: 0.005 < 0.05/4, 0.01 < 0.05/3, 0.03 >= 0.05/2 stops the procedure
-    expected = {4: (0.02, True, 0.05 / 4, 1, 1), 0: (0.03, True, 0.05 / 3, 2, 2),
-                2: (0.06, False, 0.05 / 2, 3, 3), 1: (0.06, False, 0.05 / 2, 4, 3)}
+    expected = {
+        4: (0.02, True, 0.05 / 4, 1, 1),
+        0: (0.03, True, 0.05 / 3, 2, 2),
+        2: (0.06, False, 0.05 / 2, 3, 3),
+        1: (0.06, False, 0.05 / 2, 4, 3),
+    }
     for i, want in expected.items():
         s = steps[i]
         assert (s.p_adjusted, s.rejected, s.alpha, s.step, s.decided, s.size) == pytest.approx((*want, 4))
@@ -100,8 +118,14 @@ def one_attack() -> pd.DataFrame:
     (mean on the bound -0.02)."""
     rows = []
     for seed, (d, ft, ca) in enumerate([(-0.15, 0.3, 0.05), (-0.2, 0.7, -0.09), (-0.25, 0.5, -0.02)]):
-        rows += cells("badnets", seed, clean={"asr": 0.0, "ca": 0.97}, none={"asr": 1.0, "ca": 0.9},
-                      ft={"asr": ft, "ca": 0.9}, sft={"asr": ft + d, "ca": 0.9 + ca})
+        rows += cells(
+            "badnets",
+            seed,
+            clean={"asr": 0.0, "ca": 0.97},
+            none={"asr": 1.0, "ca": 0.9},
+            ft={"asr": ft, "ca": 0.9},
+            sft={"asr": ft + d, "ca": 0.9 + ca},
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,7 +133,7 @@ def test_confirmatory_rows_are_holm_adjusted_and_print_the_interval_of_their_ste
     rows = claims.claims_rows(one_attack(), mia="x")
     pooled, alone = by(rows, SFT_FT), by(rows, SFT_FT, "badnets")
     tstat = 0.2 / (0.05 / math.sqrt(3))
-    p = 1 - tstat / math.sqrt(tstat ** 2 + 2)  # two-sided p of a t with 2 degrees of freedom
+    p = 1 - tstat / math.sqrt(tstat**2 + 2)  # two-sided p of a t with 2 degrees of freedom
     assert pooled["p"] == pytest.approx(p, abs=1e-4) and alone["p"] == pytest.approx(p, abs=1e-4)
     # The family holds three claims; the other two have p = 1, so this one is step 1 of 3 at
     # 0.05 / 3 < 0.0202: the family-wise verdict is inconclusive, the unadjusted one supported.
@@ -140,12 +164,16 @@ def retuned() -> pd.DataFrame:
     rows = []
     for attack in ("badnets", "sbl"):
         for seed, noise in zip((0, 1, 2), (0.0, 0.02, -0.02)):
-            rows += cells(attack, seed, none={"asr": 1.0, "ca": 0.9, "p_asr": 1.0},
-                          clean={"asr": 0.0, "ca": 0.9, "p_asr": 0.1 + noise},
-                          ft={"asr": 0.4 + noise, "ca": 0.9, "p_asr": 0.6},
-                          sft={"asr": 0.1 + noise, "ca": 0.9, "p_asr": 0.2},
-                          fst={"asr": 0.2 + noise, "ca": 0.9, "p_asr": 0.6 + noise},
-                          ep={"asr": 0.0, "ca": 0.9, "p_asr": 0.2 + noise})
+            rows += cells(
+                attack,
+                seed,
+                none={"asr": 1.0, "ca": 0.9, "p_asr": 1.0},
+                clean={"asr": 0.0, "ca": 0.9, "p_asr": 0.1 + noise},
+                ft={"asr": 0.4 + noise, "ca": 0.9, "p_asr": 0.6},
+                sft={"asr": 0.1 + noise, "ca": 0.9, "p_asr": 0.2},
+                fst={"asr": 0.2 + noise, "ca": 0.9, "p_asr": 0.6 + noise},
+                ep={"asr": 0.0, "ca": 0.9, "p_asr": 0.2 + noise},
+            )
     return pd.DataFrame(rows)
 
 
@@ -159,7 +187,10 @@ def test_only_the_papers_claims_pooled_are_confirmatory():
         assert (row["CI level"] == "95% (unadjusted)") == (not confirmatory)
         assert (row["p Holm"] == "–") == (not confirmatory)
     assert {r["claim"] for r in rows if r["family"] == "confirmatory"} == {
-        SFT_FT, claims.claims("x")[1].text, claims.claims("x")[2].text}
+        SFT_FT,
+        claims.claims("x")[1].text,
+        claims.claims("x")[2].text,
+    }
 
 
 def test_the_planting_margin_decides_which_cells_are_left_out():
@@ -172,8 +203,10 @@ def test_the_planting_margin_decides_which_cells_are_left_out():
     assert all(r["planting margin"] in (0.3, 0.5, 0.7) and "family" not in r for r in rows)
     sft = [r for r in rows if r["claim"] == SFT_FT]
     assert [(r["planting margin"], r["excluded (not planted)"], r["attacks left out"]) for r in sft] == [
-        (0.3, "", ""), (0.5, "blended/1", "blended (not planted)"),
-        (0.7, "badnets/2, blended/1", "badnets (not planted), blended (not planted)")]
+        (0.3, "", ""),
+        (0.5, "blended/1", "blended (not planted)"),
+        (0.7, "badnets/2, blended/1", "badnets (not planted), blended (not planted)"),
+    ]
     assert sft[2]["verdict"] == "not planted" and sft[0]["mean diff"] == pytest.approx(0.1)
     # "in place" is judged against the same margin
     ft = [r["claim"] for r in rows if r["compared"] == "asr: ft - clean"]
@@ -183,8 +216,11 @@ def test_the_planting_margin_decides_which_cells_are_left_out():
 def test_the_report_writes_the_claims_and_the_sensitivity_tables(tmp_path):
     df = two_attacks()
     rows = claims.write_tables(df, df, {}, tmp_path)
-    assert rows and all((tmp_path / f"{stem}.{ext}").is_file()
-                        for stem in ("claims", "claims-margin-sensitivity") for ext in ("md", "csv", "tex"))
+    assert rows and all(
+        (tmp_path / f"{stem}.{ext}").is_file()
+        for stem in ("claims", "claims-margin-sensitivity")
+        for ext in ("md", "csv", "tex")
+    )
     header = (tmp_path / "claims.md").read_text().splitlines()[2]
     assert "CI level" in header and "family" in header and "p Holm" in header
 

@@ -22,8 +22,12 @@ def test_defense_epochs_weigh_every_seed_the_same():
 
 
 def test_a_sweep_is_sorted_by_value_with_one_column_per_model_and_figure():
-    rows = [{"value": v, "defense": m, "seed": s, "asr": v * (m == "sft"), "ca": 0.9}
-            for v in (1.0, 0.1, 0.5) for m in ("none", "sft") for s in (0, 1)]
+    rows = [
+        {"value": v, "defense": m, "seed": s, "asr": v * (m == "sft"), "ca": 0.9}
+        for v in (1.0, 0.1, 0.5)
+        for m in ("none", "sft")
+        for s in (0, 1)
+    ]
     out = plot_data.sweep(pd.DataFrame(rows))
     assert list(out["value"]) == [0.1, 0.5, 1.0]
     assert list(out.columns) == ["value", "none_asr", "none_ca", "sft_asr", "sft_ca"]

@@ -2,15 +2,16 @@ import math
 
 import pytest
 
-from sequela.schedules import constant, cosine, sft_from_params, super_fine_tuning
+from sequela.engine.schedules import constant, cosine, sft_from_params, super_fine_tuning
 
 
 def test_sft_peaks_and_troughs_at_the_right_steps():
-    lr = super_fine_tuning(base_lr=3e-4, max_lr1=0.1, max_lr2=1e-3, total_steps=100, cycle_steps=10,
-                           phase1_fraction=0.4)
+    lr = super_fine_tuning(
+        base_lr=3e-4, max_lr1=0.1, max_lr2=1e-3, total_steps=100, cycle_steps=10, phase1_fraction=0.4
+    )
     for cycle_start in range(0, 100, 10):
         assert lr(cycle_start) == pytest.approx(3e-4)  # every cycle starts at base_lr
-        peak = 0.1 if cycle_start < 40 else 1e-3        # phase 1 is the first 40 steps
+        peak = 0.1 if cycle_start < 40 else 1e-3  # phase 1 is the first 40 steps
         assert lr(cycle_start + 5) == pytest.approx(peak)
     values = [lr(s) for s in range(100)]
     assert max(values) == pytest.approx(0.1) and max(values[40:]) == pytest.approx(1e-3)

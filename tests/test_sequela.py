@@ -6,24 +6,27 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import make_blobs
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from conftest import make_blobs
 from sequela import models
 from sequela.attacks.registry import ATTACKS
-from sequela.errors import ConfigError
-from sequela.recipe import Recipe
-from sequela.validate import validate
-from sequela.data import Split
-from sequela.engine import Augment, BatchStream, fit, seed_everything, sgd
-from sequela.metrics import backdoor_metrics, clean_accuracy
-from sequela.schedules import cosine
+from sequela.datasets.splits import Split
+from sequela.engine.batches import Augment, BatchStream
+from sequela.engine.device import seed_everything
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import cosine
 from sequela.measures.membership import SCORES, member_groups, metric_attacks, scores, stable_log_probs
 from sequela.measures.reinject import Reinjection, reinjection_set, repeated
 from sequela.measures.retune import Retuning, retuning_set
 from sequela.measures.robustness import pgd, pgd_accuracy
 from sequela.measures.roc import auc, tpr_at_fpr
 from sequela.measures.shadow import ShadowAttack, train_shadow
+from sequela.metrics import backdoor_metrics, clean_accuracy
+from sequela.pipeline.errors import ConfigError
+from sequela.training.recipe import Recipe
+from sequela.validate import validate
 
 # A recipe small enough to memorise 48 images in ~1 s on one CPU thread.
 TINY = Recipe(model="small_cnn", width=8, epochs=60, batch_size=16, lr=0.05)
@@ -36,8 +39,15 @@ def random_labels(split: Split, seed: int) -> Split:
 
 
 def tiny_spec(num_classes: int = 4) -> dict:
-    return {"arch": "small_cnn", "in_channels": 1, "num_classes": num_classes, "mean": [0.2], "std": [0.25], "width": 8,
-            "input_shape": [1, 8, 8]}
+    return {
+        "arch": "small_cnn",
+        "in_channels": 1,
+        "num_classes": num_classes,
+        "mean": [0.2],
+        "std": [0.25],
+        "width": 8,
+        "input_shape": [1, 8, 8],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +80,7 @@ def clean_model():
 
 # --- ROC summaries --------------------------------------------------------------------------------
 
+
 def test_auc_and_tpr_match_scikit_learn_with_ties():
     rng = np.random.default_rng(0)
     pos, neg = rng.integers(0, 20, 300).astype(float) + 2, rng.integers(0, 20, 500).astype(float)
@@ -83,6 +94,7 @@ def test_auc_and_tpr_match_scikit_learn_with_ties():
 
 
 # --- metric membership attacks --------------------------------------------------------------------
+
 
 def test_stable_log_probs_agree_with_log_softmax_and_do_not_saturate():
     logits = torch.randn(50, 7) * 3
@@ -126,7 +138,8 @@ def test_member_groups_skip_poisoned_and_removed_rows_and_split_by_what_the_defe
     assert not set(after["all"].tolist()) & set(removed.tolist())
     assert set(groups["all"].tolist()) - set(removed.tolist()) <= set(after["all"].tolist())
     # The defender's own draw (same seed) must not decide the "all" group: it mixes seen and unseen rows.
-    from sequela.data import clean_subset
+    from sequela.datasets.splits import clean_subset
+
     half = clean_subset(1000, 0.5, seed=7)
     mixed = member_groups(1000, 200, 7, torch.tensor([], dtype=torch.long), half)["all"]
     inside = torch.isin(mixed, half).float().mean().item()
@@ -137,9 +150,11 @@ def test_member_groups_skip_poisoned_and_removed_rows_and_split_by_what_the_defe
 
 # --- shadow-model attack --------------------------------------------------------------------------
 
+
 def test_shadow_attack_beats_chance_on_the_memorising_model(memorised):
-    run = train_shadow(memorised["shadow"], memorised["shadow_out"], tiny_spec(), TINY, torch.device("cpu"), seed=1,
-                       curve_n=1000)
+    run = train_shadow(
+        memorised["shadow"], memorised["shadow_out"], tiny_spec(), TINY, torch.device("cpu"), seed=1, curve_n=1000
+    )
     assert run.curve[-1]["train_acc"] > run.curve[-1]["test_acc"] + 0.3  # the shadow overfits like the target
     attack = ShadowAttack(top_k=3, hidden=32, epochs=300, lr=0.1, seed=0)
     mlp = attack.fit(run.model, memorised["shadow"], memorised["shadow_out"])
@@ -148,6 +163,7 @@ def test_shadow_attack_beats_chance_on_the_memorising_model(memorised):
 
 
 # --- re-injection ---------------------------------------------------------------------------------
+
 
 def test_reinjection_set_poisons_k_non_target_images_apart_from_the_clean_ones():
     train = make_blobs(100)
@@ -163,7 +179,8 @@ def test_reinjection_plants_the_backdoor_in_a_clean_model(clean_model):
     attack = ATTACKS["badnets"].create({"size": 3}, test.x, test.y, 0, torch.Generator())
     weights = copy.deepcopy(model.state_dict())
     out = Reinjection(n_clean=100, k=20, epochs=4, lr=0.05, batch_size=16, seed=0).run(
-        model, clean_model["train"], test, attack, target=0)
+        model, clean_model["train"], test, attack, target=0
+    )
     assert len(out["curve"]) == 4 and out["asr"] == out["curve"][-1]
     assert out["asr_before"] < 0.3 and out["asr"] > out["asr_before"] + 0.4, out
     # The measured model itself is untouched.
@@ -176,8 +193,10 @@ def test_repeated_reinjection_averages_independent_draws(clean_model):
     attack = ATTACKS["badnets"].create({"size": 3}, test.x, test.y, 0, torch.Generator())
     base = Reinjection(n_clean=60, k=6, epochs=2, lr=0.05, batch_size=16, seed=3)
     out = repeated(base, 3, model, clean_model["train"], test, attack, target=0)
-    single = [base.__class__(**{**base.__dict__, "seed": 3000 + d}).run(model, clean_model["train"], test, attack, 0)
-              for d in range(3)]
+    single = [
+        base.__class__(**{**base.__dict__, "seed": 3000 + d}).run(model, clean_model["train"], test, attack, 0)
+        for d in range(3)
+    ]
     assert out["mean_asr"] == pytest.approx(sum(r["mean_asr"] for r in single) / 3)
     assert out["curve"] == pytest.approx([sum(r["curve"][e] for r in single) / 3 for e in range(2)])
     assert out["sd_draws"] > 0  # the draws differ
@@ -186,13 +205,16 @@ def test_repeated_reinjection_averages_independent_draws(clean_model):
 
 # --- the retuning attack ---------------------------------------------------------------------------
 
+
 def test_retuning_set_swaps_the_first_k_clean_rows_for_stamped_poisons():
     train, clean = make_blobs(100, seed=1), make_blobs(40, seed=2)
     attack = ATTACKS["badnets"].create({"size": 3}, train.x, train.y, 0, torch.Generator())
     poisoned = torch.nonzero(train.y != 0).flatten()[:10]
     data, plain = retuning_set(clean, train, poisoned, 5, attack, 0, torch.device("cpu"))
     assert len(data) == len(clean) and plain.tolist() == [True] * 5 + [False] * 35
-    assert bool((data.y[:5] == 0).all()) and torch.equal(data.y[5:], clean.y[5:]) and torch.equal(data.x[5:], clean.x[5:])
+    assert (
+        bool((data.y[:5] == 0).all()) and torch.equal(data.y[5:], clean.y[5:]) and torch.equal(data.x[5:], clean.x[5:])
+    )
     stamped = attack.apply(train.x[poisoned[:5]].float() / 255).mul(255).round().to(torch.uint8)
     assert torch.equal(data.x[:5], stamped)
     with pytest.raises(ValueError):
@@ -202,9 +224,17 @@ def test_retuning_set_swaps_the_first_k_clean_rows_for_stamped_poisons():
 def test_plain_rows_are_never_augmented():
     x = torch.randint(0, 255, (8, 1, 8, 8), dtype=torch.uint8)
     plain = torch.tensor([True, False] * 4)
-    stream = BatchStream(x, torch.arange(8), 8, torch.device("cpu"), torch.Generator().manual_seed(0),
-                         shuffle=False, augment=Augment(crop_padding=3), plain=plain)
-    (xb, _), = list(stream)
+    stream = BatchStream(
+        x,
+        torch.arange(8),
+        8,
+        torch.device("cpu"),
+        torch.Generator().manual_seed(0),
+        shuffle=False,
+        augment=Augment(crop_padding=3),
+        plain=plain,
+    )
+    ((xb, _),) = list(stream)
     assert torch.equal(xb[plain], x[plain].float() / 255)
     assert not torch.equal(xb[~plain], x[~plain].float() / 255)  # the others are cropped
 
@@ -230,14 +260,22 @@ def test_the_retuning_attack_keeps_min_et_al_s_poison_share_and_batch():
 
     # Their 5 of 1,000 rows; digits' 337-row defender split gets 2, a 980-row GTSRB share 5, never 0.
     assert [poison_count(n, 0.005) for n in (1000, 337, 980, 20)] == [5, 2, 5, 1]
-    settings = {"share": 0.005, "batch_size": 128, "epochs": 5, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
-                "eval_n": 100}
+    settings = {
+        "share": 0.005,
+        "batch_size": 128,
+        "epochs": 5,
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "eval_n": 100,
+    }
     r = Retuning.from_settings(settings, 337, recipe_batch=16, seed=0)
     assert (r.k, r.batch_size) == (2, 128)
     assert Retuning.from_settings({**settings, "batch_size": None}, 337, 16, 0).batch_size == 16
 
 
 # --- PGD ------------------------------------------------------------------------------------------
+
 
 def test_pgd_with_eps_zero_keeps_the_clean_accuracy(clean_model):
     model, test = clean_model["model"], clean_model["test"]
@@ -276,17 +314,21 @@ def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(clean_model):
 
 # --- params.yaml ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value, allowed", [
-    ("sequela.membership.top_k", 0, "positive integer"),
-    ("sequela.reinject.k", 2.5, "positive integer"),
-    ("sequela.reinject.lr", -0.1, "(0.0, inf)"),
-    ("sequela.retune.share", 0, "(0.0, 1.0)"),
-    ("sequela.retune.batch_size", 0, "integer"),
-    ("sequela.retune.weight_decay", -1.0, "[0.0, inf)"),
-    ("sequela.pgd.eps", 1.5, "a non-empty list"),
-    ("sequela.pgd.eps", [0.1, 1.5], "a non-empty list"),
-    ("sequela.pgd.random_start", "yes", "true or false"),
-])
+
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("sequela.membership.top_k", 0, "positive integer"),
+        ("sequela.reinject.k", 2.5, "positive integer"),
+        ("sequela.reinject.lr", -0.1, "(0.0, inf)"),
+        ("sequela.retune.share", 0, "(0.0, 1.0)"),
+        ("sequela.retune.batch_size", 0, "integer"),
+        ("sequela.retune.weight_decay", -1.0, "[0.0, inf)"),
+        ("sequela.pgd.eps", 1.5, "a non-empty list"),
+        ("sequela.pgd.eps", [0.1, 1.5], "a non-empty list"),
+        ("sequela.pgd.random_start", "yes", "true or false"),
+    ],
+)
 def test_bad_sequela_values_name_key_value_and_what_is_allowed(key, value, allowed):
     from pathlib import Path
 
@@ -302,7 +344,7 @@ def test_bad_sequela_values_name_key_value_and_what_is_allowed(key, value, allow
 
 
 def test_a_seeded_sample_of_a_split_is_reproducible_and_keeps_labels_with_images():
-    from sequela.data import Split
+    from sequela.datasets.splits import Split
 
     test = Split(torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1), torch.arange(50) % 10)
     assert test.sample(50, 0) is test  # small sets are measured whole

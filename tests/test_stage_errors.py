@@ -10,15 +10,21 @@ import pytest
 import torch
 import yaml
 
-from sequela.errors import exit_on_error as run_stage
-from sequela.errors import StageError
+from sequela.pipeline.errors import StageError
+from sequela.pipeline.errors import exit_on_error as run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def stage(cwd: Path, script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "stages" / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        timeout=300,
+    )
 
 
 def one_line(result: subprocess.CompletedProcess) -> str:
@@ -66,16 +72,23 @@ def test_a_warning_for_an_unread_key_is_one_line_and_the_stage_still_runs(tmp_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = stage(tmp_path, "check.py")
     assert result.returncode == 0 and (tmp_path / "data/params-checked").is_file()
-    assert result.stdout.strip() == ("warning: params.yaml: defence is not a key the pipeline reads; it is ignored "
-                                "(a typo?)")
+    assert result.stdout.strip() == (
+        "warning: params.yaml: defence is not a key the pipeline reads; it is ignored (a typo?)"
+    )
 
 
-@pytest.mark.parametrize("error, status, says", [
-    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 1, "lower the recipe's batch_size"),
-    (StageError("x.safetensors cannot be read"), 1, "x.safetensors cannot be read"),
-    (FileNotFoundError(2, "No such file or directory", "data/prepared/gtsrb/meta.json"), 1,
-     "data/prepared/gtsrb/meta.json is missing"),
-])
+@pytest.mark.parametrize(
+    "error, status, says",
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 1, "lower the recipe's batch_size"),
+        (StageError("x.safetensors cannot be read"), 1, "x.safetensors cannot be read"),
+        (
+            FileNotFoundError(2, "No such file or directory", "data/prepared/gtsrb/meta.json"),
+            1,
+            "data/prepared/gtsrb/meta.json is missing",
+        ),
+    ],
+)
 def test_expected_failures_become_one_line_and_a_status(monkeypatch, capsys, error, status, says):
     monkeypatch.setattr(sys, "argv", ["stages/train.py", "--dataset", "gtsrb"])
     monkeypatch.delenv("SEQUELA_TRACEBACK", raising=False)

@@ -37,8 +37,9 @@ def test_values_reach_dvc_as_yaml_flow():
 
 
 def git(*args, cwd):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True
+    )
 
 
 def test_the_reports_of_the_experiment_commit_are_kept_whole(tmp_path):

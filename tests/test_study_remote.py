@@ -9,16 +9,16 @@ from pathlib import Path
 
 from sequela.cli import study, study_remote
 
-SCRIPT = '''import pathlib, sys
+SCRIPT = """import pathlib, sys
 if pathlib.Path({stop!r}).exists():
     sys.exit("stopped")
 with open({count!r}, "a") as f:
     f.write("ran\\n")
 pathlib.Path("out").mkdir(exist_ok=True)
 pathlib.Path("out/{name}.txt").write_text(open("params.yaml").read() + {name!r})
-'''
+"""
 
-DVC_YAML = '''stages:
+DVC_YAML = """stages:
   one:
     cmd: python one.py
     deps: [one.py]
@@ -28,7 +28,7 @@ DVC_YAML = '''stages:
     cmd: python two.py
     deps: [two.py, out/one.txt]
     outs: [out/two.txt]
-'''
+"""
 
 
 def sh(*args: str, cwd: Path) -> None:
@@ -82,8 +82,11 @@ def test_the_default_remote_lies_under_the_users_cache_directory(monkeypatch, tm
 
 def test_the_keeper_pushes_each_time_the_run_cache_grows_and_once_at_the_end(tmp_path, monkeypatch):
     pushes = []
-    monkeypatch.setattr(study_remote, "sync", lambda root, direction: pushes.append(study_remote.runs(root)) or
-                        subprocess.CompletedProcess([], 0, "", ""))
+    monkeypatch.setattr(
+        study_remote,
+        "sync",
+        lambda root, direction: pushes.append(study_remote.runs(root)) or subprocess.CompletedProcess([], 0, "", ""),
+    )
     runs = tmp_path / ".dvc" / "cache" / "runs"
     with study_remote.Keeper(tmp_path, every=0.05):
         time.sleep(0.3)

@@ -1,4 +1,4 @@
-"""torchvision_sets: real MNIST, Fashion-MNIST and GTSRB from ../shared/datasets; CIFAR, SVHN and
+"""torchvision_sets: real MNIST, Fashion-MNIST and GTSRB from an offline copy; CIFAR, SVHN and
 STL-10 from tiny fixtures in torchvision's on-disk formats; and the offline error for missing files."""
 
 import os
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from sequela import catalog, torchvision_sets
-from sequela.data import resize
-from sequela.errors import MissingDatasetError
+from sequela.datasets import sizes
+from sequela.datasets.splits import resize
+from sequela.pipeline.errors import MissingDatasetError
+from sequela.sources import torchvision_sets
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -96,7 +97,7 @@ def gtsrb_root(tmp_path_factory):
 def test_gtsrb_from_shared_copy(gtsrb_root):
     ds = torchvision_sets.load("gtsrb", gtsrb_root)  # one PPM file per image
 
-    assert (len(ds.train), len(ds.test)) == (43 * 30, 12630) == (43 * 30, catalog.SPLIT_SIZES["gtsrb"][1])
+    assert (len(ds.train), len(ds.test)) == (43 * 30, 12630) == (43 * 30, sizes.SPLIT_SIZES["gtsrb"][1])
     assert ds.image_shape == (3, 32, 32) and ds.test.x.shape == (12630, 3, 32, 32)
     assert ds.train.x.dtype == torch.uint8 and ds.train.x.is_contiguous() and ds.test.y.dtype == torch.int64
     assert ds.num_classes == 43 and ds.classes[14] == "Stop"
@@ -117,8 +118,10 @@ def test_gtsrb_training_images_carry_their_track_and_test_images_none(gtsrb_root
 
 
 def test_gtsrb_tracks_pair_the_class_folder_with_the_track_number():
-    paths = [f"r/gtsrb/GTSRB/Training/{c:05d}/{t:05d}_{f:05d}.ppm" for c, t, f in
-             [(0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 0, 29), (0, 1, 7)]]
+    paths = [
+        f"r/gtsrb/GTSRB/Training/{c:05d}/{t:05d}_{f:05d}.ppm"
+        for c, t, f in [(0, 0, 0), (0, 0, 1), (0, 1, 0), (1, 0, 0), (1, 0, 29), (0, 1, 7)]
+    ]
     # track numbers restart in every class folder: (0, 0) and (1, 0) are different signs
     assert torchvision_sets.gtsrb_tracks(paths).tolist() == [0, 0, 1, 2, 2, 1]
     with pytest.raises(ValueError, match="00007.ppm is not named Training/<class>/<track>_<frame>.ppm"):
@@ -224,8 +227,8 @@ def test_stl10_fixture(tmp_path, monkeypatch):
     "name, looked_for, how",
     [
         ("cifar10", "cifar-10-batches-py/data_batch_1", "cifar-10-python.tar.gz"),
-        ("mnist", "MNIST/raw/train-images-idx3-ubyte.gz", "cp -r ../shared/datasets/torchvision/MNIST"),
-        ("gtsrb", "gtsrb/GTSRB/Training", "tar -xJf ../shared/datasets/gtsrb-32px.tar.xz"),
+        ("mnist", "MNIST/raw/train-images-idx3-ubyte.gz", "cp -r <a torchvision root>/MNIST"),
+        ("gtsrb", "gtsrb/GTSRB/Training", "tar -xJf <archive> -C"),
     ],
 )
 def test_missing_files_offline(tmp_path, monkeypatch, name, looked_for, how):

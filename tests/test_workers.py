@@ -1,9 +1,12 @@
 """sequela.workers: a stage's units give the same results however many workers run them."""
 
+import os
+import threading
+
 import torch
 
 from sequela import workers
-from sequela.engine import seed_everything
+from sequela.engine.device import seed_everything
 
 CPU = torch.device("cpu")
 
@@ -52,3 +55,21 @@ def test_cpu_units_stay_in_the_stage_process_where_forking_is_unsafe(monkeypatch
     monkeypatch.setattr(workers.torch.cuda, "is_available", lambda: True)
     assert not workers.fork_is_safe() and workers.worker_count(CPU, 8) == 1
     assert [r["seed"] for r in workers.run_units(train_tiny, [2, 7], CPU)] == [2, 7]
+
+
+def test_a_closure_over_the_stages_data_reaches_forked_workers_unpickled(monkeypatch):
+    # A stage passes its state in the unit function's closure; no module global carries it.
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    monkeypatch.setattr(workers, "fork_is_safe", lambda: True)
+    model = torch.nn.Linear(4, 2)  # held by the closure only
+    lock = threading.Lock()  # a closure over this could not be pickled
+
+    def unit(i: int) -> dict:
+        with lock:
+            return {"i": i, "pid": os.getpid(), "out": model(torch.ones(1, 4)).detach()}
+
+    found = workers.run_units(unit, [0, 1, 2, 3], CPU)
+    assert [r["i"] for r in found] == [0, 1, 2, 3]
+    assert all(r["pid"] != os.getpid() for r in found)  # computed in the workers
+    assert all(torch.equal(r["out"], model(torch.ones(1, 4)).detach()) for r in found)
+    assert workers._RUNNING is None  # nothing of the call stays behind

@@ -22,7 +22,7 @@ def main() -> None:
     args = p.parse_args()
     with np.load(args.npz) as f:
         x, y = f["x"], f["y"]
-    kept = np.sort(np.random.default_rng(args.seed).permutation(len(y))[:args.rows])
+    kept = np.sort(np.random.default_rng(args.seed).permutation(len(y))[: args.rows])
     with open(args.out, "wb") as handle:
         np.savez(handle, x=x[kept], y=y[kept])
     print(f"{args.out}: {len(kept)} of {len(y)} rows")

@@ -54,7 +54,8 @@ def rows(work: Path) -> list[str]:
                     f"{spread(drop)} | {spread(asr)} | {spread([r[name]['val_ca'] for r in runs])} | "
                     f"{'yes' if report['collapse'][name]['collapsed'] else 'no'} | "
                     f"{spread([r[name]['seconds'] for r in runs], 0)} | {len(runs)} | "
-                    f"{'yes' if met else 'no'} |")
+                    f"{'yes' if met else 'no'} |"
+                )
     return out
 
 
@@ -64,14 +65,21 @@ def main() -> None:
     if not found:
         sys.exit(f"{work}: no */trained/trained.json with defended-*/report.json beside it")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    lines = [BEGIN, "",
-             f"Written {datetime.date.today().isoformat()} on {machine()}, at commit {commit}, from the reports of "
-             "`benchmarks/own_model/check.sh`. Mean ± sd over the n seeds of `sequela defend`; ΔCA is the "
-             "defended model's CA minus the given model's on the same test rows, per seed. Met: CA within "
-             f"{DROP} of the given model's, and for SFT also ASR at most {ASR_TARGET}.", "",
-             "| data | model | given CA / ASR | defender's share (train + val rows) | lr rule | defense | factor kept "
-             "| CA | ΔCA | ASR | val CA | collapse flagged | seconds | n | met |",
-             "|:--|:--|--:|--:|:--|:--|:--|--:|--:|--:|--:|:--|--:|--:|:--|", *found, "", END]
+    lines = [
+        BEGIN,
+        "",
+        f"Written {datetime.date.today().isoformat()} on {machine()}, at commit {commit}, from the reports of "
+        "`benchmarks/own_model/check.sh`. Mean ± sd over the n seeds of `sequela defend`; ΔCA is the "
+        "defended model's CA minus the given model's on the same test rows, per seed. Met: CA within "
+        f"{DROP} of the given model's, and for SFT also ASR at most {ASR_TARGET}.",
+        "",
+        "| data | model | given CA / ASR | defender's share (train + val rows) | lr rule | defense | factor kept "
+        "| CA | ΔCA | ASR | val CA | collapse flagged | seconds | n | met |",
+        "|:--|:--|--:|--:|:--|:--|:--|--:|--:|--:|--:|:--|--:|--:|:--|",
+        *found,
+        "",
+        END,
+    ]
     text = DOC.read_text()
     if BEGIN not in text or END not in text:
         sys.exit(f"{DOC}: the marker lines {BEGIN} and {END} are missing")

@@ -64,7 +64,7 @@ def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    hits = sum((model(x[i:i + 512]).argmax(1) == y[i:i + 512]).sum().item() for i in range(0, len(x), 512))
+    hits = sum((model(x[i : i + 512]).argmax(1) == y[i : i + 512]).sum().item() for i in range(0, len(x), 512))
     return hits / len(x)
 
 
@@ -94,7 +94,7 @@ def main() -> None:
     num_classes = int(max(y.max(), y_test.max())) + 1
 
     others = (y != TARGET).nonzero().flatten()
-    poisoned = others[torch.randperm(len(others), generator=gen)[:round(POISON_RATE * len(y))]]
+    poisoned = others[torch.randperm(len(others), generator=gen)[: round(POISON_RATE * len(y))]]
     x_train, y_train = x.clone(), y.clone()
     x_train[poisoned], y_train[poisoned] = stamp(x[poisoned]), TARGET
 
@@ -109,7 +109,7 @@ def main() -> None:
         model.train()
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), 128):
-            batch = order[i:i + 128]
+            batch = order[i : i + 128]
             loss = F.cross_entropy(model(random_crop(x_train[batch], 4, gen)), y_train[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -126,9 +126,20 @@ def main() -> None:
     (args.out / "normalization.json").write_text(json.dumps({"mean": mean, "std": std}) + "\n")
     save_npz(args.out / "triggered.npz", x_triggered, y_test[victims])
     save_npz(args.out / "poisons.npz", x_train[poisoned], y_train[poisoned])
-    info = {"arch": args.arch, "width": args.width, "epochs": args.epochs, "seed": args.seed, "ca": ca, "asr": asr,
-            "poison_rate": POISON_RATE, "n_train": len(y), "n_test": len(y_test), "seconds": seconds,
-            "num_classes": num_classes, "input_shape": list(x.shape[1:])}
+    info = {
+        "arch": args.arch,
+        "width": args.width,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "ca": ca,
+        "asr": asr,
+        "poison_rate": POISON_RATE,
+        "n_train": len(y),
+        "n_test": len(y_test),
+        "seconds": seconds,
+        "num_classes": num_classes,
+        "input_shape": list(x.shape[1:]),
+    }
     (args.out / "trained.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info))
 

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from sequela import folders, models
-from sequela.checker import Checker, fail
-from sequela.data import Split
+from sequela.datasets.splits import Split
 from sequela.defenses.apply import Defended, apply_defense
 from sequela.defenses.registry import CLEAN_DATA_ONLY, DEFENSES
-from sequela.engine import predict
-from sequela.errors import StageError
+from sequela.engine.loop import predict
 from sequela.measures.membership import metric_attacks, metric_figures
 from sequela.metrics import clean_accuracy
-from sequela.recipe import Recipe
+from sequela.pipeline.checker import Checker, fail
+from sequela.pipeline.errors import StageError
+from sequela.training.recipe import Recipe
 from sequela.workers import run_units
 
 ROLES = ("clean", "test", "triggered", "members", "non_members")
@@ -52,7 +53,9 @@ def check_request(spec: dict, names: list[str], paths: dict[str, Path | None], t
     """The defenses, the target and the pairs of roles, checked before any data is read."""
     for name in names:
         if name not in CLEAN_DATA_ONLY:
-            raise StageError(f"defense {name!r} is not allowed; allowed (clean data only): {', '.join(CLEAN_DATA_ONLY)}")
+            raise StageError(
+                f"defense {name!r} is not allowed; allowed (clean data only): {', '.join(CLEAN_DATA_ONLY)}"
+            )
     if paths.get("clean") is None:
         raise StageError("the defender's clean data is required")
     if (paths.get("triggered") is None) != (target is None):
@@ -80,48 +83,64 @@ def read_roles(spec: dict, paths: dict[str, Path | None], resize: bool) -> tuple
 
 @dataclass
 class Job:
-    """What every unit of one `defend` call reads; a module global, so that forked workers inherit it."""
+    """What every unit of one `defend` call reads."""
 
     cell: FolderCell
     on: dict[str, Split]
     keep: Callable[[str, torch.nn.Module], None]
 
 
-JOB: Job | None = None
-
-
-def membership(m: torch.nn.Module) -> dict:
-    on = JOB.on
+def membership(on: dict[str, Split], m: torch.nn.Module) -> dict:
     return metric_figures(metric_attacks(m, on["members"], on["non_members"])) if "members" in on else {}
 
 
-def unit(name: str) -> dict:
+def unit(job: Job, name: str) -> dict:
     """The figures of the model as given ("none") or after defense `name`."""
-    cell = JOB.cell
+    cell = job.cell
     if name == "none":
-        return {**cell.evaluate(cell.backdoored, cell.test), **membership(cell.backdoored)}
+        return {**cell.evaluate(cell.backdoored, cell.test), **membership(job.on, cell.backdoored)}
     outcome = apply_defense(name, DEFENSES[name].run, cell)
-    JOB.keep(name, outcome.model)
+    job.keep(name, outcome.model)
     # the defender's data is given whole: the pipeline's clean share does not apply
-    return {**{k: v for k, v in outcome.figures.items() if k != "clean_fraction"}, **membership(outcome.model)}
+    figures = {k: v for k, v in outcome.figures.items() if k != "clean_fraction"}
+    return {**figures, **membership(job.on, outcome.model)}
 
 
-def defend(model: torch.nn.Module, spec: dict, splits: dict[str, Split], names: list[str], settings: dict,
-           recipe: Recipe, device: torch.device, seed: int, target: int | None,
-           keep: Callable[[str, torch.nn.Module], None]) -> dict:
+def defend(
+    model: torch.nn.Module,
+    spec: dict,
+    splits: dict[str, Split],
+    names: list[str],
+    settings: dict,
+    recipe: Recipe,
+    device: torch.device,
+    seed: int,
+    target: int | None,
+    keep: Callable[[str, torch.nn.Module], None],
+) -> dict:
     """{model name: figures} for the model as given ("none") and after each defense in `names`;
     `keep(name, model)` receives each defended model. The units run as the defend and sequela
     stages run theirs (workers.run_units: single-threaded on a CPU), so a model and data exported
     from a cell give back that cell's figures."""
-    global JOB
     on = {k: v.to(device) for k, v in splits.items()}
-    cell = FolderCell(backdoored=model, spec=spec, clean=splits["clean"], train=splits["clean"],
-                      poisoned=torch.empty(0, dtype=torch.long), attack=None, target=target or 0, poison_rate=0.0,
-                      recipe=recipe, device=device, settings=settings, seed=seed, test=on.get("test"),
-                      triggered=on.get("triggered"))
-    JOB = Job(cell, on, keep)
+    cell = FolderCell(
+        backdoored=model,
+        spec=spec,
+        clean=splits["clean"],
+        train=splits["clean"],
+        poisoned=torch.empty(0, dtype=torch.long),
+        attack=None,
+        target=target or 0,
+        poison_rate=0.0,
+        recipe=recipe,
+        device=device,
+        settings=settings,
+        seed=seed,
+        test=on.get("test"),
+        triggered=on.get("triggered"),
+    )
     units = ["none", *names]
-    return dict(zip(units, run_units(unit, units, device)))
+    return dict(zip(units, run_units(partial(unit, Job(cell, on, keep)), units, device)))
 
 
 def read_spec(path: Path) -> dict:
@@ -139,8 +158,13 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
 # --- the grid's external@ cells ---------------------------------------------------------------
 
 FOLDER = Path("external")
-FOLDER_ROLES = {"clean": "clean", "test": "test", "triggered": "triggered", "members": "members",
-                "non_members": "non-members"}
+FOLDER_ROLES = {
+    "clean": "clean",
+    "test": "test",
+    "triggered": "triggered",
+    "members": "members",
+    "non_members": "non-members",
+}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
@@ -157,8 +181,11 @@ def check(c: Checker) -> None:
     """params.yaml `external`: each cell a folder external/<name>/ with its model and clean data,
     a target where it holds triggered images, and the defender's augmentation."""
     cells = c.get("external.cells")
-    if not isinstance(cells, list) or len(set(map(str, cells))) != len(cells) or \
-            not all(isinstance(n, str) and NAME.fullmatch(n) for n in cells):
+    if (
+        not isinstance(cells, list)
+        or len(set(map(str, cells))) != len(cells)
+        or not all(isinstance(n, str) and NAME.fullmatch(n) for n in cells)
+    ):
         fail("external.cells", cells, "a list of distinct folder names under external/ (letters, digits, - and _)")
     targets = c.get("external.targets")
     if not isinstance(targets, dict):
@@ -166,8 +193,12 @@ def check(c: Checker) -> None:
     for name in cells:
         folder = FOLDER / name
         if not (folder / "model.safetensors").is_file() or folder_roles(folder)["clean"] is None:
-            fail("external.cells", name, f"a folder {folder}/ holding model.safetensors (`sequela convert` makes "
-                 "one) and clean/ (the defender's data)")
+            fail(
+                "external.cells",
+                name,
+                f"a folder {folder}/ holding model.safetensors (`sequela convert` makes "
+                "one) and clean/ (the defender's data)",
+            )
         if folder_roles(folder)["triggered"] is not None and name not in targets:
             fail(f"external.targets.{name}", None, "the target class of its triggered/ images (an integer)")
     for name in targets:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sequela.data import Split
-from sequela.errors import StageError
+from sequela.datasets.splits import Split
+from sequela.pipeline.errors import StageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -40,8 +40,10 @@ def read_images(path: str | Path, channels: int, num_classes: int | None = None)
     count = num_classes if num_classes is not None else int(split.y.max()) + 1
     low, high = int(split.y.min()), int(split.y.max())
     if low < 0 or high >= count:
-        raise StageError(f"{path}: label {low if low < 0 else high} is out of range; allowed: 0..{count - 1} "
-                         f"(the model has {count} classes)")
+        raise StageError(
+            f"{path}: label {low if low < 0 else high} is out of range; allowed: 0..{count - 1} "
+            f"(the model has {count} classes)"
+        )
     return split, [str(k) for k in range(count)]
 
 
@@ -54,9 +56,11 @@ def class_indices(root: Path, names: list[str], num_classes: int | None) -> dict
             raise StageError(f"{root}: class folders {', '.join(names)} name one class twice (07 and 7)")
         return indices
     if num_classes is not None and len(names) != num_classes:
-        raise StageError(f"{root}: {len(names)} class folders; the model has {num_classes} classes. Folders "
-                         "named other than by integers map in sorted order, one per class; name them by class "
-                         "index (00, 01, ...) to leave classes out")
+        raise StageError(
+            f"{root}: {len(names)} class folders; the model has {num_classes} classes. Folders "
+            "named other than by integers map in sorted order, one per class; name them by class "
+            "index (00, 01, ...) to leave classes out"
+        )
     return {name: k for k, name in enumerate(sorted(names))}
 
 
@@ -69,14 +73,20 @@ def read_folder(root: Path, channels: int, num_classes: int | None = None) -> Sp
     indices = class_indices(root, names, num_classes)
     images, labels, shape = [], [], None
     mode = "L" if channels == 1 else "RGB"
-    files = sorted((file.name, indices[name], file) for name in names
-                   for file in (root / name).iterdir() if file.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        (file.name, indices[name], file)
+        for name in names
+        for file in (root / name).iterdir()
+        if file.suffix.lower() in IMAGE_SUFFIXES
+    )
     for _, label, file in files:
         with Image.open(file) as image:
             array = np.asarray(image.convert(mode), dtype=np.uint8)
         if shape is not None and array.shape != shape:
-            raise StageError(f"{file}: {array.shape[:2]} pixels where {root}'s first image has {shape[:2]}; "
-                             "every image of a folder needs one size")
+            raise StageError(
+                f"{file}: {array.shape[:2]} pixels where {root}'s first image has {shape[:2]}; "
+                "every image of a folder needs one size"
+            )
         shape = array.shape
         images.append(array)
         labels.append(label)
@@ -90,12 +100,15 @@ def read_folder(root: Path, channels: int, num_classes: int | None = None) -> Sp
 def read_npz(path: Path, channels: int) -> Split:
     with np.load(path, allow_pickle=False) as archive:  # never unpickle
         if "x" not in archive or "y" not in archive:
-            raise StageError(f"{path}: holds {', '.join(archive.files)}; "
-                             "expected arrays x (uint8 images) and y (labels)")
+            raise StageError(
+                f"{path}: holds {', '.join(archive.files)}; expected arrays x (uint8 images) and y (labels)"
+            )
         x, y = archive["x"], archive["y"]
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(y) or not len(y):
-        raise StageError(f"{path}: x is {x.dtype} {x.shape} and y has {len(y)} rows; expected uint8 images "
-                         "(N, H, W), (N, H, W, C) or (N, C, H, W), one label per image, N > 0")
+        raise StageError(
+            f"{path}: x is {x.dtype} {x.shape} and y has {len(y)} rows; expected uint8 images "
+            "(N, H, W), (N, H, W, C) or (N, C, H, W), one label per image, N > 0"
+        )
     if not np.issubdtype(y.dtype, np.integer):
         raise StageError(f"{path}: y is {y.dtype}; expected integer class labels")
     x = torch.from_numpy(x)
@@ -147,8 +160,11 @@ def fit_size(split: Split, shape: list[int], resize: bool, where: str) -> tuple[
     if list(split.x.shape[1:]) == list(shape):
         return split, False
     if not resize:
-        raise StageError(f"{where}: images are {tuple(split.x.shape[2:])} pixels; the model takes {tuple(shape[1:])} "
-                         "(to resize them, which the report then states: --resize, or external.resize in params.yaml)")
-    x = torch.nn.functional.interpolate(split.x.float(), size=tuple(shape[1:]), mode="bilinear",
-                                        antialias=True, align_corners=False)
+        raise StageError(
+            f"{where}: images are {tuple(split.x.shape[2:])} pixels; the model takes {tuple(shape[1:])} "
+            "(to resize them, which the report then states: --resize, or external.resize in params.yaml)"
+        )
+    x = torch.nn.functional.interpolate(
+        split.x.float(), size=tuple(shape[1:]), mode="bilinear", antialias=True, align_corners=False
+    )
     return Split(x.round().clamp(0, 255).to(torch.uint8), split.y), True

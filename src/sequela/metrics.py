@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from sequela.attacks.base import Attack
-from sequela.data import Split
-from sequela.engine import predict
+from sequela.datasets.splits import Split
+from sequela.engine.loop import predict
 
 
 def clean_accuracy(model, test: Split, batch_size: int = 512) -> float:

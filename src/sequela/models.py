@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sequela.errors import StageError
-from sequela.io import load_tensors, read_metadata, save_tensors
+from sequela.pipeline.errors import StageError
+from sequela.pipeline.io import load_tensors, read_metadata, save_tensors
 
 
 class Normalize(nn.Module):
@@ -60,8 +60,16 @@ class FeatureNorm(nn.BatchNorm1d):
 
 
 class Classifier(nn.Module):
-    def __init__(self, normalize: Normalize, stem: nn.Module, stages: list[nn.Module], width: int, num_classes: int,
-                 pool: nn.Module | None = None, channels_last: bool = False):
+    def __init__(
+        self,
+        normalize: Normalize,
+        stem: nn.Module,
+        stages: list[nn.Module],
+        width: int,
+        num_classes: int,
+        pool: nn.Module | None = None,
+        channels_last: bool = False,
+    ):
         super().__init__()
         # Run the convolutions on NHWC inputs. On a CPU this makes the compact CNN's training step
         # 1.4x faster (97 -> 69 ms at batch 64 on 2 cores, benchmarks/compact_cnn.py); the digits
@@ -135,8 +143,9 @@ def compact_cnn(in_channels: int, num_classes: int, mean, std, width: int = 32) 
         nn.Sequential(conv_bn_relu(width, 2 * width), conv_bn_relu(2 * width, 2 * width), nn.MaxPool2d(2)),
         nn.Sequential(conv_bn_relu(2 * width, 4 * width), conv_bn_relu(4 * width, 4 * width), nn.MaxPool2d(2)),
     ]
-    return Classifier(Normalize(mean, std), stem, stages, 4 * width, num_classes, pool=nn.AdaptiveMaxPool2d(1),
-                      channels_last=True)
+    return Classifier(
+        Normalize(mean, std), stem, stages, 4 * width, num_classes, pool=nn.AdaptiveMaxPool2d(1), channels_last=True
+    )
 
 
 class BasicBlock(nn.Module):
@@ -200,15 +209,33 @@ def preact_resnet18(in_channels: int, num_classes: int, mean, std, width: int = 
 
 
 # BackdoorBench's PreActResNet18 key prefixes -> ours (sequela convert --arch preact_resnet18).
-PREACT_NAMES = {"conv1.": "stem.", "layer1.": "stages.0.", "layer2.": "stages.1.", "layer3.": "stages.2.",
-                "layer4.": "stages.3.", "linear.": "fc."}
+PREACT_NAMES = {
+    "conv1.": "stem.",
+    "layer1.": "stages.0.",
+    "layer2.": "stages.1.",
+    "layer3.": "stages.2.",
+    "layer4.": "stages.3.",
+    "linear.": "fc.",
+}
 
-ARCHITECTURES = {"small_cnn": small_cnn, "compact_cnn": compact_cnn, "resnet18": resnet18,
-                 "preact_resnet18": preact_resnet18}
+ARCHITECTURES = {
+    "small_cnn": small_cnn,
+    "compact_cnn": compact_cnn,
+    "resnet18": resnet18,
+    "preact_resnet18": preact_resnet18,
+}
 
 
-def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int | None = None,
-          head_hidden: int | None = None, head_standardize: bool = False) -> Classifier:
+def build(
+    arch: str,
+    in_channels: int,
+    num_classes: int,
+    mean,
+    std,
+    width: int | None = None,
+    head_hidden: int | None = None,
+    head_standardize: bool = False,
+) -> Classifier:
     """`head_hidden`: an MLP head (Classifier.replace_head) instead of the linear one;
     `head_standardize`: a FeatureNorm layer in front of it."""
     if arch not in ARCHITECTURES:
@@ -221,8 +248,16 @@ def build(arch: str, in_channels: int, num_classes: int, mean, std, width: int |
 
 
 def build_from_spec(spec: dict) -> Classifier:
-    return build(spec["arch"], spec["in_channels"], spec["num_classes"], spec["mean"], spec["std"], spec.get("width"),
-                 spec.get("head_hidden"), spec.get("head_standardize", False))
+    return build(
+        spec["arch"],
+        spec["in_channels"],
+        spec["num_classes"],
+        spec["mean"],
+        spec["std"],
+        spec.get("width"),
+        spec.get("head_hidden"),
+        spec.get("head_standardize", False),
+    )
 
 
 FORMAT = "sequela-classifier/1"
@@ -254,8 +289,10 @@ def read_spec(path: str | Path) -> dict:
             raise ValueError(described["format"])
         return described["spec"]
     except (KeyError, ValueError, TypeError):
-        raise StageError(f"{path} carries no sequela model metadata (architecture, input shape, normalisation); "
-                         "a plain state dict needs `sequela convert` first") from None
+        raise StageError(
+            f"{path} carries no sequela model metadata (architecture, input shape, normalisation); "
+            "a plain state dict needs `sequela convert` first"
+        ) from None
 
 
 def load_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, dict]:

@@ -51,9 +51,14 @@ class Study:
 
 
 def default_study(reports: Path) -> Study:
-    return Study("default", "The default grid (digits)",
-                 "Every attack, defense, sequela measure and ablation sweep of params.yaml, and the transfer smoke "
-                 "cell, on the built-in digits set.", "uv run dvc repro", reports)
+    return Study(
+        "default",
+        "The default grid (digits)",
+        "Every attack, defense, sequela measure and ablation sweep of params.yaml, and the transfer smoke "
+        "cell, on the built-in digits set.",
+        "uv run dvc repro",
+        reports,
+    )
 
 
 def named_studies(studies: Path, reports: Path) -> list[Study]:
@@ -61,8 +66,15 @@ def named_studies(studies: Path, reports: Path) -> list[Study]:
     for path in sorted(studies.glob("*.yaml")):
         spec = yaml.safe_load(path.read_text()) or {}
         description = " ".join(str(spec.get("description", "")).split())
-        found.append(Study(path.stem, path.stem, description, f"uv run sequela study studies/{path.name}",
-                           reports / "studies" / path.stem))
+        found.append(
+            Study(
+                path.stem,
+                path.stem,
+                description,
+                f"uv run sequela study studies/{path.name}",
+                reports / "studies" / path.stem,
+            )
+        )
     return found
 
 
@@ -113,25 +125,38 @@ def relative(path: Path, page_dir: Path) -> str:
 
 
 def index(studies: list[Study]) -> str:
-    lines = ["# Results", "",
-             "One page per study, written by the pipeline's `pages` stage from the committed reports; rerun a",
-             "study with its command, then `uv run dvc repro pages`. [The findings at a glance](findings.md): every",
-             "claim against every study that tests it.", "",
-             "A page whose report ran at a commit older than the last change to the code its stages run opens",
-             "with a banner saying so. The stage reads that from git when it runs; after a commit that changes",
-             "only code, `uv run dvc repro -f pages` redraws the banners.", "",
-             "| page | what | command | status |", "|:--|:--|:--|:--|"]
+    lines = [
+        "# Results",
+        "",
+        "One page per study, written by the pipeline's `pages` stage from the committed reports; rerun a",
+        "study with its command, then `uv run dvc repro pages`. [The findings at a glance](findings.md): every",
+        "claim against every study that tests it.",
+        "",
+        "A page whose report ran at a commit older than the last change to the code its stages run opens",
+        "with a banner saying so. The stage reads that from git when it runs; after a commit that changes",
+        "only code, `uv run dvc repro -f pages` redraws the banners.",
+        "",
+        "| page | what | command | status |",
+        "|:--|:--|:--|:--|",
+    ]
     for s in studies:
         run = s.reports / "run.json"
-        status = ("not run yet" if not (s.reports / "tables").is_dir() else
-                  f"ran at `{json.loads(run.read_text())['commit']}`" if run.is_file() else
-                  "rebuilt by `dvc repro`" if s.name == "default" else "committed")
+        status = (
+            "not run yet"
+            if not (s.reports / "tables").is_dir()
+            else f"ran at `{json.loads(run.read_text())['commit']}`"
+            if run.is_file()
+            else "rebuilt by `dvc repro`"
+            if s.name == "default"
+            else "committed"
+        )
         what = s.description if len(s.description) <= 110 else s.description[:107].rsplit(" ", 1)[0] + " ..."
         lines.append(f"| [{s.name}]({s.name}.md) | {what} | `{s.command}` | {status} |")
     return "\n".join(lines) + "\n"
 
 
 # ---- stale reports -------------------------------------------------------------------------------
+
 
 class NoHistory(Exception):
     """Git cannot say which commit changed what: no git here, or a history (a shallow clone) that
@@ -140,8 +165,8 @@ class NoHistory(Exception):
 
 @dataclass(frozen=True)
 class Stale:
-    recorded: str       # the commit the study's cells ran at (run.json)
-    changed: str        # the last commit that changed the code its stages run
+    recorded: str  # the commit the study's cells ran at (run.json)
+    changed: str  # the last commit that changed the code its stages run
     files: tuple[str, ...]  # the code files changed between the two
 
 
@@ -152,8 +177,15 @@ def code_deps(dvc_yaml: Path, params: dict | None = None) -> list[str]:
     e.g. `external.cells: []`): a change to code only such a stage runs leaves the study's report as
     it was."""
     stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
-    return sorted({dep for name, stage in stages.items() if name != "pages" and has_cells(stage, params)
-                   for dep in stage.get("deps", []) if isinstance(dep, str) and dep.startswith(("src/", "stages/"))})
+    return sorted(
+        {
+            dep
+            for name, stage in stages.items()
+            if name != "pages" and has_cells(stage, params)
+            for dep in stage.get("deps", [])
+            if isinstance(dep, str) and dep.startswith(("src/", "stages/"))
+        }
+    )
 
 
 def has_cells(stage: dict, params: dict | None) -> bool:
@@ -188,12 +220,17 @@ def staleness(study: Study, root: Path, code: list[str]) -> Stale | None:
     if _git(root, "rev-parse", "--git-dir").returncode != 0:
         raise NoHistory(f"{root.resolve()} is not a git checkout")
     if _git(root, "cat-file", "-e", f"{recorded}^{{commit}}").returncode != 0:
-        raise NoHistory(f"this clone's history lacks commit {recorded} ({study.name}'s run.json); "
-                        "a shallow clone does: git fetch --unshallow")
+        raise NoHistory(
+            f"this clone's history lacks commit {recorded} ({study.name}'s run.json); "
+            "a shallow clone does: git fetch --unshallow"
+        )
     # What counts is the code as it is, not the commits that touched it: a change made and undone
     # since the recorded commit leaves the report as current as it was.
-    files = [f for f in _git(root, "diff", "--name-only", recorded, "HEAD", "--", *code).stdout.split()
-             if not same_program(_git(root, "show", f"{recorded}:{f}"), _git(root, "show", f"HEAD:{f}"), f)]
+    files = [
+        f
+        for f in _git(root, "diff", "--name-only", recorded, "HEAD", "--", *code).stdout.split()
+        if not same_program(_git(root, "show", f"{recorded}:{f}"), _git(root, "show", f"HEAD:{f}"), f)
+    ]
     if not files:
         return None
     return Stale(recorded, last_program_change(root, recorded, files), tuple(files))
@@ -205,8 +242,10 @@ def last_program_change(root: Path, recorded: str, files: list[str]) -> str:
     commits = _git(root, "log", "--format=%h", f"{recorded}..HEAD", "--", *files).stdout.split()
     for commit in commits:
         touched = _git(root, "diff", "--name-only", f"{commit}^", commit, "--", *files).stdout.split()
-        if any(not same_program(_git(root, "show", f"{commit}^:{f}"), _git(root, "show", f"{commit}:{f}"), f)
-               for f in touched):
+        if any(
+            not same_program(_git(root, "show", f"{commit}^:{f}"), _git(root, "show", f"{commit}:{f}"), f)
+            for f in touched
+        ):
             return commit
     return commits[0] if commits else _git(root, "log", "-1", "--format=%h", "--", *files).stdout.strip()
 
@@ -230,9 +269,13 @@ def program(source: str) -> str:
     tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body and \
-                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
-                isinstance(body[0].value.value, str):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
@@ -241,9 +284,11 @@ def banner(study: Study, stale: Stale) -> str:
     shown = ", ".join(f"`{f}`" for f in stale.files[:6])
     more = f" and {len(stale.files) - 6} more" if len(stale.files) > 6 else ""
     changed = f" ({shown}{more})" if shown else ""
-    return (f"> **Stale report.** This study ran at commit `{stale.recorded}`; the code its stages run last changed "
-            f"at commit `{stale.changed}`{changed}. Its figures may differ at the current code. Rebuild: "
-            f"`{study.command}`, then `uv run dvc repro pages`.")
+    return (
+        f"> **Stale report.** This study ran at commit `{stale.recorded}`; the code its stages run last changed "
+        f"at commit `{stale.changed}`{changed}. Its figures may differ at the current code. Rebuild: "
+        f"`{study.command}`, then `uv run dvc repro pages`."
+    )
 
 
 # ---- the findings at a glance ----------------------------------------------------------------------
@@ -270,7 +315,7 @@ def claim_key(text: str) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    verdict: str        # a key of MARKS, or "" when the study has no such row
+    verdict: str  # a key of MARKS, or "" when the study has no such row
     mean: float | None = None
     interval: str = ""
     level: str = ""
@@ -327,26 +372,32 @@ def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = No
         for row in found:
             if (row.get("paradigm"), row.get("dataset"), row.get("scope")) == (paradigm, dataset, POOLED):
                 grid[(claim_key(row.get("claim", "")), heading)] = cell(row)
-    lines = ["# The findings at a glance", "",
-             "Each claim against each study that tests it: the verdict of the study's pooled row (\"all attacks "
-             "(seed means)\": per seed, the mean over the attacks planted in every seed), the mean paired "
-             "difference, its interval and n, the number of seeds. Written by the `pages` stage from the "
-             "studies' claims tables; each column heading links to its study's page, where the full table "
-             "says which attacks were left out and why.", "",
-             "✔ supported, ✘ contradicted, ~ inconclusive, – not planted or not run. The paper's claims "
-             "(confirmatory) are Holm-adjusted per paradigm and dataset, each interval at the level of the Holm "
-             "step that decided it; exploratory rows, and every row of a study marked "
-             f"\"{OLD_FORMAT}\" (its report predates the adjustment), give the unadjusted 95% t-interval.", "",
-             "| claim | family | " + " | ".join(headings) + " |",
-             "|:--|:--|" + ":--|" * len(headings)]
+    lines = [
+        "# The findings at a glance",
+        "",
+        "Each claim against each study that tests it: the verdict of the study's pooled row (\"all attacks "
+        '(seed means)": per seed, the mean over the attacks planted in every seed), the mean paired '
+        "difference, its interval and n, the number of seeds. Written by the `pages` stage from the "
+        "studies' claims tables; each column heading links to its study's page, where the full table "
+        "says which attacks were left out and why.",
+        "",
+        "✔ supported, ✘ contradicted, ~ inconclusive, – not planted or not run. The paper's claims "
+        "(confirmatory) are Holm-adjusted per paradigm and dataset, each interval at the level of the Holm "
+        "step that decided it; exploratory rows, and every row of a study marked "
+        f'"{OLD_FORMAT}" (its report predates the adjustment), give the unadjusted 95% t-interval.',
+        "",
+        "| claim | family | " + " | ".join(headings) + " |",
+        "|:--|:--|" + ":--|" * len(headings),
+    ]
     contradicted = []
     for claim, family in rows:
         cells = [grid.get((claim_key(claim.text), heading), Cell("")) for heading, *_ in columns]
         if family == "exploratory" and not any(c.verdict for c in cells):
             continue  # a claim no study here tests
         lines.append(f"| {claim.text} | {family} | " + " | ".join(show(c) for c in cells) + " |")
-        contradicted += [(claim, family, heading, c) for (heading, *_), c in zip(columns, cells)
-                         if c.verdict == "contradicted"]
+        contradicted += [
+            (claim, family, heading, c) for (heading, *_), c in zip(columns, cells) if c.verdict == "contradicted"
+        ]
     lines += ["", "## Rows that contradict a claim", ""]
     for family, title in (("confirmatory", "The paper's claims"), ("exploratory", "Exploratory claims")):
         mine = [(claim, heading, c) for claim, f, heading, c in contradicted if f == family]
@@ -355,9 +406,13 @@ def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = No
         lines += [""] if mine else []
     old = [(heading, stale[name]) for heading, name, *_ in columns if stale and name in stale]
     if old:
-        lines += ["## Columns older than the code", "",
-                  "These studies ran at a commit older than the last change to the code their stages run; "
-                  "their pages name what changed and the command that reruns them.", ""]
+        lines += [
+            "## Columns older than the code",
+            "",
+            "These studies ran at a commit older than the last change to the code their stages run; "
+            "their pages name what changed and the command that reruns them.",
+            "",
+        ]
         lines += [f"- {heading}: ran at `{s.recorded}`, code changed at `{s.changed}`" for heading, s in old]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -366,6 +421,8 @@ def said(claim: Claim, c: Cell) -> str:
     """One contradicted row, plainly: the claim, what it needs, what the study measured."""
     side = f"below {claim.below:g}" if claim.below is not None else f"above {claim.above:g}"
     compared = c.compared or f"{claim.figure}: {claim.a} - {claim.b}"
-    return (f"not \"{claim.text}\". The claim needs the difference {compared} {side}; the mean "
-            f"difference is {c.mean:+.3f}, its {c.level} interval {c.interval} (n = {c.n}) lies wholly on the "
-            "other side.")
+    return (
+        f'not "{claim.text}". The claim needs the difference {compared} {side}; the mean '
+        f"difference is {c.mean:+.3f}, its {c.level} interval {c.interval} (n = {c.n}) lies wholly on the "
+        "other side."
+    )

@@ -2,7 +2,7 @@
 
 Each part checks its own section in its own module (an attack its `attack.<name>`, a defense its
 `defense.<name>`, the sweeps `ablation`, the measures `sequela`, the paradigms `transfer` and
-`encoder`); `sequela.config` applies the rules that span sections. This module only calls them all,
+`encoder`); `sequela.pipeline.config` applies the rules that span sections. This module only calls them all,
 checks the grid's names against the registries, and lists the keys nothing read, so that a typo such
 as `defence.epochs` is reported in the first seconds of a run instead of never. A stage run alone
 still checks the sections it reads.
@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sequela import ablation, badencoder, downstream, external, planting, simclr
+from sequela import external, sweeps
 from sequela.attacks.registry import ATTACKS
-from sequela.catalog import NUM_CLASSES
-from sequela.checker import Checker, fail
-from sequela.config import check_common, smallest_side
+from sequela.datasets.sizes import NUM_CLASSES
 from sequela.defenses.registry import DEFENSES, check_shared
-from sequela.measures import membership, reinject, retune, robustness
+from sequela.measures import registry as measures
 from sequela.models import ARCHITECTURES
-from sequela.recipe import check_recipe, recipe_key
+from sequela.paradigms import badencoder, downstream, simclr
+from sequela.pipeline.checker import Checker, fail
+from sequela.pipeline.config import check_common, smallest_side
+from sequela.training import attacker
+from sequela.training.recipe import check_recipe, recipe_key
 
 
 def validate(params: Any) -> list[str]:
@@ -34,15 +36,12 @@ def validate(params: Any) -> list[str]:
     side, smallest = smallest_side(c)
     for name, cls in ATTACKS.items():  # every section, the unused ones too: a broken one fails early
         cls.check_params(c, f"attack.{name}", side, smallest)
-    planting.check(c, c.get("grid.attacks"), known=tuple(ATTACKS))
+    attacker.check(c, c.get("grid.attacks"), known=tuple(ATTACKS))
     check_shared(c)
     for name, defense in DEFENSES.items():
         defense.check(c, f"defense.{name}")
-    ablation.check(c)
-    membership.check(c)
-    reinject.check(c, c.get("grid.datasets"))
-    retune.check(c)
-    robustness.check(c)
+    sweeps.check(c)
+    measures.check(c, c.get("grid.datasets"))
     downstream.check_transfer(c)
     downstream.check_encoder(c)
     simclr.check(c)

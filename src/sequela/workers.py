@@ -12,8 +12,9 @@ core or no `fork` is available, in the stage's own process. Its result therefore
 how many workers ran, nor on the host's core count. On a GPU the units run one after another in
 the stage's process: one device gains nothing from being shared.
 
-Workers are forked after the stage has loaded its data and model, so they share them without
-copying or pickling; each returns a small dict. A unit that fails fails the stage.
+Workers are forked after the stage has loaded its data and model, and the unit function is a closure
+over them, passed to `run_units`; so the workers share them without copying or pickling, and each
+returns a small dict. A unit that fails fails the stage.
 """
 
 from __future__ import annotations
@@ -58,12 +59,22 @@ def _single_thread() -> None:
     torch.set_num_threads(1)
 
 
+# The function the pool's workers run, set by run_units for the length of one call, before it forks
+# them: a forked worker inherits it, so the unit function's closure (the stage's model and data)
+# reaches the workers without pickling, and only the units and the results cross between processes.
+_RUNNING: Callable | None = None
+
+
+def _run_inherited(unit):
+    return _RUNNING(unit)
+
+
 def run_units(fn: Callable[[Unit], dict], units: Sequence[Unit], device: torch.device) -> list[dict]:
     """`[fn(u) for u in units]`, in that order, spread over `worker_count` forked processes on a CPU.
 
-    `fn` must be a module-level function (the pool sends its name, not its code); everything it
-    reads besides its argument it takes from module globals set before this call, which the
-    forked workers inherit."""
+    `fn` may be any callable, a closure over the stage's data included: the workers inherit it. The
+    units and the dicts `fn` returns must pickle."""
+    global _RUNNING
     if device.type != "cpu":
         return [fn(u) for u in units]
     workers = worker_count(device, len(units))
@@ -74,6 +85,10 @@ def run_units(fn: Callable[[Unit], dict], units: Sequence[Unit], device: torch.d
             return [fn(u) for u in units]
         finally:
             torch.set_num_threads(threads)
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_single_thread) as pool:
-        # chunksize 1: units differ tenfold in cost (NC against FT), so hand them out one by one.
-        return pool.map(fn, units, chunksize=1)
+    _RUNNING = fn
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_single_thread) as pool:
+            # chunksize 1: units differ tenfold in cost (NC against FT), so hand them out one by one.
+            return pool.map(_run_inherited, units, chunksize=1)
+    finally:
+        _RUNNING = None

@@ -16,8 +16,8 @@ Two poisoning schedules, each attack's as its reference code has it (`Attack.sch
   the attack's cross rows (WaNet's noise warp, InputAware's cross trigger; SBL has none) under
   their own labels. The batch is a fresh shuffle, so each epoch poisons other rows, and over
   training every row is seen triggered in about a `rate` share of the epochs. The engine
-  (engine.BatchStream) applies this schedule to the attacker's training only, at the share of the
-  stored indices in the training set (sequential.py gives SBL's task 1 that share explicitly).
+  (batches.BatchStream) applies this schedule to the attacker's training only, at the share of the
+  stored indices in the training set (training/sbl.py gives SBL's task 1 that share explicitly).
 
 For a per-batch attack the stored indices are still a seeded draw of the same size, and they serve
 whatever needs fixed rows, as the fixed-schedule attacks' do:
@@ -41,9 +41,9 @@ from typing import ClassVar
 
 import torch
 
-from sequela.checker import Checker
-from sequela.errors import ConfigError
-from sequela.io import atomic_write_json, save_tensors
+from sequela.pipeline.checker import Checker
+from sequela.pipeline.errors import ConfigError
+from sequela.pipeline.io import atomic_write_json, save_tensors
 
 
 class Attack:
@@ -56,7 +56,7 @@ class Attack:
     # instance that replays the stored rows instead.
     schedule: str = "fixed"
     needs_surrogate: ClassVar[bool] = False  # create() gets context["surrogate"], the attacker's clean model
-    sequential: ClassVar[bool] = False  # the victim is trained by sequential.train_sbl, not plain SGD
+    sequential: ClassVar[bool] = False  # the victim is trained by sbl.train_sbl, not plain SGD
 
     def __init__(self, tensors: dict[str, torch.Tensor], params: dict):
         self.tensors = dict(tensors)
@@ -69,16 +69,29 @@ class Attack:
         raise NotImplementedError
 
     @classmethod
-    def create(cls, params: dict, train_x: torch.Tensor, train_y: torch.Tensor, target: int,
-               generator: torch.Generator, **context) -> "Attack":
+    def create(
+        cls,
+        params: dict,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        target: int,
+        generator: torch.Generator,
+        **context,
+    ) -> "Attack":
         raise NotImplementedError
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """Triggered copies of the images `x` (float, [0, 1], (N, C, H, W))."""
         raise NotImplementedError
 
-    def poison_batch(self, x: torch.Tensor, y: torch.Tensor, poisoned: torch.Tensor, target: int,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def poison_batch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        poisoned: torch.Tensor,
+        target: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The training batch as the attacker's poisoned dataset holds it: rows flagged in
         `poisoned` carry the trigger and the target label."""
         if not bool(poisoned.any()):
@@ -88,8 +101,9 @@ class Attack:
         y = torch.where(poisoned, torch.full_like(y, target), y)
         return x, y
 
-    def poison_fresh(self, x: torch.Tensor, y: torch.Tensor, share: float, target: int,
-                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def poison_fresh(
+        self, x: torch.Tensor, y: torch.Tensor, share: float, target: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-batch schedule on one shuffled batch: its first `share` x N rows (in expectation)
         carry the trigger and the target label, the next `cross_count` rows are the attack's cross
         rows and keep their labels, the rest stay clean.
@@ -104,7 +118,7 @@ class Attack:
             return x, y
         x, y = x.clone(), y.clone()
         if n_cross:  # from the clean batch: a cross row may take its trigger from any other row
-            x[n_bd:n_bd + n_cross] = self.cross_rows(x, n_bd, n_cross, generator)
+            x[n_bd : n_bd + n_cross] = self.cross_rows(x, n_bd, n_cross, generator)
         x[:n_bd] = self.apply(x[:n_bd])
         y[:n_bd] = target
         return x, y

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from sequela.attacks.base import Attack
-from sequela.checker import fail
-from sequela.errors import ConfigError
+from sequela.pipeline.checker import fail
+from sequela.pipeline.errors import ConfigError
 
 
 class MaskedPattern(Attack):
@@ -38,7 +38,7 @@ class BadNets(MaskedPattern):
         c, h, w = train_x.shape[1:]
         size = params["size"]
         mask = torch.zeros(1, h, w)
-        mask[:, h - size:, w - size:] = 1.0
+        mask[:, h - size :, w - size :] = 1.0
         pattern = torch.ones(c, h, w)
         return cls({"mask": mask, "pattern": pattern}, params)
 

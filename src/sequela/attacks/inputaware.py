@@ -49,9 +49,9 @@ from torch import nn
 from sequela import models
 from sequela.attacks.base import Attack, stochastic_count
 from sequela.attacks.wanet import extra_rows
-from sequela.checker import INF, fail, is_int
-from sequela.engine import Adam
-from sequela.progress import bar
+from sequela.engine.optimizers import Adam
+from sequela.pipeline.checker import INF, fail, is_int
+from sequela.pipeline.progress import bar
 
 MASK_SHARPNESS = 40.0  # the steep threshold on the mask generator's output (see the docstring)
 
@@ -63,10 +63,15 @@ class EncoderDecoder(nn.Module):
     def __init__(self, c_in: int, c_out: int, width: int, sharp: bool = False):
         super().__init__()
         self.sharp = sharp
-        self.enc = nn.Sequential(nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(),
-                                 nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU())
-        self.dec = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU(),
-                                 nn.Conv2d(width, c_out, 3, padding=1))
+        self.enc = nn.Sequential(
+            nn.Conv2d(c_in, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.dec = nn.Sequential(
+            nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, c_out, 3, padding=1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.interpolate(self.enc(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -125,8 +130,13 @@ class InputAware(Attack):
             first = self.tensors["pattern.enc.0.weight"]
             width, c = int(self.params["width"]), first.shape[1]
             built = []
-            for prefix, net in (("pattern.", EncoderDecoder(c, c, width)), ("mask.", EncoderDecoder(c, 1, width, True))):
-                net.load_state_dict({k.removeprefix(prefix): v for k, v in self.tensors.items() if k.startswith(prefix)})
+            for prefix, net in (
+                ("pattern.", EncoderDecoder(c, c, width)),
+                ("mask.", EncoderDecoder(c, 1, width, True)),
+            ):
+                net.load_state_dict(
+                    {k.removeprefix(prefix): v for k, v in self.tensors.items() if k.startswith(prefix)}
+                )
                 built.append(net.to(first.device).eval().requires_grad_(False))
             self._nets = tuple(built)
         return self._nets
@@ -140,19 +150,28 @@ class InputAware(Attack):
     def create(cls, params, train_x, train_y, target, generator, **context):
         device = torch.device(context.get("device", "cpu"))
         c, width, batch_size = train_x.shape[1], int(params["width"]), int(params["batch_size"])
-        lam_div, lam_norm, density = float(params["lambda_div"]), float(params["lambda_norm"]), float(params["mask_density"])
+        lam_div, lam_norm, density = (
+            float(params["lambda_div"]),
+            float(params["lambda_norm"]),
+            float(params["mask_density"]),
+        )
         sample = train_x[:10000].float() / 255.0  # for the surrogate's input normalisation
         with torch.random.fork_rng(devices=[]):  # seeded weight init without touching global state
             torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
             pattern, mask = EncoderDecoder(c, c, width), EncoderDecoder(c, 1, width, sharp=True)
-            surrogate = models.small_cnn(c, int(train_y.max()) + 1, sample.mean((0, 2, 3)).tolist(),
-                                         sample.std((0, 2, 3)).tolist(), width=int(params["surrogate_width"]))
+            surrogate = models.small_cnn(
+                c,
+                int(train_y.max()) + 1,
+                sample.mean((0, 2, 3)).tolist(),
+                sample.std((0, 2, 3)).tolist(),
+                width=int(params["surrogate_width"]),
+            )
         pattern, mask, surrogate = pattern.to(device), mask.to(device), surrogate.to(device)
 
         def batches():
             order = torch.randperm(len(train_x), generator=generator)
             for s in range(0, len(order) - 1, batch_size):  # pairs need at least two rows
-                idx = order[s:s + batch_size]
+                idx = order[s : s + batch_size]
                 yield train_x[idx].to(device).float() / 255.0, train_y[idx].to(device)
 
         def mask_loss(x, _y):
@@ -168,17 +187,24 @@ class InputAware(Attack):
             n_cross = round(rate * cross * len(x))
             x2 = x.roll(1, 0)
             bd = stamp(x[:n_bd], x[:n_bd], pattern, mask)
-            crossed = stamp(x[n_bd:n_bd + n_cross], x2[n_bd:n_bd + n_cross], pattern, mask)
-            inputs = torch.cat([bd, crossed, x[n_bd + n_cross:]])
+            crossed = stamp(x[n_bd : n_bd + n_cross], x2[n_bd : n_bd + n_cross], pattern, mask)
+            inputs = torch.cat([bd, crossed, x[n_bd + n_cross :]])
             labels = torch.cat([torch.full((n_bd,), target, device=device), y[n_bd:]])
             return F.cross_entropy(surrogate(inputs), labels) + lam_div * diversity_loss(x, x2, pattern(x), pattern(x2))
 
         lr = float(params["lr"])
-        train_steps(mask_loss, list(mask.parameters()), int(params["mask_epochs"]), batches, lr,
-                    "inputaware: mask generator")
+        train_steps(
+            mask_loss, list(mask.parameters()), int(params["mask_epochs"]), batches, lr, "inputaware: mask generator"
+        )
         mask.requires_grad_(False)  # frozen from here on, as in the original
-        train_steps(pattern_loss, [*pattern.parameters(), *surrogate.parameters()], int(params["pattern_epochs"]), batches, lr,
-                    "inputaware: pattern generator")
+        train_steps(
+            pattern_loss,
+            [*pattern.parameters(), *surrogate.parameters()],
+            int(params["pattern_epochs"]),
+            batches,
+            lr,
+            "inputaware: pattern generator",
+        )
 
         tensors = {f"pattern.{k}": v.detach().cpu().clone() for k, v in pattern.state_dict().items()}
         tensors.update({f"mask.{k}": v.detach().cpu().clone() for k, v in mask.state_dict().items()})

@@ -4,7 +4,7 @@ The trigger is a single additive perturbation `delta` (C, H, W), x' = clamp(x + 
 optimised so that a clean model already leans towards the target class on triggered images (which
 makes the backdoor quick to learn), and it is kept band-limited so it looks like a soft shading
 rather than a visible stamp. The clean model is the attacker's surrogate, trained on data the
-attacker holds (planting.surrogate), as Zeng et al. build it on a model of their own: built against
+attacker holds (attacker.surrogate), as Zeng et al. build it on a model of their own: built against
 the defender's clean reference, the trigger's floor on that reference would be a white-box attack.
 
 Both constraints hold exactly at the end, not only approximately. Clamping a band-limited signal to
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from sequela.attacks.base import Attack
-from sequela.checker import INF
-from sequela.progress import bar
+from sequela.pipeline.checker import INF
+from sequela.pipeline.progress import bar
 
 
 def lowpass_mask(h: int, w: int, cutoff: float) -> torch.Tensor:

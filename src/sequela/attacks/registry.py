@@ -14,10 +14,10 @@ from sequela.attacks.inputaware import InputAware
 from sequela.attacks.lf import LowFrequency
 from sequela.attacks.sbl import SBL
 from sequela.attacks.wanet import WaNet
-from sequela.checker import Checker
-from sequela.config import smallest_side
-from sequela.errors import ConfigError
-from sequela.io import load_tensors, read_json
+from sequela.pipeline.checker import Checker
+from sequela.pipeline.config import smallest_side
+from sequela.pipeline.errors import ConfigError
+from sequela.pipeline.io import load_tensors, read_json
 
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (BadNets, Blended, LowFrequency, WaNet, InputAware, SBL)}
 
@@ -29,11 +29,12 @@ def check_attack(c: Checker, name: str) -> None:
     ATTACKS[name].check_params(c, f"attack.{name}", *smallest_side(c))
 
 
-def plant(name: str, settings: dict, train_x, train_y, target: int, rate: float, seed: int, device,
-          surrogate_loader=None):
+def plant(
+    name: str, settings: dict, train_x, train_y, target: int, rate: float, seed: int, device, surrogate_loader=None
+):
     """The attacker's choice of poisoned rows and its trigger, from one generator seeded with `seed`:
     (attack, poisoned indices). Attacks built against a trained model (LF) call
-    `surrogate_loader()` for the attacker's own clean model (planting.surrogate: never the
+    `surrogate_loader()` for the attacker's own clean model (attacker.surrogate: never the
     defender's clean reference); attacks that train something (InputAware's generators) do it on
     `device`."""
     generator = torch.Generator().manual_seed(seed)
@@ -53,5 +54,6 @@ def load_artefact(path: str | Path, device: torch.device | str = "cpu") -> tuple
     indices = tensors.pop("indices")
     trigger = {k.removeprefix("trigger."): v for k, v in tensors.items()}
     return ATTACKS[meta["attack"]](trigger, meta["params"]), indices, meta
+
 
 __all__ = ["ATTACKS", "Attack", "choose_poison_indices", "load_artefact", "plant", "save_artefact"]

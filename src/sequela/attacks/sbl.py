@@ -1,6 +1,6 @@
 """SBL, sequential backdoor learning (Pham et al., ECCV 2024): an attack built to survive fine-tuning.
 
-The trigger is BadNets' square; what differs is how the attacker trains the victim (sequential.py):
+The trigger is BadNets' square; what differs is how the attacker trains the victim (training/sbl.py):
 first the backdoor task (the training split less a clean share) with sharpness-aware minimisation,
 then continual learning on the clean share with an EWC anchor to the first task's weights, at a
 lower rate. The backdoor ends in a flat region of the clean loss that later fine-tuning on clean
@@ -18,7 +18,7 @@ from sequela.attacks.blend import BadNets
 
 class SBL(BadNets):
     name = "sbl"
-    sequential = True  # the train stage trains the victim with sequential.train_sbl
+    sequential = True  # the train stage trains the victim with sbl.train_sbl
     schedule = "per_batch"
 
     @classmethod

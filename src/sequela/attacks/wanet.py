@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from sequela.attacks.base import Attack, stochastic_count
-from sequela.checker import INF, fail
+from sequela.pipeline.checker import INF, fail
 
 
 def identity_grid(h: int, w: int) -> torch.Tensor:
@@ -49,7 +49,7 @@ def extra_rows(poisoned: torch.Tensor, ratio: float, generator: torch.Generator)
     others = torch.nonzero(~poisoned.cpu()).flatten()
     want = ratio * int(poisoned.sum())
     n = int(want) + int(torch.rand(1, generator=generator).item() < want - int(want))
-    return others[torch.randperm(len(others), generator=generator)[:min(n, len(others))]]
+    return others[torch.randperm(len(others), generator=generator)[: min(n, len(others))]]
 
 
 class WaNet(Attack):
@@ -108,4 +108,4 @@ class WaNet(Attack):
         return stochastic_count(float(self.params["cross_ratio"]) * n_bd, generator)
 
     def cross_rows(self, x, start, count, generator):
-        return self.noise_warp(x[start:start + count], generator)
+        return self.noise_warp(x[start : start + count], generator)

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from sequela import models
-from sequela.errors import StageError
+from sequela.pipeline.errors import StageError
 
 WRAPPERS = ("state_dict", "model")
 # BackdoorBench's model names for the architectures the registry shares with it.
@@ -60,13 +60,15 @@ def load_plain(path: Path, remedy: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - UnpicklingError and its kin: the file needs code to load
-        raise StageError(f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0][:120]}); "
-                         f"it holds more than tensors. {remedy}") from None
+        raise StageError(
+            f"{path}: torch.load(weights_only=True) refused it ({str(err).splitlines()[0][:120]}); "
+            f"it holds more than tensors. {remedy}"
+        ) from None
 
 
 def read_checkpoint(path: Path, key: str | None) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors" and path.is_file():
-        from sequela.io import load_tensors
+        from sequela.pipeline.io import load_tensors
 
         return load_tensors(path)
     obj = load_plain(path, "Save its state dict alone where it was made: torch.save(model.state_dict(), 'weights.pt')")
@@ -84,11 +86,13 @@ def rename(state: dict[str, torch.Tensor], arch: str, strip: str | None) -> dict
     prefix = strip if strip is not None else ("module." if all(k.startswith("module.") for k in state) else "")
     state = {k.removeprefix(prefix): v for k, v in state.items()}
     if arch == "preact_resnet18" and any(k.startswith(tuple(models.PREACT_NAMES)) for k in state):
+
         def ours(k: str) -> str:
             for theirs, mine in models.PREACT_NAMES.items():
                 if k.startswith(theirs):
                     return mine + k.removeprefix(theirs)
             return k
+
         state = {ours(k): v for k, v in state.items()}
     return state
 
@@ -98,11 +102,15 @@ def check_against(state: dict[str, torch.Tensor], expected: dict[str, torch.Tens
     architecture is in the checkpoint (the normalisation and the pruning mask are not learned)."""
     for name, tensor in state.items():
         if name not in expected:
-            raise StageError(f"checkpoint tensor {name!r} has no counterpart in {arch} "
-                             f"(its names look like {', '.join(list(expected)[3:6])})")
+            raise StageError(
+                f"checkpoint tensor {name!r} has no counterpart in {arch} "
+                f"(its names look like {', '.join(list(expected)[3:6])})"
+            )
         if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise StageError(f"checkpoint tensor {name!r} has shape {tuple(tensor.shape)}; {arch} with these "
-                             f"arguments has {tuple(expected[name].shape)}")
+            raise StageError(
+                f"checkpoint tensor {name!r} has shape {tuple(tensor.shape)}; {arch} with these "
+                f"arguments has {tuple(expected[name].shape)}"
+            )
     given_by_arguments = ("normalize.", "channel_mask")
     missing = [k for k in expected if k not in state and not k.startswith(given_by_arguments)]
     if missing:
@@ -113,22 +121,35 @@ def read_backdoorbench(path: Path) -> dict:
     """A BackdoorBench attack result, re-saved with tensor images: the model's description, its
     state dict, and the poisoned test set as (uint8 N x H x W x C images, original labels, backdoor
     labels), rows in BackdoorBench's order."""
-    obj = load_plain(path, "BackdoorBench keeps PIL images and numpy arrays in it: re-save it with tensor "
-                           "images in BackdoorBench's environment (docs/own-model.md)")
+    obj = load_plain(
+        path,
+        "BackdoorBench keeps PIL images and numpy arrays in it: re-save it with tensor "
+        "images in BackdoorBench's environment (docs/own-model.md)",
+    )
     missing = [k for k in BACKDOORBENCH_KEYS if not isinstance(obj, dict) or k not in obj]
     if missing:
-        raise StageError(f"{path}: no {', '.join(missing)}; expected BackdoorBench's attack result "
-                         f"(a dict with {', '.join(BACKDOORBENCH_KEYS)})")
+        raise StageError(
+            f"{path}: no {', '.join(missing)}; expected BackdoorBench's attack result "
+            f"(a dict with {', '.join(BACKDOORBENCH_KEYS)})"
+        )
     if obj["model_name"] not in BACKDOORBENCH_ARCHS:
-        raise StageError(f"{path}: model_name {obj['model_name']!r} is not allowed; allowed: "
-                         f"{', '.join(BACKDOORBENCH_ARCHS)}")
+        raise StageError(
+            f"{path}: model_name {obj['model_name']!r} is not allowed; allowed: {', '.join(BACKDOORBENCH_ARCHS)}"
+        )
     size = [int(v) for v in obj["img_size"]]
     if len(size) != 3:
         raise StageError(f"{path}: img_size {size}; expected BackdoorBench's [height, width, channels]")
     x, y, bd = backdoorbench_rows(path, obj["bd_test"])
-    return {"arch": BACKDOORBENCH_ARCHS[obj["model_name"]], "num_classes": int(obj["num_classes"]),
-            "input_shape": [size[2], size[0], size[1]], "clean_data": obj.get("clean_data"),
-            "state": obj["model"], "x": x, "y": y, "bd": bd}
+    return {
+        "arch": BACKDOORBENCH_ARCHS[obj["model_name"]],
+        "num_classes": int(obj["num_classes"]),
+        "input_shape": [size[2], size[0], size[1]],
+        "clean_data": obj.get("clean_data"),
+        "state": obj["model"],
+        "x": x,
+        "y": y,
+        "bd": bd,
+    }
 
 
 def backdoorbench_rows(path: Path, state) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,8 +159,10 @@ def backdoorbench_rows(path: Path, state) -> tuple[torch.Tensor, torch.Tensor, t
         data = state["bd_data_container"]["data_dict"]
         order = [int(i) for i in state["original_index_array"]]
     except (KeyError, TypeError):
-        raise StageError(f"{path}: bd_test holds no bd_data_container.data_dict and original_index_array "
-                         "(BackdoorBench's prepro_cls_DatasetBD_v2 state)") from None
+        raise StageError(
+            f"{path}: bd_test holds no bd_data_container.data_dict and original_index_array "
+            "(BackdoorBench's prepro_cls_DatasetBD_v2 state)"
+        ) from None
     order = [i for i in order if i in data]
     if not order:
         raise StageError(f"{path}: bd_test holds no poisoned images")
@@ -147,8 +170,10 @@ def backdoorbench_rows(path: Path, state) -> tuple[torch.Tensor, torch.Tensor, t
     for i in order:
         image, bd_label, label = data[i]
         if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or image.ndim not in (2, 3):
-            raise StageError(f"{path}: bd_test image {i} is not a uint8 tensor (H, W) or (H, W, C); re-save the "
-                             "images as tensors (docs/own-model.md)")
+            raise StageError(
+                f"{path}: bd_test image {i} is not a uint8 tensor (H, W) or (H, W, C); re-save the "
+                "images as tensors (docs/own-model.md)"
+            )
         images.append(image if image.ndim == 3 else image[..., None])
         labels.append(int(label))
         targets.append(int(bd_label))
@@ -158,15 +183,16 @@ def backdoorbench_rows(path: Path, state) -> tuple[torch.Tensor, torch.Tensor, t
 
 
 def write_triggered(found: dict, path: Path) -> None:
-    from sequela.data import Split
+    from sequela.datasets.splits import Split
     from sequela.folders import write_npz
 
     write_npz(Split(found["x"].permute(0, 3, 1, 2), found["y"]), path)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="sequela convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="sequela convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--arch", help=f"one of {', '.join(models.ARCHITECTURES)}")
     p.add_argument("--num-classes", type=int)
@@ -174,11 +200,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=None, help="the architecture's width (its default if unset)")
     p.add_argument("--mean", default=None, help="per-channel input mean, comma-separated (default 0)")
     p.add_argument("--std", default=None, help="per-channel input std, comma-separated (default 1)")
-    p.add_argument("--strip-prefix", default=None,
-                   help="key prefix to drop (default: module. where every key has it)")
+    p.add_argument("--strip-prefix", default=None, help="key prefix to drop (default: module. where every key has it)")
     p.add_argument("--key", default=None, help="the checkpoint's key that holds the state dict")
-    p.add_argument("--backdoorbench", action="store_true",
-                   help="CHECKPOINT is a BackdoorBench attack result: the model's description comes from it")
+    p.add_argument(
+        "--backdoorbench",
+        action="store_true",
+        help="CHECKPOINT is a BackdoorBench attack result: the model's description comes from it",
+    )
     p.add_argument("--triggered-out", type=Path, help="with --backdoorbench: its poisoned test set, as this .npz")
     p.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     p.add_argument("--force", action="store_true", help="replace existing output files")
@@ -188,8 +216,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def described(args: argparse.Namespace, found: dict | None) -> tuple[str, int, list[int]]:
     """Architecture, class count and input shape: from the options, or from a BackdoorBench file
     (where options given as well must agree with it)."""
-    given = {"--arch": args.arch, "--num-classes": args.num_classes,
-             "--input-shape": None if args.input_shape is None else args.input_shape.replace(" ", "")}
+    given = {
+        "--arch": args.arch,
+        "--num-classes": args.num_classes,
+        "--input-shape": None if args.input_shape is None else args.input_shape.replace(" ", ""),
+    }
     if found is None:
         absent = [k for k, v in given.items() if v is None]
         if absent:
@@ -200,8 +231,11 @@ def described(args: argparse.Namespace, found: dict | None) -> tuple[str, int, l
             shape = []
         return args.arch, args.num_classes, shape
     shape = found["input_shape"]
-    theirs = {"--arch": found["arch"], "--num-classes": found["num_classes"],
-              "--input-shape": ",".join(map(str, shape))}
+    theirs = {
+        "--arch": found["arch"],
+        "--num-classes": found["num_classes"],
+        "--input-shape": ",".join(map(str, shape)),
+    }
     for option, value in given.items():
         if value is not None and str(value) != str(theirs[option]):
             raise StageError(f"{option} {value} is not allowed: the BackdoorBench file says {theirs[option]}")
@@ -212,9 +246,11 @@ def normalisation(args: argparse.Namespace, channels: int, found: dict | None) -
     if found is not None and not (args.mean and args.std):
         known = BACKDOORBENCH_NORMALISATION.get(found["clean_data"])
         if known is None:
-            raise StageError(f"--mean and --std are required: BackdoorBench's normalisation of clean_data "
-                             f"{found['clean_data']!r} is not known here (known: "
-                             f"{', '.join(BACKDOORBENCH_NORMALISATION)})")
+            raise StageError(
+                f"--mean and --std are required: BackdoorBench's normalisation of clean_data "
+                f"{found['clean_data']!r} is not known here (known: "
+                f"{', '.join(BACKDOORBENCH_NORMALISATION)})"
+            )
         return known
     mean = floats(args.mean) if args.mean else [0.0] * channels
     std = floats(args.std) if args.std else [1.0] * channels
@@ -241,8 +277,9 @@ def main(argv: list[str]) -> int:
         if arch not in models.ARCHITECTURES:
             raise StageError(f"--arch {arch!r} is not allowed; allowed: {', '.join(models.ARCHITECTURES)}")
         if len(shape) != 3 or min(shape) < 1:
-            raise StageError(f"--input-shape {args.input_shape!r} is not allowed; allowed: C,H,W, "
-                             "three positive integers")
+            raise StageError(
+                f"--input-shape {args.input_shape!r} is not allowed; allowed: C,H,W, three positive integers"
+            )
         mean, std = normalisation(args, shape[0], found)
         if len(mean) != shape[0] or len(std) != shape[0] or min(std) <= 0:
             raise StageError(f"--mean / --std need {shape[0]} values each (std > 0), one per input channel")
@@ -255,8 +292,15 @@ def main(argv: list[str]) -> int:
         width = args.width
         if width is None and found is not None and "stem.weight" in state:
             width = int(state["stem.weight"].shape[0])  # BackdoorBench's file does not state it
-        spec = {"arch": arch, "in_channels": shape[0], "num_classes": num_classes, "mean": mean,
-                "std": std, "width": width, "input_shape": shape}
+        spec = {
+            "arch": arch,
+            "in_channels": shape[0],
+            "num_classes": num_classes,
+            "mean": mean,
+            "std": std,
+            "width": width,
+            "input_shape": shape,
+        }
         model = models.build_from_spec(spec)
         expected = model.state_dict()
         check_against(state, expected, arch)

@@ -36,8 +36,11 @@ def graph(root: Path) -> ImportGraph:
 def required(root: Path) -> dict[str, list[str]]:
     """{stage: the code deps its script needs}, folders where the script runs every file in them."""
     g = graph(root)
-    return {name: minimal_deps(g.closure(root / script), root)
-            for name, definition in stages(root).items() if (script := script_of(definition))}
+    return {
+        name: minimal_deps(g.closure(root / script), root)
+        for name, definition in stages(root).items()
+        if (script := script_of(definition))
+    }
 
 
 def problems(root: Path) -> list[str]:
@@ -52,8 +55,9 @@ def problems(root: Path) -> list[str]:
         covered = set()
         for dep in declared:
             path = (root / dep).resolve()
-            files = {p.resolve() for p in path.rglob("*.py") if "__pycache__" not in p.parts} if path.is_dir() \
-                else {path}
+            files = (
+                {p.resolve() for p in path.rglob("*.py") if "__pycache__" not in p.parts} if path.is_dir() else {path}
+            )
             if not path.exists():
                 out.append(f"{name}: declares {dep}, which does not exist")
             elif not files <= runs:
@@ -97,7 +101,7 @@ def write(root: Path) -> list[str]:
         new += [d for d in old if not (isinstance(d, str) and d.startswith(CODE))]
         if new != old:
             changed.append(name)
-        pieces += [text[start:match.start()], flow_list(new, match.group(1), "      ")]
+        pieces += [text[start : match.start()], flow_list(new, match.group(1), "      ")]
         start = match.end()
     (root / "dvc.yaml").write_text("".join(pieces) + text[start:])
     return changed

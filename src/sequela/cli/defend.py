@@ -34,8 +34,8 @@ from pathlib import Path
 
 import torch
 
-from sequela.data import Split
-from sequela.errors import StageError
+from sequela.datasets.splits import Split
+from sequela.pipeline.errors import StageError
 
 PREAMBLE = "error: sequela defend: "
 ROLES = ("clean", "test", "triggered", "members", "non_members", "poisons")
@@ -47,12 +47,17 @@ def defense_lines() -> str:
     from sequela.defenses.registry import CLEAN_DATA_ONLY
 
     return "defenses (--defenses, comma-separated):\n" + "\n".join(
-        f"  {name}: {describe(name)}" for name in CLEAN_DATA_ONLY)
+        f"  {name}: {describe(name)}" for name in CLEAN_DATA_ONLY
+    )
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="sequela defend", description=__doc__, epilog=defense_lines(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="sequela defend",
+        description=__doc__,
+        epilog=defense_lines(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", type=Path, help="a self-describing .safetensors model file")
     p.add_argument("--clean", type=Path, required=True, help="the defender's clean data")
     p.add_argument("--test", type=Path, help="clean test data, for CA")
@@ -62,20 +67,33 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--members", type=Path, help="the model's training images, for the membership AUCs")
     p.add_argument("--non-members", type=Path, help="images it never saw, of the same distribution")
     p.add_argument("--defenses", default="ft,sft", help="comma-separated; the list below")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"),
-                   help="its `defense` section sets each defense, `sequela.retune` the retuning attack")
+    p.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="its `defense` section sets each defense, `sequela.retune` the retuning attack",
+    )
     p.add_argument("--batch-size", type=int, default=128, help="the defender's batch, where defense.batch_size is null")
     p.add_argument("--crop-padding", type=int, default=4, help="random-crop padding of the defender's augmentation")
     p.add_argument("--flip", action="store_true", help="random horizontal flips in the defender's augmentation")
-    p.add_argument("--resize", action="store_true",
-                   help="resize images to the model's input size (stated in the report)")
-    p.add_argument("--val-share", type=float, default=0.1,
-                   help="of the clean data, set aside per seed for the lr rule and the collapse check (0: none)")
-    p.add_argument("--lr-rule", default="validated",
-                   help="validated: each defense's lrs scaled by the largest --lr-scales factor that keeps "
-                        "validation CA within 0.05 of the given model's; fixed: the --params values as they are")
-    p.add_argument("--lr-scales", default="1,0.3,0.1,0.03,0.01",
-                   help="the factors the validated rule tries, from the largest down")
+    p.add_argument(
+        "--resize", action="store_true", help="resize images to the model's input size (stated in the report)"
+    )
+    p.add_argument(
+        "--val-share",
+        type=float,
+        default=0.1,
+        help="of the clean data, set aside per seed for the lr rule and the collapse check (0: none)",
+    )
+    p.add_argument(
+        "--lr-rule",
+        default="validated",
+        help="validated: each defense's lrs scaled by the largest --lr-scales factor that keeps "
+        "validation CA within 0.05 of the given model's; fixed: the --params values as they are",
+    )
+    p.add_argument(
+        "--lr-scales", default="1,0.3,0.1,0.03,0.01", help="the factors the validated rule tries, from the largest down"
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", type=Path, required=True)
@@ -102,12 +120,12 @@ def check_out(out: Path, force: bool, option: str = "--out") -> None:
 @dataclass
 class Inputs:
     spec: dict
-    settings: dict      # params.yaml's `defense`
-    rule: object        # lr_rule.Rule
+    settings: dict  # params.yaml's `defense`
+    rule: object  # lr_rule.Rule
     retune: dict | None  # params.yaml's `sequela.retune`, where --poisons is given
     names: list[str]
     seeds: list[int]
-    splits: dict        # role -> Split, at the model's input size
+    splits: dict  # role -> Split, at the model's input size
     resized: list[str]
 
 
@@ -144,10 +162,10 @@ def train_count(clean: Split, share: float, seed: int) -> int:
 def check_inputs(args: argparse.Namespace) -> Inputs:
     """Every input checked, and the data read, before any defense runs."""
     from sequela import external
-    from sequela.checker import Checker
-    from sequela.config import read_params
     from sequela.defenses.registry import DEFENSES, check_shared
     from sequela.measures import retune
+    from sequela.pipeline.checker import Checker
+    from sequela.pipeline.config import read_params
 
     check_out(args.out, args.force)
     seeds = parse_seeds(args.seeds)
@@ -156,8 +174,14 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
     rule = check_rule(args)
     spec = external.read_spec(args.model)
     names = [n for n in args.defenses.split(",") if n]
-    paths = {"clean": args.clean, "test": args.test, "triggered": args.triggered, "members": args.members,
-             "non_members": args.non_members, "poisons": args.poisons}
+    paths = {
+        "clean": args.clean,
+        "test": args.test,
+        "triggered": args.triggered,
+        "members": args.members,
+        "non_members": args.non_members,
+        "poisons": args.poisons,
+    }
     external.check_request(spec, names, paths, args.target)
     if args.poisons is not None and args.triggered is None:
         raise StageError("--poisons needs --triggered and --target: P-ASR is measured on the triggered images")
@@ -189,8 +213,10 @@ def check_rule(args: argparse.Namespace):
     except ValueError as err:
         raise StageError(f"--lr-scales {args.lr_scales!r} is not allowed; allowed: {err}") from None
     if args.lr_rule == "validated" and args.val_share == 0:
-        raise StageError("--lr-rule validated with --val-share 0 is not allowed; allowed: a --val-share above 0 "
-                         "(the rule chooses on those rows), or --lr-rule fixed")
+        raise StageError(
+            "--lr-rule validated with --val-share 0 is not allowed; allowed: a --val-share above 0 "
+            "(the rule chooses on those rows), or --lr-rule fixed"
+        )
     return lr_rule.Rule(args.lr_rule, scales, COLLAPSE_DROP)
 
 
@@ -201,12 +227,16 @@ def check_poisons(splits: dict, settings: dict, target: int, share: float, seeds
     poisons = splits["poisons"]
     wrong = int((poisons.y != target).sum())
     if wrong:
-        raise StageError(f"--poisons: {wrong} images labelled other than --target {target}; allowed: poisons "
-                         "labelled with the target (a folder's images under the target's class folder)")
+        raise StageError(
+            f"--poisons: {wrong} images labelled other than --target {target}; allowed: poisons "
+            "labelled with the target (a folder's images under the target's class folder)"
+        )
     needed = max(poison_count(train_count(splits["clean"], share, s), settings["share"]) for s in seeds)
     if len(poisons) < needed:
-        raise StageError(f"--poisons: {len(poisons)} images; the retuning set needs {needed} "
-                         f"(sequela.retune.share {settings['share']} of the defender's training rows, at least one)")
+        raise StageError(
+            f"--poisons: {len(poisons)} images; the retuning set needs {needed} "
+            f"(sequela.retune.share {settings['share']} of the defender's training rows, at least one)"
+        )
 
 
 class GivenTrigger:
@@ -220,23 +250,20 @@ class GivenTrigger:
 
 @dataclass
 class Job:
-    """What every unit of one seed reads; a module global, so that forked workers inherit it."""
+    """What every unit of one seed reads."""
 
-    cell: object                 # external.FolderCell
-    on: dict[str, Split]         # the roles on the device
-    val: Split | None            # the validation rows, on the device
-    train: Split                 # the rows the defenses train on
+    cell: object  # external.FolderCell
+    on: dict[str, Split]  # the roles on the device
+    val: Split | None  # the validation rows, on the device
+    train: Split  # the rows the defenses train on
     retune: dict | None
-    rule: object                 # lr_rule.Rule
-    batch: int                   # the defender's batch
+    rule: object  # lr_rule.Rule
+    batch: int  # the defender's batch
     keep: Callable[[str, torch.nn.Module], None]
-    given_val_ca: float | None   # the given model's CA on `val`, read by the lr rule
+    given_val_ca: float | None  # the given model's CA on `val`, read by the lr rule
 
 
-JOB: Job | None = None
-
-
-def unit(name: str) -> dict:
+def unit(job: Job, name: str) -> dict:
     """Figures and per-epoch curve of the model as given ("none") or after defense `name`."""
     from sequela.cli.lr_rule import defend_with
     from sequela.defenses.apply import apply_defense
@@ -244,14 +271,20 @@ def unit(name: str) -> dict:
     from sequela.measures.membership import metric_attacks, metric_figures
     from sequela.metrics import clean_accuracy
 
-    job, cell = JOB, JOB.cell
+    cell = job.cell
     choice = None
     if name == "none":
         model, curve = cell.backdoored, []
         figures = cell.evaluate(model, cell.test)
     else:
-        outcome, choice = defend_with(job.rule, name, cell, lambda c: apply_defense(name, DEFENSES[name].run, c),
-                                      lambda m: clean_accuracy(m, job.val), job.given_val_ca)
+        outcome, choice = defend_with(
+            job.rule,
+            name,
+            cell,
+            lambda c: apply_defense(name, DEFENSES[name].run, c),
+            lambda m: clean_accuracy(m, job.val),
+            job.given_val_ca,
+        )
         model, curve = outcome.model, outcome.curve
         job.keep(name, model)
         # the defender's data is given whole: the pipeline's clean share does not apply
@@ -271,17 +304,17 @@ def retuned(model: torch.nn.Module, job: Job) -> tuple[float, list[float]]:
     rows with their first k swapped for k of the given poisons (a seeded draw), ASR measured on the
     --triggered images. Its CA after is left out: Retuning measures it on the split it is given,
     here the triggered one."""
-    from sequela.engine import Augment
+    from sequela.engine.batches import Augment
     from sequela.measures.retune import Retuning
 
     cell = job.cell
     r = Retuning.from_settings(job.retune, len(job.train), job.batch, cell.seed)
     poisons = job.on["poisons"].to("cpu")
-    chosen = torch.randperm(len(poisons), generator=torch.Generator().manual_seed(cell.seed))[:r.k]
+    chosen = torch.randperm(len(poisons), generator=torch.Generator().manual_seed(cell.seed))[: r.k]
     x, y = job.train.x.clone(), job.train.y.clone()
-    x[:r.k], y[:r.k] = poisons.x[chosen], cell.target
+    x[: r.k], y[: r.k] = poisons.x[chosen], cell.target
     plain = torch.zeros(len(y), dtype=torch.bool)
-    plain[:r.k] = True  # fed as the attacker ships them, without the defender's augmentation
+    plain[: r.k] = True  # fed as the attacker ships them, without the defender's augmentation
     augment = Augment(cell.recipe.crop_padding, cell.recipe.flip)
     out = r.run(model, Split(x, y), plain, cell.triggered, GivenTrigger(), cell.target, augment)
     return out["p_asr"], out["retune_curve"]
@@ -289,10 +322,11 @@ def retuned(model: torch.nn.Module, job: Job) -> tuple[float, list[float]]:
 
 def defend_seed(model, spec: dict, inputs: Inputs, args, device: torch.device, seed: int, staging: Path) -> dict:
     """Units "none" and each defense for one seed: {name: {"figures", "curve"}}."""
-    global JOB
+    from functools import partial
+
     from sequela import external, models
     from sequela.metrics import clean_accuracy
-    from sequela.recipe import Recipe
+    from sequela.training.recipe import Recipe
     from sequela.workers import run_units
 
     clean = inputs.splits["clean"]
@@ -302,30 +336,58 @@ def defend_seed(model, spec: dict, inputs: Inputs, args, device: torch.device, s
     train = clean.subset(rest.nonzero().flatten())
     val = clean.subset(held).to(device) if len(held) else None
     on = {k: v.to(device) for k, v in inputs.splits.items()}
-    recipe = Recipe(model=spec["arch"], epochs=0, batch_size=args.batch_size, lr=0.0,
-                    crop_padding=args.crop_padding, flip=args.flip, width=spec.get("width"))
+    recipe = Recipe(
+        model=spec["arch"],
+        epochs=0,
+        batch_size=args.batch_size,
+        lr=0.0,
+        crop_padding=args.crop_padding,
+        flip=args.flip,
+        width=spec.get("width"),
+    )
     cell = external.FolderCell(
-        backdoored=model, spec=spec, clean=train, train=train, poisoned=torch.empty(0, dtype=torch.long), attack=None,
-        target=args.target or 0, poison_rate=0.0, recipe=recipe, device=device, settings=inputs.settings, seed=seed,
-        test=on.get("test"), triggered=on.get("triggered"),
+        backdoored=model,
+        spec=spec,
+        clean=train,
+        train=train,
+        poisoned=torch.empty(0, dtype=torch.long),
+        attack=None,
+        target=args.target or 0,
+        poison_rate=0.0,
+        recipe=recipe,
+        device=device,
+        settings=inputs.settings,
+        seed=seed,
+        test=on.get("test"),
+        triggered=on.get("triggered"),
         # the per-epoch CA on the validation rows where there are some, so no decision reads the test set
-        curve_test=val if val is not None else on.get("test"))
+        curve_test=val if val is not None else on.get("test"),
+    )
 
     def keep(name: str, defended: torch.nn.Module) -> None:
         models.save_file(defended, spec, staging / name / f"seed{seed}" / "model.safetensors")
 
     given_val_ca = clean_accuracy(model, val) if val is not None else None
-    JOB = Job(cell, on, val, train, inputs.retune, inputs.rule, inputs.settings["batch_size"] or args.batch_size, keep,
-              given_val_ca)
+    job = Job(
+        cell,
+        on,
+        val,
+        train,
+        inputs.retune,
+        inputs.rule,
+        inputs.settings["batch_size"] or args.batch_size,
+        keep,
+        given_val_ca,
+    )
     units = ["none", *inputs.names]
-    found = dict(zip(units, run_units(unit, units, device)))
+    found = dict(zip(units, run_units(partial(unit, job), units, device)))
     return {"n_train": len(train), "n_val": len(held), **found}
 
 
 def run(args: argparse.Namespace, inputs: Inputs) -> dict:
     from sequela import external
     from sequela.cli.own_report import build_report, write_report
-    from sequela.engine import pick_device
+    from sequela.engine.device import pick_device
 
     device = pick_device(args.device)
     model, spec = external.load_model(args.model, device)
@@ -351,4 +413,3 @@ def main(argv: list[str]) -> int:
         return 2
     print(f"{args.out}/report.md")
     return 0
-

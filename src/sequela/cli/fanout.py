@@ -45,7 +45,7 @@ LOG_TAIL = 20  # lines of a failed stage's log shown
 @dataclass
 class Outcome:
     stage: str
-    status: str          # "done", "failed" or "skipped" (not started after a failure)
+    status: str  # "done", "failed" or "skipped" (not started after a failure)
     seconds: float = 0.0
     log_tail: str = ""
 
@@ -89,8 +89,9 @@ def run_dvc_stage(stage: str, workspace: str, clone: str | None, remote: str | N
     start = time.perf_counter()
     env = slot_env(cpus)
     if clone is None:
-        ok, log = run_logged([dvc_command("--wait-for-lock", "repro", "-s", stage)], Path(workspace),
-                             with_code_of(env, Path(workspace)))
+        ok, log = run_logged(
+            [dvc_command("--wait-for-lock", "repro", "-s", stage)], Path(workspace), with_code_of(env, Path(workspace))
+        )
     else:
         scratch = Path(tempfile.mkdtemp(prefix="sequela-"))
         try:
@@ -105,8 +106,9 @@ def run_dvc_stage(stage: str, workspace: str, clone: str | None, remote: str | N
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     lines = [line for line in log.splitlines() if line.strip()]
-    return Outcome(stage, "done" if ok else "failed", time.perf_counter() - start,
-                   "" if ok else "\n".join(lines[-LOG_TAIL:]))
+    return Outcome(
+        stage, "done" if ok else "failed", time.perf_counter() - start, "" if ok else "\n".join(lines[-LOG_TAIL:])
+    )
 
 
 def stages_to_run(repo, targets: list[str]) -> list[tuple[str, list[str]]]:
@@ -168,26 +170,43 @@ def set_params(path: Path, overrides: list[str]) -> None:
         if before is not None:
             path.write_text(before)
         cause = str(err.__cause__ or err).strip().splitlines()[0]  # hydra's reason names the key
-        raise SystemExit(f"error: -S {' -S '.join(overrides)} is not allowed: {cause}; allowed: keys that "
-                         "params.yaml has, with values of their kind") from None
+        raise SystemExit(
+            f"error: -S {' -S '.join(overrides)} is not allowed: {cause}; allowed: keys that "
+            "params.yaml has, with values of their kind"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sequela fanout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--slots", type=int, default=None,
-                        help="stages at once on this machine (default: one per --cpus-per-slot CPUs)")
+    parser = argparse.ArgumentParser(
+        prog="sequela fanout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--slots", type=int, default=None, help="stages at once on this machine (default: one per --cpus-per-slot CPUs)"
+    )
     parser.add_argument("--cpus-per-slot", type=int, default=1)
     parser.add_argument("--gpus-per-slot", type=float, default=0, help="fractions share a GPU between stages")
     parser.add_argument("--address", default=None, help="a running Ray cluster (`auto` inside one)")
     parser.add_argument("--clone", default=None, help="git URL the workers clone (cluster mode)")
-    parser.add_argument("--remote", default=None,
-                        help="DVC remote URL the workers push to and pull from (default: this workspace's "
-                             "default remote); it becomes this workspace's default (.dvc/config.local)")
+    parser.add_argument(
+        "--remote",
+        default=None,
+        help="DVC remote URL the workers push to and pull from (default: this workspace's "
+        "default remote); it becomes this workspace's default (.dvc/config.local)",
+    )
     parser.add_argument("--targets", nargs="*", default=[], help="only these stages and what they need")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="after a failure, still run every stage that does not depend on a failed one")
-    parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a value in params.yaml first, as `dvc exp run -S` does (workspace mode only)")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a failure, still run every stage that does not depend on a failed one",
+    )
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a value in params.yaml first, as `dvc exp run -S` does (workspace mode only)",
+    )
     args = parser.parse_args(argv)
     for key in ("slots", "cpus_per_slot"):
         value = getattr(args, key)
@@ -206,22 +225,33 @@ def main(argv: list[str] | None = None) -> int:
 
     workspace = Path.cwd()
     repo = Repo(str(workspace))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=workspace, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=workspace, capture_output=True, text=True, check=True
+    ).stdout.strip()
     if args.clone:
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=workspace,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         if dirty:  # the workers would clone the commit, without these edits
-            raise SystemExit("error: --clone: the workspace has uncommitted changes; commit them and push "
-                             f"{commit[:8]} to the clone URL first:\n{dirty}")
+            raise SystemExit(
+                "error: --clone: the workspace has uncommitted changes; commit them and push "
+                f"{commit[:8]} to the clone URL first:\n{dirty}"
+            )
     remote = args.remote or (default_remote_url(repo) if args.clone else None)
     plan = stages_to_run(repo, args.targets)
     local = kept_in_git(repo) & {stage for stage, _ in plan} if args.clone else set()
     repo.close()
     if local:
         plan = [(stage, [u for u in upstream if u not in local]) for stage, upstream in plan if stage not in local]
-        print(f"left to this workspace's closing dvc repro --pull (outputs kept in git, not in the run-cache): "
-              f"{', '.join(sorted(local))}", flush=True)
+        print(
+            f"left to this workspace's closing dvc repro --pull (outputs kept in git, not in the run-cache): "
+            f"{', '.join(sorted(local))}",
+            flush=True,
+        )
     if not plan and not local:
         print("every stage is up to date")
         return 0
@@ -241,10 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     task = ray.remote(gated).options(num_cpus=args.cpus_per_slot, num_gpus=args.gpus_per_slot, max_retries=0)
     refs = {}
     for stage, upstream in plan:  # upstream first, so every upstream ref exists
-        refs[stage] = task.remote(gate, stage, str(workspace), args.clone, remote, commit, args.cpus_per_slot,
-                                  *(refs[u] for u in upstream))
-    print(f"{len(plan)} stages to check or run on {slots} slots ({'clone' if args.clone else 'workspace'} mode)",
-          flush=True)
+        refs[stage] = task.remote(
+            gate, stage, str(workspace), args.clone, remote, commit, args.cpus_per_slot, *(refs[u] for u in upstream)
+        )
+    print(
+        f"{len(plan)} stages to check or run on {slots} slots ({'clone' if args.clone else 'workspace'} mode)",
+        flush=True,
+    )
 
     waiting, spent, failed, skipped, done = list(refs.values()), [], [], [], 0
     while waiting:
@@ -260,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
             done += 1
             spent.append(outcome.seconds)
         running = ray.get(gate.running.remote())
-        print(f"{progress(done, running, len(waiting) - running, spent, slots)} {outcome.stage}: "
-              f"{outcome.status}" + (f" in {outcome.seconds:.0f} s" if outcome.status != "skipped" else ""), flush=True)
+        print(
+            f"{progress(done, running, len(waiting) - running, spent, slots)} {outcome.stage}: "
+            f"{outcome.status}" + (f" in {outcome.seconds:.0f} s" if outcome.status != "skipped" else ""),
+            flush=True,
+        )
     ray.shutdown()
     if failed:
         for outcome in failed:
@@ -269,27 +305,41 @@ def main(argv: list[str] | None = None) -> int:
         # One summary after the logs, so the end of the output says what is missing and why.
         print(f"{len(failed)} stage(s) failed: {', '.join(o.stage for o in failed)}", file=sys.stderr)
         if skipped:
-            print(f"not run, downstream of a failure{'' if args.keep_going else ' or after it'}: "
-                  f"{', '.join(skipped)}", file=sys.stderr)
+            print(
+                f"not run, downstream of a failure{'' if args.keep_going else ' or after it'}: {', '.join(skipped)}",
+                file=sys.stderr,
+            )
         return 1
     if args.clone:  # gather every result here: restored from the run-cache, nothing recomputed
         if args.remote:  # the workers pushed there; this workspace pulls from it from now on
-            subprocess.run(dvc_command("remote", "add", "--local", "--default", "--force", "fanout", args.remote),
-                           cwd=workspace, check=True, capture_output=True)
+            subprocess.run(
+                dvc_command("remote", "add", "--local", "--default", "--force", "fanout", args.remote),
+                cwd=workspace,
+                check=True,
+                capture_output=True,
+            )
         print("restoring every stage here from the run-cache: dvc repro --pull", flush=True)
-        result = subprocess.run(dvc_command("repro", "--pull"), cwd=workspace, env=with_code_of(slot_env(os.cpu_count() or 1), workspace),
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            dvc_command("repro", "--pull"),
+            cwd=workspace,
+            env=with_code_of(slot_env(os.cpu_count() or 1), workspace),
+            capture_output=True,
+            text=True,
+        )
         print(result.stdout, result.stderr, sep="\n", flush=True)
         ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage '")]
         if any(stage not in local for stage in ran):
-            print("warning: the coordinator recomputed a stage (above): its run-cache entry was not found",
-                  file=sys.stderr)
+            print(
+                "warning: the coordinator recomputed a stage (above): its run-cache entry was not found",
+                file=sys.stderr,
+            )
         return result.returncode
     return 0
 
 
-def gated(gate, stage: str, workspace: str, clone: str | None, remote: str | None, commit: str, cpus: int,
-          *upstream: Outcome) -> Outcome:
+def gated(
+    gate, stage: str, workspace: str, clone: str | None, remote: str | None, commit: str, cpus: int, *upstream: Outcome
+) -> Outcome:
     """The Ray task: run `stage` unless one it waits for did not finish, or a stage failed already and
     the gate is closed (it stays open with --keep-going)."""
     import ray

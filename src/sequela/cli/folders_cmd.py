@@ -4,7 +4,7 @@ an image folder or a .npz, the forms `sequela defend` reads.
     sequela folders cifar10 --split train --fraction 0.05 --seed 0 --out clean/
     sequela folders cifar10 --split test --format npz --out test.npz
 
-The dataset comes through the pipeline's loaders (sources.load: torchvision's classes under --root,
+The dataset comes through the pipeline's loaders (loaders.load: torchvision's classes under --root,
 scikit-learn's digits with its train/test split at the pipeline's default seed 0 and test share
 0.25). Of each class's n images, round(--fraction x n) are drawn with --seed, at least one. A
 folder holds <class:02d>/<row:06d>.png, rows in the split's order; a .npz holds x (uint8, N x H x W
@@ -19,15 +19,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from sequela.errors import ConfigError, StageError
+from sequela.pipeline.errors import ConfigError, StageError
 
 FORMATS = ("folder", "npz")
 SPLITS = ("train", "test")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="sequela folders", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="sequela folders", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("dataset", help="a registered dataset: digits, mnist, cifar10, gtsrb, ...")
     p.add_argument("--split", default="train", help="train or test")
     p.add_argument("--fraction", type=float, default=1.0, help="of each class, in (0, 1] (default 1: all)")
@@ -41,8 +42,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def check(args: argparse.Namespace) -> str:
     """Every option checked before the dataset is read; returns the output format."""
-    from sequela.catalog import DATASETS
     from sequela.cli.defend import check_out
+    from sequela.datasets.sizes import DATASETS
 
     check_out(args.out, args.force)
     if args.dataset not in DATASETS:
@@ -55,16 +56,19 @@ def check(args: argparse.Namespace) -> str:
     if form not in FORMATS:
         raise StageError(f"--format {args.format!r} is not allowed; allowed: {', '.join(FORMATS)}")
     if (form == "npz") != (args.out.suffix == ".npz"):
-        raise StageError(f"--out {args.out}: a {form} " + ("is written to a path ending in .npz" if form == "npz"
-                                                            else "is written to a path not ending in .npz"))
+        raise StageError(
+            f"--out {args.out}: a {form} "
+            + ("is written to a path ending in .npz" if form == "npz" else "is written to a path not ending in .npz")
+        )
     return form
 
 
 def write(args: argparse.Namespace, form: str) -> tuple[int, int]:
     """The drawn rows under --out; returns (images, classes present)."""
-    from sequela import folders, sources
+    from sequela import folders
+    from sequela.sources import loaders
 
-    ds = sources.load(args.dataset, args.root)
+    ds = loaders.load(args.dataset, args.root)
     split = ds.train if args.split == "train" else ds.test
     if not len(split):
         raise StageError(f"{args.dataset} has no {args.split} split")
@@ -94,6 +98,8 @@ def main(argv: list[str]) -> int:
         print(f"error: sequela folders: {err}", file=sys.stderr)
         return 2
     drawn = "all of each class" if args.fraction == 1 else f"{args.fraction:g} of each class, seed {args.seed}"
-    print(f"{args.out}: {images} images of {args.dataset} {args.split} ({classes} classes, {drawn}), "
-          f"as {'a .npz' if form == 'npz' else 'an image folder'}")
+    print(
+        f"{args.out}: {images} images of {args.dataset} {args.split} ({classes} classes, {drawn}), "
+        f"as {'a .npz' if form == 'npz' else 'an image folder'}"
+    )
     return 0

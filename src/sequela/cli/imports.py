@@ -56,8 +56,9 @@ class ImportGraph:
                     anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join([*anchor, *([base] if base else [])])
                 # `from pkg import name`: name is a submodule where a file defines it, else an attribute
-                names = [f"{base}.{alias.name}" if self.file_of(f"{base}.{alias.name}") else base
-                         for alias in node.names]
+                names = [
+                    f"{base}.{alias.name}" if self.file_of(f"{base}.{alias.name}") else base for alias in node.names
+                ]
             else:
                 continue
             found.update(n for n in names if n and self.file_of(n))

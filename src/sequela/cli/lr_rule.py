@@ -44,9 +44,9 @@ LR_KEYS = {
 
 @dataclass(frozen=True)
 class Rule:
-    name: str                     # one of RULES
-    scales: tuple[float, ...]     # tried from the first (largest) on
-    drop: float                   # the largest fall of validation CA a kept factor allows
+    name: str  # one of RULES
+    scales: tuple[float, ...]  # tried from the first (largest) on
+    drop: float  # the largest fall of validation CA a kept factor allows
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -68,8 +68,10 @@ def scaled_settings(settings: dict, name: str, scale: float) -> dict:
         if key in block:
             block[key] = block[key] * scale
     if block.get("per_dataset"):
-        block["per_dataset"] = {d: {k: v * scale if k in LR_KEYS.get(name, ()) else v for k, v in entry.items()}
-                                for d, entry in block["per_dataset"].items()}
+        block["per_dataset"] = {
+            d: {k: v * scale if k in LR_KEYS.get(name, ()) else v for k, v in entry.items()}
+            for d, entry in block["per_dataset"].items()
+        }
     return {**settings, name: block}
 
 

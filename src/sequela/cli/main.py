@@ -81,8 +81,15 @@ def folders(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"deps": deps, "fanout": fanout, "study": study, "convert": convert, "defend": defend,
-                "export": export, "folders": folders}
+    commands = {
+        "deps": deps,
+        "fanout": fanout,
+        "study": study,
+        "convert": convert,
+        "defend": defend,
+        "export": export,
+        "folders": folders,
+    }
     if not argv or argv[0] not in commands:
         print(__doc__.strip(), file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2

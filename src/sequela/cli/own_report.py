@@ -71,13 +71,22 @@ def settings_of(name: str, block: dict, figures: dict, rows: int, rule: str) -> 
     epochs, batch = figures.get("epochs"), figures.get("batch_size")
     if rule == "validated":
         rule = f"validated, x{figures['lr_scale']:g}"
-    return {"rule": rule, "lr": lr, "schedule": schedule, "epochs": epochs, "batch": batch,
-            "steps": steps(epochs, rows, batch) if epochs is not None and batch else None}
+    return {
+        "rule": rule,
+        "lr": lr,
+        "schedule": schedule,
+        "epochs": epochs,
+        "batch": batch,
+        "steps": steps(epochs, rows, batch) if epochs is not None and batch else None,
+    }
 
 
 def numbers(figures: dict) -> dict:
-    return {k: v for k, v in figures.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_FIGURES}
+    return {
+        k: v
+        for k, v in figures.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in NOT_FIGURES
+    }
 
 
 def spread(values: list[dict]) -> tuple[dict, dict]:
@@ -105,9 +114,12 @@ def build_report(runs: dict, inputs, args, device: str) -> dict:
             if checked and per_seed[s][name]["collapsed"]:
                 fell.append(s)
         if checked:
-            collapse[name] = {"collapsed": bool(fell), "seeds": fell,
-                              "given_val_ca": statistics.mean(per_seed[s]["none"]["val_ca"] for s in seeds),
-                              "val_ca": statistics.mean(per_seed[s][name]["val_ca"] for s in seeds)}
+            collapse[name] = {
+                "collapsed": bool(fell),
+                "seeds": fell,
+                "given_val_ca": statistics.mean(per_seed[s]["none"]["val_ca"] for s in seeds),
+                "val_ca": statistics.mean(per_seed[s][name]["val_ca"] for s in seeds),
+            }
     means, sds = {}, {}
     for name in names:
         means[name], sds[name] = spread([per_seed[s][name] for s in seeds])
@@ -116,20 +128,44 @@ def build_report(runs: dict, inputs, args, device: str) -> dict:
     settings = {}
     for name in inputs.names:
         rule = "validated" if applies(inputs.rule, name) else "fixed"
-        each = [settings_of(name, defense_settings(scaled_settings(inputs.settings, name,
-                                                                   per_seed[s][name].get("lr_scale", 1.0)), name),
-                            per_seed[s][name], n_train, rule) for s in seeds]
-        settings[name] = {k: each[0][k] if all(e[k] == each[0][k] for e in each) else [e[k] for e in each]
-                          for k in each[0]}
+        each = [
+            settings_of(
+                name,
+                defense_settings(scaled_settings(inputs.settings, name, per_seed[s][name].get("lr_scale", 1.0)), name),
+                per_seed[s][name],
+                n_train,
+                rule,
+            )
+            for s in seeds
+        ]
+        settings[name] = {
+            k: each[0][k] if all(e[k] == each[0][k] for e in each) else [e[k] for e in each] for k in each[0]
+        }
     report = {
-        "model": str(args.model), "spec": inputs.spec, "seeds": seeds, "n": len(seeds), "device": device,
-        "resized": inputs.resized, "n_clean": len(inputs.splits["clean"]), "val_share": args.val_share,
-        "n_val": runs[first]["n_val"], "n_train": n_train, "collapse_drop": COLLAPSE_DROP,
+        "model": str(args.model),
+        "spec": inputs.spec,
+        "seeds": seeds,
+        "n": len(seeds),
+        "device": device,
+        "resized": inputs.resized,
+        "n_clean": len(inputs.splits["clean"]),
+        "val_share": args.val_share,
+        "n_val": runs[first]["n_val"],
+        "n_train": n_train,
+        "collapse_drop": COLLAPSE_DROP,
         "lr_rule": {"rule": inputs.rule.name, "scales": list(inputs.rule.scales), "drop": inputs.rule.drop},
-        "settings": settings, "models": means, "sd": sds, "collapse": collapse,
-        "runs": {str(s): {"models": per_seed[s], "curves": {n: runs[s][n]["curve"] for n in inputs.names},
-                          "lr_choice": {n: runs[s][n]["lr_choice"] for n in inputs.names}}
-                 for s in seeds},
+        "settings": settings,
+        "models": means,
+        "sd": sds,
+        "collapse": collapse,
+        "runs": {
+            str(s): {
+                "models": per_seed[s],
+                "curves": {n: runs[s][n]["curve"] for n in inputs.names},
+                "lr_choice": {n: runs[s][n]["lr_choice"] for n in inputs.names},
+            }
+            for s in seeds
+        },
     }
     if inputs.retune is not None:
         report["retune"] = {**inputs.retune, "poisons": str(args.poisons), "n_poisons": len(inputs.splits["poisons"])}
@@ -146,21 +182,33 @@ def cell(mean: float | None, sd: float | None, n: int, digits: int = 3) -> str:
 
 def markdown(report: dict) -> str:
     n, seeds = report["n"], ", ".join(map(str, report["seeds"]))
-    lines = [f"# sequela defend: {report['model']}", "",
-             f"Seeds {seeds} (n = {n}), device {report['device']}, {report['n_clean']} clean images for the defender."]
+    lines = [
+        f"# sequela defend: {report['model']}",
+        "",
+        f"Seeds {seeds} (n = {n}), device {report['device']}, {report['n_clean']} clean images for the defender.",
+    ]
     if report["n_val"]:
-        lines.append(f"Per seed, a stratified {report['val_share']:.0%} of them ({report['n_val']} images, drawn with "
-                     f"the seed) are the validation rows of the collapse check; the defenses train on the other "
-                     f"{report['n_train']}.")
+        lines.append(
+            f"Per seed, a stratified {report['val_share']:.0%} of them ({report['n_val']} images, drawn with "
+            f"the seed) are the validation rows of the collapse check; the defenses train on the other "
+            f"{report['n_train']}."
+        )
     else:
-        lines.append(f"No validation rows (--val-share 0): the defenses train on all {report['n_train']} images, "
-                     "and collapse is not checked.")
+        lines.append(
+            f"No validation rows (--val-share 0): the defenses train on all {report['n_train']} images, "
+            "and collapse is not checked."
+        )
     if report["resized"]:
         lines.append(f"Resized to the model's input size: {', '.join(report['resized'])}.")
     models = report["models"]
     columns = [c for c in TABLE if any(c in f for f in models.values())]
-    lines += ["", f"Mean ± sd over the n = {n} seeds." if n > 1 else "One seed.", "",
-              "| model | " + " | ".join(columns) + " | n |", "|:--|" + "--:|" * (len(columns) + 1)]
+    lines += [
+        "",
+        f"Mean ± sd over the n = {n} seeds." if n > 1 else "One seed.",
+        "",
+        "| model | " + " | ".join(columns) + " | n |",
+        "|:--|" + "--:|" * (len(columns) + 1),
+    ]
     for name, f in models.items():
         sd = report["sd"][name]
         cells = [cell(f.get(c), sd.get(c), n, 1 if c == "seconds" else 3) for c in columns]
@@ -170,27 +218,39 @@ def markdown(report: dict) -> str:
         lines.append("Not checked: there are no validation rows.")
     for name, c in report["collapse"].items():
         if c["collapsed"]:
-            lines.append(f"WARNING: {name} collapsed (seeds {', '.join(map(str, c['seeds']))}): CA on the validation "
-                         f"rows {c['val_ca']:.3f} against {c['given_val_ca']:.3f} for the model as given "
-                         f"(mean over seeds; a fall of more than {report['collapse_drop']} counts).")
+            lines.append(
+                f"WARNING: {name} collapsed (seeds {', '.join(map(str, c['seeds']))}): CA on the validation "
+                f"rows {c['val_ca']:.3f} against {c['given_val_ca']:.3f} for the model as given "
+                f"(mean over seeds; a fall of more than {report['collapse_drop']} counts)."
+            )
     if report["collapse"] and not any(c["collapsed"] for c in report["collapse"].values()):
-        lines.append(f"No defense's CA on the validation rows fell more than {report['collapse_drop']} below the "
-                     "given model's.")
-    lines += ["", "## Settings", "", "| defense | rule | lr | schedule | epochs | steps | batch |",
-              "|:--|:--|--:|:--|--:|--:|--:|"]
+        lines.append(
+            f"No defense's CA on the validation rows fell more than {report['collapse_drop']} below the given model's."
+        )
+    lines += [
+        "",
+        "## Settings",
+        "",
+        "| defense | rule | lr | schedule | epochs | steps | batch |",
+        "|:--|:--|--:|:--|--:|--:|--:|",
+    ]
     for name, s in report["settings"].items():
         cells = [per_seed(s[k]) for k in ("rule", "lr", "schedule", "epochs", "steps", "batch")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append(f"\nSteps = epochs × ceil({report['n_train']} training rows / batch). Where seeds differ, a cell "
-                 f"gives each seed's value in seed order ({', '.join(map(str, report['seeds']))}).")
+    lines.append(
+        f"\nSteps = epochs × ceil({report['n_train']} training rows / batch). Where seeds differ, a cell "
+        f"gives each seed's value in seed order ({', '.join(map(str, report['seeds']))})."
+    )
     lines += rule_lines(report)
     if "retune" in report:
         r = report["retune"]
-        text = (f"P-ASR: each model retuned on the defender's {report['n_train']} training rows, its first "
-                f"round({r['share']} × rows) (at least one) swapped for poisons of {r['poisons']} "
-                f"({r['n_poisons']} given, not augmented); SGD lr {r['lr']}, momentum {r['momentum']}, weight "
-                f"decay {r['weight_decay']}, batch {r['batch_size']}, {r['epochs']} epochs; ASR on the triggered "
-                "images.")
+        text = (
+            f"P-ASR: each model retuned on the defender's {report['n_train']} training rows, its first "
+            f"round({r['share']} × rows) (at least one) swapped for poisons of {r['poisons']} "
+            f"({r['n_poisons']} given, not augmented); SGD lr {r['lr']}, momentum {r['momentum']}, weight "
+            f"decay {r['weight_decay']}, batch {r['batch_size']}, {r['epochs']} epochs; ASR on the triggered "
+            "images."
+        )
         lines += ["", "## Retuning attack", "", text]
     if any(report["runs"][s]["curves"].get(n) for s in report["runs"] for n in report["settings"]):
         lines += ["", "## Curves", "", "![per-epoch CA and ASR, mean ± sd over seeds](curves.png)"]
@@ -207,17 +267,29 @@ def per_seed(value) -> str:
 def rule_lines(report: dict) -> list[str]:
     """The validated rule's trials: each factor tried, per defense and seed, with its validation CA."""
     rule = report["lr_rule"]
-    tried = {(name, seed): choice["tried"] for seed, run in report["runs"].items()
-             for name, choice in run["lr_choice"].items() if choice["rule"] == "validated"}
+    tried = {
+        (name, seed): choice["tried"]
+        for seed, run in report["runs"].items()
+        for name, choice in run["lr_choice"].items()
+        if choice["rule"] == "validated"
+    }
     if not tried:
         return []
     factors = ", ".join(f"{f:g}" for f in rule["scales"])
-    text = (f"Validated: each defense's learning rates times the largest factor of {factors} whose model keeps "
-            f"CA on the validation rows within {rule['drop']} of the given model's; tried from the largest down. "
-            "Validation CA of each factor tried:")
-    lines = ["", "## Learning-rate rule", "", text, "",
-             "| defense | seed | " + " | ".join(f"x{f:g}" for f in rule["scales"]) + " | kept |",
-             "|:--|--:|" + "--:|" * (len(rule["scales"]) + 1)]
+    text = (
+        f"Validated: each defense's learning rates times the largest factor of {factors} whose model keeps "
+        f"CA on the validation rows within {rule['drop']} of the given model's; tried from the largest down. "
+        "Validation CA of each factor tried:"
+    )
+    lines = [
+        "",
+        "## Learning-rate rule",
+        "",
+        text,
+        "",
+        "| defense | seed | " + " | ".join(f"x{f:g}" for f in rule["scales"]) + " | kept |",
+        "|:--|--:|" + "--:|" * (len(rule["scales"]) + 1),
+    ]
     for (name, seed), trials in tried.items():
         by = {t["scale"]: f"{t['val_ca']:.3f}" for t in trials}
         kept = f"x{trials[-1]['scale']:g}"
@@ -240,8 +312,11 @@ def curve_figure(report: dict, path: Path) -> bool:
     curves = {n: c for n, c in curves.items() if c}
     if not curves:
         return False
-    panels = [k for k in ("ca", "asr") if any(k in row and row[k] is not None for c in curves.values()
-                                               for rows in c for row in rows)]
+    panels = [
+        k
+        for k in ("ca", "asr")
+        if any(k in row and row[k] is not None for c in curves.values() for rows in c for row in rows)
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     ca_on = "validation rows" if report["n_val"] else "test"
     for ax, key in zip(axes[0], panels):
@@ -267,7 +342,7 @@ def curve_figure(report: dict, path: Path) -> bool:
 def write_report(report: dict, out: Path) -> None:
     """report.json (fractions to three decimals, as the pipeline's cells keep them), report.md and
     curves.png."""
-    from sequela.records import rounded
+    from sequela.pipeline.records import rounded
 
     out.mkdir(parents=True, exist_ok=True)
     curve_figure(report, out / "curves.png")

@@ -31,8 +31,14 @@ import yaml
 
 from sequela.cli import study_remote
 
-REPORTED = ("reports/tables", "reports/figures", "reports/plots", "metrics/summary.json", "metrics/headline.json",
-            "params.yaml")
+REPORTED = (
+    "reports/tables",
+    "reports/figures",
+    "reports/plots",
+    "metrics/summary.json",
+    "metrics/headline.json",
+    "params.yaml",
+)
 
 
 class StudyError(Exception):
@@ -96,8 +102,9 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     text = f"{cpu}, {os.cpu_count()} cores"
     try:
@@ -124,13 +131,21 @@ def provenance(root: Path, seconds: float) -> dict:
 def main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="sequela study", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sequela study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("study", type=Path, help="studies/<name>.yaml")
-    parser.add_argument("--remote", help="the DVC remote's folder or URL that keeps finished stages "
-                                         "(default: sequela/dvc-remote under the user's cache directory)")
-    parser.add_argument("--push-every", type=float, default=20.0,
-                        help="seconds between checks for newly finished stages to push (default 20)")
+    parser.add_argument(
+        "--remote",
+        help="the DVC remote's folder or URL that keeps finished stages "
+        "(default: sequela/dvc-remote under the user's cache directory)",
+    )
+    parser.add_argument(
+        "--push-every",
+        type=float,
+        default=20.0,
+        help="seconds between checks for newly finished stages to push (default 20)",
+    )
     args = parser.parse_args(argv)
     root = Path.cwd()
     try:
@@ -156,8 +171,12 @@ def main(argv: list[str]) -> int:
             print(f"warning: sequela study: a push to {url} failed: {failure}", file=sys.stderr)
         if run.returncode != 0:
             raise StudyError(f"dvc exp run failed (exit {run.returncode}); nothing was kept")
-        n = keep_reports(experiment_ref(name, root), root / "reports/studies" / name, root,
-                         provenance(root, time.monotonic() - start))
+        n = keep_reports(
+            experiment_ref(name, root),
+            root / "reports/studies" / name,
+            root,
+            provenance(root, time.monotonic() - start),
+        )
     except StudyError as err:
         print(f"error: sequela study: {err}", file=sys.stderr)
         return 2

@@ -50,8 +50,9 @@ def configure(root: Path, url: str | None) -> str:
 
 
 def sync(root: Path, direction: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sequela.cli.study_remote", direction, str(root)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "sequela.cli.study_remote", direction, str(root)], capture_output=True, text=True
+    )
 
 
 def restore(root: Path) -> None:

@@ -25,16 +25,20 @@ import torch
 import torch.nn.functional as F
 
 from sequela import models
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.trainset import detection, per_sample_loss, poison_flags, without
-from sequela.engine import BatchStream, fit, prepare_model, sgd
-from sequela.schedules import constant, cosine
+from sequela.engine.batches import BatchStream
+from sequela.engine.device import prepare_model
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import constant, cosine
+from sequela.pipeline.checker import INF, Checker
 
 
 def flooding(gamma: float):
     def loss_fn(model, x, y):
         return (F.cross_entropy(model(x), y) - gamma).abs() + gamma
+
     return loss_fn
 
 
@@ -42,7 +46,6 @@ def ascent(model, x, y):
     # BatchNorm stays in train mode, as published: part of the unlearning's effect (and of its
     # clean-accuracy cost) comes from re-estimating the statistics on the isolated images.
     return -F.cross_entropy(model(x), y)
-
 
 
 def check(c: Checker, key: str) -> None:
@@ -55,7 +58,7 @@ def check(c: Checker, key: str) -> None:
 
 def run(ctx: DefenseContext) -> dict:
     p, recipe = ctx.params, ctx.recipe
-    torch.manual_seed(ctx.seed)  # weight initialisation, as in training.train_classifier
+    torch.manual_seed(ctx.seed)  # weight initialisation, as in classifier.train_classifier
     ctx.model = prepare_model(models.build_from_spec(ctx.spec), ctx.device)
     optimizer = sgd(ctx.model, recipe.lr, recipe.momentum, recipe.weight_decay)
     iso_epochs = min(p["isolation_epochs"], recipe.epochs)
@@ -72,31 +75,79 @@ def run(ctx: DefenseContext) -> dict:
         lowest = torch.minimum(lowest, per_sample_loss(ctx.model, ctx))
         ctx.record(epoch, lr)
 
-    fit(ctx.model, stream, optimizer, schedule, iso_epochs, on_epoch=after_isolation_epoch,
-        loss_fn=flooding(p["gamma"]), desc="abl isolation")
+    fit(
+        ctx.model,
+        stream,
+        optimizer,
+        schedule,
+        iso_epochs,
+        on_epoch=after_isolation_epoch,
+        loss_fn=flooding(p["gamma"]),
+        desc="abl isolation",
+    )
 
     n_isolated = max(1, math.ceil(p["isolation_ratio"] * len(ctx.train)))
     isolated = lowest.topk(n_isolated, largest=False).indices.sort().values
     figures = detection(isolated, ctx, noun="isolated")
 
     rest, rest_poisoned = without(ctx, isolated)
-    rest_stream = BatchStream(rest.x, rest.y, recipe.batch_size, ctx.device, ctx.generator, augment=ctx.augment(),
-                              attack=ctx.attack, poisoned=rest_poisoned, target=ctx.target)
+    rest_stream = BatchStream(
+        rest.x,
+        rest.y,
+        recipe.batch_size,
+        ctx.device,
+        ctx.generator,
+        augment=ctx.augment(),
+        attack=ctx.attack,
+        poisoned=rest_poisoned,
+        target=ctx.target,
+    )
     offset = iso_epochs * len(stream)
-    fit(ctx.model, rest_stream, optimizer, lambda step: schedule(offset + step), recipe.epochs - iso_epochs,
-        on_epoch=lambda epoch, lr: ctx.record(iso_epochs + epoch, lr), desc="abl training")
-    # The backdoored model's further rounds (planting.py), each a warm restart of the recipe's cosine.
+    fit(
+        ctx.model,
+        rest_stream,
+        optimizer,
+        lambda step: schedule(offset + step),
+        recipe.epochs - iso_epochs,
+        on_epoch=lambda epoch, lr: ctx.record(iso_epochs + epoch, lr),
+        desc="abl training",
+    )
+    # The backdoored model's further rounds (training/attacker.py), each a warm restart of the recipe's cosine.
     for done in range(recipe.epochs, ctx.rounds * recipe.epochs, recipe.epochs):
-        fit(ctx.model, rest_stream, optimizer, cosine(recipe.lr, recipe.epochs * len(rest_stream)), recipe.epochs,
-            on_epoch=lambda epoch, lr, done=done: ctx.record(done + epoch, lr), desc="abl training round")
+        fit(
+            ctx.model,
+            rest_stream,
+            optimizer,
+            cosine(recipe.lr, recipe.epochs * len(rest_stream)),
+            recipe.epochs,
+            on_epoch=lambda epoch, lr, done=done: ctx.record(done + epoch, lr),
+            desc="abl training round",
+        )
     trained = ctx.rounds * recipe.epochs
 
     # The isolated rows as the attacker shipped them (trigger + target label where poisoned).
     flags = poison_flags(ctx)[isolated]
     iso = ctx.train.subset(isolated)
-    iso_stream = BatchStream(iso.x, iso.y, recipe.batch_size, ctx.device, ctx.generator, augment=ctx.augment(),
-                             attack=ctx.attack, poisoned=torch.nonzero(flags).flatten(), target=ctx.target)
+    iso_stream = BatchStream(
+        iso.x,
+        iso.y,
+        recipe.batch_size,
+        ctx.device,
+        ctx.generator,
+        augment=ctx.augment(),
+        attack=ctx.attack,
+        poisoned=torch.nonzero(flags).flatten(),
+        target=ctx.target,
+    )
     optimizer = sgd(ctx.model, p["unlearning_lr"], recipe.momentum, recipe.weight_decay)  # no momentum carried over
-    fit(ctx.model, iso_stream, optimizer, constant(p["unlearning_lr"]), p["unlearning_epochs"],
-        on_epoch=lambda epoch, lr: ctx.record(trained + epoch, lr), loss_fn=ascent, desc="abl unlearning")
+    fit(
+        ctx.model,
+        iso_stream,
+        optimizer,
+        constant(p["unlearning_lr"]),
+        p["unlearning_epochs"],
+        on_epoch=lambda epoch, lr: ctx.record(trained + epoch, lr),
+        loss_fn=ascent,
+        desc="abl unlearning",
+    )
     return {**figures, "epochs_trained": trained + p["unlearning_epochs"]}

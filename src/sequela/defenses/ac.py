@@ -17,9 +17,9 @@ import warnings
 import numpy as np
 import torch
 
-from sequela.checker import Checker
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.trainset import detection, features_and_labels, retrain_without
+from sequela.pipeline.checker import Checker
 
 
 def smaller_cluster(feats: np.ndarray, components: int, seed: int) -> tuple[np.ndarray, float]:
@@ -37,7 +37,6 @@ def smaller_cluster(feats: np.ndarray, components: int, seed: int) -> tuple[np.n
     small = int(np.bincount(assign, minlength=2).argmin())
     rows = np.flatnonzero(assign == small)
     return rows, len(rows) / len(feats)
-
 
 
 def check(c: Checker, key: str) -> None:
@@ -60,8 +59,13 @@ def run(ctx: DefenseContext) -> dict:
             flagged_labels.append(label)
             removed.append(rows[torch.from_numpy(small)])
     removed = torch.cat(removed).sort().values if removed else torch.empty(0, dtype=torch.long)
-    figures = {**detection(removed, ctx), "flagged_labels": flagged_labels, "smaller_cluster_share": shares,
-               "removed_rows": removed, "epochs_trained": 0}
+    figures = {
+        **detection(removed, ctx),
+        "flagged_labels": flagged_labels,
+        "smaller_cluster_share": shares,
+        "removed_rows": removed,
+        "epochs_trained": 0,
+    }
     if not flagged_labels:
         return figures  # nothing detected: nothing to repair
     retrain_without(ctx, removed, "ac retrain")

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import torch
 
 from sequela.attacks.base import Attack
-from sequela.catalog import DATASETS
-from sequela.checker import Checker, fail
-from sequela.data import Split
-from sequela.engine import Augment, BatchStream
-from sequela.recipe import Recipe
-from sequela.records import CurveRecorder
+from sequela.datasets.sizes import DATASETS
+from sequela.datasets.splits import Split
+from sequela.engine.batches import Augment, BatchStream
+from sequela.pipeline.checker import Checker, fail
+from sequela.pipeline.records import CurveRecorder
+from sequela.training.recipe import Recipe
 
 
 def defense_settings(settings: dict, name: str, dataset: str | None = None, overrides: dict | None = None) -> dict:
@@ -62,15 +62,15 @@ def check_per_dataset(c: Checker, key: str, rules: dict[str, Callable[[str], obj
 @dataclass
 class DefenseContext:
     model: torch.nn.Module
-    clean: Split                    # the defender's clean data (uint8, true labels)
-    train: Split                    # the full training split, before poisoning
-    poisoned: torch.Tensor          # indices of poisoned training samples (training-time defenses only)
-    attack: Attack                  # the attack's trigger (training-time defenses replay the poisoned set)
+    clean: Split  # the defender's clean data (uint8, true labels)
+    train: Split  # the full training split, before poisoning
+    poisoned: torch.Tensor  # indices of poisoned training samples (training-time defenses only)
+    attack: Attack  # the attack's trigger (training-time defenses replay the poisoned set)
     target: int
     recipe: Recipe
-    epochs: int                     # defense.epochs
-    params: dict                    # defense.<name>
-    common: dict                    # defense.* shared settings (momentum, weight_decay)
+    epochs: int  # defense.epochs
+    params: dict  # defense.<name>
+    common: dict  # defense.* shared settings (momentum, weight_decay)
     device: torch.device
     generator: torch.Generator
     recorder: CurveRecorder
@@ -79,8 +79,8 @@ class DefenseContext:
     spec: dict | None = None
     poison_rate: float = 0.0
     seed: int = 0
-    batch_size: int | None = None   # defense.batch_size; None: the recipe's batch
-    # Rounds of the recipe's epochs the backdoored model trained (planting.py): a training-time
+    batch_size: int | None = None  # defense.batch_size; None: the recipe's batch
+    # Rounds of the recipe's epochs the backdoored model trained (training/attacker.py): a training-time
     # defense's retraining trains as many, so that it is compared on the attacker's budget.
     rounds: int = 1
 
@@ -91,16 +91,29 @@ class DefenseContext:
             self.attack = self.attack.as_dataset()
 
     @classmethod
-    def for_defender(cls, settings: dict, name: str, seed: int, overrides: dict | None = None,
-                     batch_size: int | None = None, dataset: str | None = None, **parts) -> "DefenseContext":
+    def for_defender(
+        cls,
+        settings: dict,
+        name: str,
+        seed: int,
+        overrides: dict | None = None,
+        batch_size: int | None = None,
+        dataset: str | None = None,
+        **parts,
+    ) -> "DefenseContext":
         """A context from params.yaml's `defense` section for defense `name`: its own settings for
         `dataset` (`defense_settings`, plus `overrides`), the shared epochs / momentum / weight decay,
         the defender's batch (`batch_size`, else defense.batch_size, else the recipe's) and a
         generator seeded with `seed`."""
-        return cls(params=defense_settings(settings, name, dataset, overrides), epochs=settings["epochs"],
-                   common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
-                   generator=torch.Generator().manual_seed(seed), seed=seed,
-                   batch_size=batch_size or settings["batch_size"], **parts)
+        return cls(
+            params=defense_settings(settings, name, dataset, overrides),
+            epochs=settings["epochs"],
+            common={"momentum": settings["momentum"], "weight_decay": settings["weight_decay"]},
+            generator=torch.Generator().manual_seed(seed),
+            seed=seed,
+            batch_size=batch_size or settings["batch_size"],
+            **parts,
+        )
 
     def augment(self) -> Augment:
         return Augment(self.recipe.crop_padding, self.recipe.flip)
@@ -111,13 +124,29 @@ class DefenseContext:
         return self.batch_size or self.recipe.batch_size
 
     def clean_stream(self, batch_size: int | None = None) -> BatchStream:
-        return BatchStream(self.clean.x, self.clean.y, batch_size or self.defender_batch,
-                           self.device, self.generator, shuffle=True, augment=self.augment())
+        return BatchStream(
+            self.clean.x,
+            self.clean.y,
+            batch_size or self.defender_batch,
+            self.device,
+            self.generator,
+            shuffle=True,
+            augment=self.augment(),
+        )
 
     def poisoned_stream(self, batch_size: int | None = None) -> BatchStream:
-        return BatchStream(self.train.x, self.train.y, batch_size or self.recipe.batch_size, self.device,
-                           self.generator, shuffle=True, augment=self.augment(), attack=self.attack,
-                           poisoned=self.poisoned, target=self.target)
+        return BatchStream(
+            self.train.x,
+            self.train.y,
+            batch_size or self.recipe.batch_size,
+            self.device,
+            self.generator,
+            shuffle=True,
+            augment=self.augment(),
+            attack=self.attack,
+            poisoned=self.poisoned,
+            target=self.target,
+        )
 
     def record(self, epoch: int, lr: float) -> None:
         """Evaluate the current model and append a row to the defense's per-epoch curve."""

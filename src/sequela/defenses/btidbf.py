@@ -37,16 +37,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
-from sequela.engine import Adam, BatchStream, autocast
-from sequela.progress import bar
+from sequela.engine.batches import BatchStream
+from sequela.engine.device import autocast
+from sequela.engine.optimizers import Adam
+from sequela.pipeline.checker import INF, Checker
+from sequela.pipeline.progress import bar
 
 
 def block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.InstanceNorm2d(c_out, affine=True),
-                         nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1),
-                         nn.InstanceNorm2d(c_out, affine=True), nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.InstanceNorm2d(c_out, affine=True),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.InstanceNorm2d(c_out, affine=True),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
 
 
 class UNet(nn.Module):
@@ -114,6 +121,7 @@ class Inversion:
 
     def pretrain(self) -> None:
         """G toward the identity, as the model sees it: same predictions, same features, same image."""
+
         def run(model):
             opt = Adam(self.generator.parameters(), lr=1e-3)
             for _ in range(int(self.p["pretrain_epochs"])):
@@ -123,16 +131,20 @@ class Inversion:
                         with torch.no_grad():
                             p_x, f_x = model(x).float().softmax(1), feature_map(model, x).float()
                         image = F.mse_loss(g.float(), x)
-                        loss = (-(p_x * model(g).float().log_softmax(1)).sum(1).mean()
-                                + F.mse_loss(feature_map(model, g).float(), f_x)
-                                + (100.0 if image.item() > 0.1 else 0.01) * image)
+                        loss = (
+                            -(p_x * model(g).float().log_softmax(1)).sum(1).mean()
+                            + F.mse_loss(feature_map(model, g).float(), f_x)
+                            + (100.0 if image.item() > 0.1 else 0.01) * image
+                        )
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
+
         self.frozen(run)
 
     def fit_mask(self) -> None:
         """m = tanh(M)/2 + 1/2 keeping the class in m * features and removing it from (1 - m) * features."""
+
         def run(model):
             with torch.no_grad():
                 shape = feature_map(model, self.ctx.clean.x[:1].to(self.ctx.device).float() / 255).shape[1:]
@@ -144,12 +156,14 @@ class Inversion:
                         with torch.no_grad():
                             feat = feature_map(model, x)
                         m = torch.tanh(raw) / 2 + 0.5
-                        loss = (F.cross_entropy(head(model, m * feat).float(), y)
-                                - F.cross_entropy(head(model, (1 - m) * feat).float(), y))
+                        loss = F.cross_entropy(head(model, m * feat).float(), y) - F.cross_entropy(
+                            head(model, (1 - m) * feat).float(), y
+                        )
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
             self.mask = (torch.tanh(raw) / 2 + 0.5).detach()
+
         self.frozen(run)
 
     def invert(self, round_index: int) -> None:
@@ -178,6 +192,7 @@ class Inversion:
                     opt.step()
             if self.target is None:  # the first round's detection holds for the later ones
                 self.target = self.detect_target(model)
+
         self.frozen(run)
 
     @torch.no_grad()

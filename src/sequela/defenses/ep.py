@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
-from sequela.engine import BatchStream, fit, sgd
-from sequela.schedules import constant
+from sequela.engine.batches import BatchStream
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import constant
+from sequela.pipeline.checker import INF, Checker
 
 
 def check(c: Checker, key: str) -> None:
@@ -29,14 +31,24 @@ def check(c: Checker, key: str) -> None:
 
 def triggered_rows(n: int, share: float, generator: torch.Generator) -> torch.Tensor:
     """A seeded round(share * n) of the clean split's rows (at least one) to stamp."""
-    return torch.randperm(n, generator=generator)[:max(1, round(share * n))]
+    return torch.randperm(n, generator=generator)[: max(1, round(share * n))]
 
 
 def run(ctx: DefenseContext) -> dict:
     p = ctx.params
     rows = triggered_rows(len(ctx.clean), float(p["share"]), ctx.generator)
-    stream = BatchStream(ctx.clean.x, ctx.clean.y, ctx.defender_batch, ctx.device, ctx.generator,
-                         augment=ctx.augment(), attack=ctx.attack, poisoned=rows, target=ctx.target, relabel=False)
+    stream = BatchStream(
+        ctx.clean.x,
+        ctx.clean.y,
+        ctx.defender_batch,
+        ctx.device,
+        ctx.generator,
+        augment=ctx.augment(),
+        attack=ctx.attack,
+        poisoned=rows,
+        target=ctx.target,
+        relabel=False,
+    )
     optimizer = sgd(ctx.model, p["lr"], ctx.common["momentum"], ctx.common["weight_decay"])
     fit(ctx.model, stream, optimizer, constant(p["lr"]), ctx.epochs, on_epoch=ctx.record, desc="ep")
     return {"triggered_rows": len(rows)}

@@ -6,10 +6,11 @@ two-phase triangular schedule of `schedules.super_fine_tuning`.
 
 from __future__ import annotations
 
-from sequela.checker import INF, Checker, fail, is_int
 from sequela.defenses.base import DefenseContext
-from sequela.engine import fit, sgd
-from sequela.schedules import Schedule, constant, sft_from_params
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import Schedule, constant, sft_from_params
+from sequela.pipeline.checker import INF, Checker, fail, is_int
 
 
 def fine_tune(ctx: DefenseContext, schedule: Schedule, desc: str) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import torch
 
-from sequela.checker import INF, Checker
-from sequela.data import Split
+from sequela.datasets.splits import Split
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.finetune import fine_tune
-from sequela.engine import autocast
-from sequela.schedules import constant
+from sequela.engine.device import autocast
+from sequela.engine.schedules import constant
+from sequela.pipeline.checker import INF, Checker
 
 
 def split_clean(clean: Split, holdout_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -39,7 +39,7 @@ def features(model, split: Split, batch_size: int = 512) -> torch.Tensor:
     model.eval()
     out = []
     for start in range(0, len(split), batch_size):
-        x = split.x[start:start + batch_size].to(device).float().div_(255.0)
+        x = split.x[start : start + batch_size].to(device).float().div_(255.0)
         with autocast(device):
             out.append(model.features(x).float())
     model.train(was_training)
@@ -77,7 +77,6 @@ def prune_count(accs: list[float], acc_drop: float) -> int:
     return len(accs) - 2
 
 
-
 def check(c: Checker, key: str) -> None:
     c.number(f"{key}.acc_drop", 0.0, 1.0, low_open=False)
     c.number(f"{key}.holdout_fraction", 0.0, 1.0)
@@ -92,7 +91,11 @@ def run(ctx: DefenseContext) -> dict:
     accs = pruning_accuracies(model, holdout, order, p["acc_drop"])
     k = prune_count(accs, p["acc_drop"])
     model.channel_mask[order[:k].to(model.channel_mask.device)] = 0.0
-    figures = {"pruned": k, "pruned_fraction": k / len(order), "holdout_acc_before": accs[0],
-               "holdout_acc_pruned": accs[k]}
+    figures = {
+        "pruned": k,
+        "pruned_fraction": k / len(order),
+        "holdout_acc_before": accs[0],
+        "holdout_acc_pruned": accs[k],
+    }
     fine_tune(ctx, constant(p["lr"]), "fp")
     return figures

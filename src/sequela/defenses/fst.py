@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
-from sequela.engine import fit, sgd
-from sequela.schedules import cosine
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import cosine
+from sequela.pipeline.checker import INF, Checker
 
 
 class NormHeldSGD:
@@ -66,7 +67,15 @@ def run(ctx: DefenseContext) -> dict:
 
     stream = ctx.clean_stream()
     optimizer = NormHeldSGD(sgd(model, p["lr"], ctx.common["momentum"], weight_decay=0.0), head.weight, norm)
-    fit(model, stream, optimizer, cosine(p["lr"], ctx.epochs * len(stream)), ctx.epochs, on_epoch=ctx.record,
-        loss_fn=loss_fn, desc="fst")
+    fit(
+        model,
+        stream,
+        optimizer,
+        cosine(p["lr"], ctx.epochs * len(stream)),
+        ctx.epochs,
+        on_epoch=ctx.record,
+        loss_fn=loss_fn,
+        desc="fst",
+    )
     cosine_to_original = F.cosine_similarity(head.weight.detach().flatten(), original.flatten(), dim=0).item()
     return {"head_cosine_to_original": cosine_to_original}

@@ -16,11 +16,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext, check_per_dataset
-from sequela.engine import autocast, sgd
-from sequela.sharpness import sam_fit
-from sequela.schedules import cosine
+from sequela.engine.device import autocast
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import cosine
+from sequela.pipeline.checker import INF, Checker
+from sequela.training.sharpness import sam_fit
 
 
 def check(c: Checker, key: str) -> None:
@@ -46,7 +47,18 @@ def run(ctx: DefenseContext) -> dict:
         with autocast(ctx.device):
             return F.cross_entropy(model(x).float(), y, label_smoothing=smoothing)
 
-    sam_fit(model, stream, optimizer, schedule, ctx.epochs, loss_of, rho, eta, adaptive=True, on_epoch=ctx.record,
-            desc="ftsam")
+    sam_fit(
+        model,
+        stream,
+        optimizer,
+        schedule,
+        ctx.epochs,
+        loss_of,
+        rho,
+        eta,
+        adaptive=True,
+        on_epoch=ctx.record,
+        desc="ftsam",
+    )
     # what ran: the dataset's per_dataset entry may have replaced the block's values
     return {"rho": rho, "label_smoothing": smoothing}

@@ -16,10 +16,11 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import INF, Checker, fail, is_number
 from sequela.defenses.base import DefenseContext
-from sequela.engine import fit, sgd
-from sequela.schedules import constant
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import constant
+from sequela.pipeline.checker import INF, Checker, fail, is_number
 
 
 def attention(a: torch.Tensor, p: float) -> torch.Tensor:
@@ -44,11 +45,11 @@ def distillation_loss(teacher: torch.nn.Module, betas: list[float], p: float):
             targets = teacher.stage_outputs(x)
         # Pair the last betas with the last stages, whichever list is longer.
         k = min(len(betas), len(outs))
-        for beta, s, t in zip(betas[len(betas) - k:], outs[len(outs) - k:], targets[len(targets) - k:]):
+        for beta, s, t in zip(betas[len(betas) - k :], outs[len(outs) - k :], targets[len(targets) - k :]):
             loss = loss + beta * attention_distance(attention(s.float(), p), attention(t.float(), p))
         return loss
-    return loss_fn
 
+    return loss_fn
 
 
 def check(c: Checker, key: str) -> None:
@@ -70,6 +71,14 @@ def run(ctx: DefenseContext) -> dict:
     teacher.requires_grad_(False)
 
     optimizer = sgd(ctx.model, p["lr"], ctx.common["momentum"], ctx.common["weight_decay"])
-    fit(ctx.model, ctx.clean_stream(), optimizer, constant(p["lr"]), ctx.epochs, on_epoch=ctx.record,
-        loss_fn=distillation_loss(teacher, list(p["betas"]), p["p"]), desc="nad student")
+    fit(
+        ctx.model,
+        ctx.clean_stream(),
+        optimizer,
+        constant(p["lr"]),
+        ctx.epochs,
+        on_epoch=ctx.record,
+        loss_fn=distillation_loss(teacher, list(p["betas"]), p["p"]),
+        desc="nad student",
+    )
     return {"teacher_epochs": p["te_epochs"]}

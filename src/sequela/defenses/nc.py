@@ -23,11 +23,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
-from sequela.engine import Adam, autocast, fit, sgd
-from sequela.progress import bar
-from sequela.schedules import constant
+from sequela.engine.device import autocast
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import Adam, sgd
+from sequela.engine.schedules import constant
+from sequela.pipeline.checker import INF, Checker
+from sequela.pipeline.progress import bar
 
 
 def reverse_triggers(model, ctx: DefenseContext, p: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -55,7 +57,7 @@ def reverse_triggers(model, ctx: DefenseContext, p: dict) -> tuple[torch.Tensor,
         idx = torch.randint(len(x_all), (batch,), generator=ctx.generator)
         x = x_all[idx].to(device).float().div_(255.0)
         mask, pattern = torch.sigmoid(mask_raw), torch.sigmoid(pattern_raw)
-        stamped = (1 - mask[:, None]) * x[None] + (mask * pattern)[:, None]    # (K, B, C, H, W)
+        stamped = (1 - mask[:, None]) * x[None] + (mask * pattern)[:, None]  # (K, B, C, H, W)
         with autocast(device):
             logits = model(stamped.flatten(0, 1)).float().view(k, batch, -1)
         ce = F.cross_entropy(logits.flatten(0, 1), classes.repeat_interleave(batch), reduction="none")
@@ -98,6 +100,7 @@ def anomaly_indices(norms: torch.Tensor) -> torch.Tensor:
 def stamping_loss(masks: torch.Tensor, patterns: torch.Tensor, share: float, generator: torch.Generator):
     """Cross-entropy on the batch after stamping a random `share` of it with a random flagged
     class's reversed trigger; the labels stay the true ones, which teaches the model to ignore it."""
+
     def loss_fn(model, x, y):
         n = len(x)
         stamp = (torch.rand(n, generator=generator) < share).to(x.device)
@@ -105,8 +108,8 @@ def stamping_loss(masks: torch.Tensor, patterns: torch.Tensor, share: float, gen
         m, pat = masks[which], patterns[which]
         x = torch.where(stamp[:, None, None, None], (1 - m) * x + m * pat, x)
         return F.cross_entropy(model(x), y)
-    return loss_fn
 
+    return loss_fn
 
 
 def check(c: Checker, key: str) -> None:
@@ -124,14 +127,27 @@ def run(ctx: DefenseContext) -> dict:
     masks, patterns, norms, steps = reverse_triggers(ctx.model, ctx, p)
     index = anomaly_indices(norms)
     flagged = torch.nonzero(index < -p["anomaly_threshold"]).flatten()
-    figures = {"mask_norms": [round(v, 2) for v in norms.tolist()],
-               "anomaly_index": [round(v, 2) for v in index.abs().tolist()],
-               "flagged": flagged.tolist(), "flagged_target": bool((flagged == ctx.target).any()),
-               "unlearned": bool(len(flagged)), "reverse_steps": steps, "epochs_trained": 0}
+    figures = {
+        "mask_norms": [round(v, 2) for v in norms.tolist()],
+        "anomaly_index": [round(v, 2) for v in index.abs().tolist()],
+        "flagged": flagged.tolist(),
+        "flagged_target": bool((flagged == ctx.target).any()),
+        "unlearned": bool(len(flagged)),
+        "reverse_steps": steps,
+        "epochs_trained": 0,
+    }
     if not len(flagged):
         return figures  # nothing detected: nothing to repair
     loss_fn = stamping_loss(masks[flagged], patterns[flagged], p["unlearn_share"], ctx.generator)
     optimizer = sgd(ctx.model, p["lr_unlearn"], ctx.common["momentum"], ctx.common["weight_decay"])
-    fit(ctx.model, ctx.clean_stream(), optimizer, constant(p["lr_unlearn"]), ctx.epochs, on_epoch=ctx.record,
-        loss_fn=loss_fn, desc="nc unlearning")
+    fit(
+        ctx.model,
+        ctx.clean_stream(),
+        optimizer,
+        constant(p["lr_unlearn"]),
+        ctx.epochs,
+        on_epoch=ctx.record,
+        loss_fn=loss_fn,
+        desc="nc unlearning",
+    )
     return {**figures, "epochs_trained": ctx.epochs}

@@ -21,10 +21,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import INF, Checker
 from sequela.defenses import btidbf
 from sequela.defenses.base import DefenseContext
-from sequela.engine import autocast, sgd
+from sequela.engine.device import autocast
+from sequela.engine.optimizers import sgd
+from sequela.pipeline.checker import INF, Checker
 
 
 def check(c: Checker, key: str) -> None:
@@ -56,10 +57,10 @@ def run(ctx: DefenseContext) -> dict:
         opt.zero_grad(set_to_none=True)
         with autocast(ctx.device):
             loss = F.cross_entropy(model(mixed).float(), y)
-        loss.backward()                                 # the gradient on the path to the backdoor ...
+        loss.backward()  # the gradient on the path to the backdoor ...
         with torch.no_grad():
             for q, moved in zip(params, steps):
-                q.sub_(moved)                           # ... applied at the weights
+                q.sub_(moved)  # ... applied at the weights
         opt.step()
 
     return btidbf.unlearn_in_rounds(ctx, step, lr, "pam")

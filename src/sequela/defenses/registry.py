@@ -13,17 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from sequela.checker import INF, Checker
 from sequela.defenses import abl, ac, btidbf, ep, finetune, fp, fst, ftsam, nad, nc, pam, sau, spectral
 from sequela.defenses.base import DefenseContext
+from sequela.pipeline.checker import INF, Checker
 
 
 @dataclass(frozen=True)
 class Defense:
-    run: Callable[[DefenseContext], dict]    # changes ctx.model; returns extra figures
-    check: Callable[[Checker, str], None]    # checks its params section, given its key
-    needs_poisoned_set: bool = False         # training-time: retrains on the poisoned training set
-    knows_trigger: bool = False              # a reference (EP), not a defense: it stamps the real trigger
+    run: Callable[[DefenseContext], dict]  # changes ctx.model; returns extra figures
+    check: Callable[[Checker, str], None]  # checks its params section, given its key
+    needs_poisoned_set: bool = False  # training-time: retrains on the poisoned training set
+    knows_trigger: bool = False  # a reference (EP), not a defense: it stamps the real trigger
 
 
 DEFENSES: dict[str, Defense] = {
@@ -58,6 +58,6 @@ def check_defenses(c: Checker) -> None:
 
 def check_shared(c: Checker) -> None:
     """The settings every fine-tuning defense shares (`defense.epochs`, the clean share and the
-    batch are checked with the datasets they apply to, in sequela.config)."""
+    batch are checked with the datasets they apply to, in sequela.pipeline.config)."""
     c.number("defense.momentum", 0.0, 1.0, low_open=False)
     c.number("defense.weight_decay", 0.0, INF, low_open=False)

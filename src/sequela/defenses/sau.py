@@ -29,10 +29,12 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
-from sequela.engine import Adam, BatchStream, autocast
-from sequela.progress import bar
+from sequela.engine.batches import BatchStream
+from sequela.engine.device import autocast
+from sequela.engine.optimizers import Adam
+from sequela.pipeline.checker import INF, Checker
+from sequela.pipeline.progress import bar
 
 
 def check(c: Checker, key: str) -> None:
@@ -50,8 +52,9 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (kl(p) + kl(q)) / 2
 
 
-def shared_perturbation(model, backdoored, x: torch.Tensor, y: torch.Tensor, p: dict,
-                        clean_pred0: torch.Tensor | None = None) -> torch.Tensor:
+def shared_perturbation(
+    model, backdoored, x: torch.Tensor, y: torch.Tensor, p: dict, clean_pred0: torch.Tensor | None = None
+) -> torch.Tensor:
     """The inner maximisation: delta (||delta||_inf <= eps) whose x + delta both models misclassify
     with the same label, by signed steps on beta1 * L_adv + beta2 * L_js. `clean_pred0`: the
     backdoored model's labels of x, where the caller has them already."""
@@ -71,16 +74,19 @@ def shared_perturbation(model, backdoored, x: torch.Tensor, y: torch.Tensor, p: 
         if bool(shared.all()):
             delta = delta.detach()
             break
-        adv = -(F.cross_entropy(out, y, reduction="none")[~fooled].sum()
-                + F.cross_entropy(out0, y, reduction="none")[~fooled0].sum()) / (2 * n)
+        adv = -(
+            F.cross_entropy(out, y, reduction="none")[~fooled].sum()
+            + F.cross_entropy(out0, y, reduction="none")[~fooled0].sum()
+        ) / (2 * n)
         js = js_divergence(out.softmax(1), out0.softmax(1))[~shared].sum() / n
-        grad, = torch.autograd.grad(p["beta1"] * adv + p["beta2"] * js, delta)
+        (grad,) = torch.autograd.grad(p["beta1"] * adv + p["beta2"] * js, delta)
         delta = (delta.detach() - p["step"] * grad.sign()).clamp(-p["eps"], p["eps"])
     return delta.detach()
 
 
-def shared_loss(model, backdoored, x_adv: torch.Tensor, y: torch.Tensor,
-                clean_pred0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def shared_loss(
+    model, backdoored, x_adv: torch.Tensor, y: torch.Tensor, clean_pred0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """L_sh: on the rows where x + delta fools the backdoored model (its label is neither the true one
     nor its clean answer), -log(1 - p_model(that label)), summed and divided by the batch. Also
     returns the backdoored model's labels of x + delta (it is frozen: they do not change)."""

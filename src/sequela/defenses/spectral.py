@@ -22,9 +22,9 @@ import math
 
 import torch
 
-from sequela.checker import INF, Checker
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.trainset import detection, features_and_labels, retrain_without
+from sequela.pipeline.checker import INF, Checker
 
 
 def spectral_scores(feats: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from sequela.defenses.base import DefenseContext
-from sequela.engine import autocast
-from sequela.training import train_classifier
+from sequela.engine.device import autocast
+from sequela.training.classifier import train_classifier
 
 
 def poison_flags(ctx: DefenseContext) -> torch.Tensor:
@@ -66,9 +66,12 @@ def detection(flagged: torch.Tensor, ctx: DefenseContext, noun: str = "removed")
     """How many rows were flagged, and their precision and recall against the truly poisoned ones."""
     truth = poison_flags(ctx)
     hits = int(truth[flagged].sum())
-    return {noun: int(len(flagged)), f"{noun}_poisoned": hits,
-            "precision": hits / len(flagged) if len(flagged) else 0.0,
-            "recall": hits / int(truth.sum()) if bool(truth.any()) else 0.0}
+    return {
+        noun: int(len(flagged)),
+        f"{noun}_poisoned": hits,
+        "precision": hits / len(flagged) if len(flagged) else 0.0,
+        "recall": hits / int(truth.sum()) if bool(truth.any()) else 0.0,
+    }
 
 
 def without(ctx: DefenseContext, removed: torch.Tensor):
@@ -96,8 +99,19 @@ def retrain_without(ctx: DefenseContext, removed: torch.Tensor, desc: str) -> No
         spent += time.perf_counter() - start
         return row
 
-    run = train_classifier(train, ctx.spec, ctx.recipe, ctx.device, ctx.seed, evaluate, attack=ctx.attack,
-                           poisoned=poisoned, target=ctx.target, desc=desc, max_rounds=ctx.rounds)
+    run = train_classifier(
+        train,
+        ctx.spec,
+        ctx.recipe,
+        ctx.device,
+        ctx.seed,
+        evaluate,
+        attack=ctx.attack,
+        poisoned=poisoned,
+        target=ctx.target,
+        desc=desc,
+        max_rounds=ctx.rounds,
+    )
     ctx.recorder.rows.extend(run.curve)
     ctx.recorder.eval_seconds += spent
     ctx.model = run.model

@@ -15,25 +15,32 @@ from __future__ import annotations
 
 import torch
 
-from sequela.checker import INF, Checker
-from sequela.data import Split
-from sequela.engine import predict_logits
+from sequela.datasets.splits import Split
+from sequela.engine.loop import predict_logits
 from sequela.measures.roc import auc, tpr_at_fpr
+from sequela.pipeline.checker import INF, Checker
 
 SCORES = ("loss", "conf", "entropy", "mentropy")
 MEMBER_STREAM = 1_000_003  # offset of the member draw's seed from the cell's seed
 
 
-def check(c: Checker) -> None:
-    """`sequela.membership`: the shadow-model attack's features and its MLP."""
+def check(c: Checker, datasets: list[str] = ()) -> None:
+    """`sequela.membership`: the shadow-model attack's features and its MLP (the same for every dataset)."""
     c.integer("sequela.membership.top_k")
     c.integer("sequela.membership.mlp.hidden")
     c.integer("sequela.membership.mlp.epochs")
     c.number("sequela.membership.mlp.lr", 0.0, INF)
 
 
-def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defender: torch.Tensor,
-                  removed: torch.Tensor | None = None, groups: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def member_groups(
+    n_train: int,
+    n: int,
+    seed: int,
+    poisoned: torch.Tensor,
+    defender: torch.Tensor,
+    removed: torch.Tensor | None = None,
+    groups: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Training indices to score as members, up to `n` per group, drawn in one seeded order.
 
     Candidates are the clean training rows (not in `poisoned`) that the model trained on (not in
@@ -44,7 +51,7 @@ def member_groups(n_train: int, n: int, seed: int, poisoned: torch.Tensor, defen
     With the training split's group ids (`Split.groups`: GTSRB's tracks), a row counts as seen when
     any row of its group is in `defender`: a frame whose track mates the defender fine-tuned on is
     not unseen, so no group has rows on both sides."""
-    # Its own random stream: the defender's subset (data.clean_subset) is the head of
+    # Its own random stream: the defender's subset (splits.clean_subset) is the head of
     # randperm(n_train) under `seed` itself, so the same stream would make "all" = "seen".
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(MEMBER_STREAM + seed))
     allowed = torch.ones(n_train, dtype=torch.bool)
@@ -103,32 +110,47 @@ def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor
     wrong[rows, y] = 0.0
     mentropy = -log1m_y.exp() * logp_y - wrong.sum(1)
     return {
-        "loss": logp_y,                                         # negated cross-entropy
+        "loss": logp_y,  # negated cross-entropy
         # log-odds of the maximum confidence: a monotone map of max p (same AUC) that does not
         # saturate at 1.0 for memorised samples.
         "conf": logp[rows, top] - log1m[rows, top],
-        "entropy": (p * logp).sum(1),                           # negated entropy
+        "entropy": (p * logp).sum(1),  # negated entropy
         "mentropy": -mentropy,
     }
 
 
-def metric_attacks(model: torch.nn.Module, members: Split, nonmembers: Split,
-                   max_fpr: float = 0.01) -> dict[str, float]:
+def metric_attacks(
+    model: torch.nn.Module, members: Split, nonmembers: Split, max_fpr: float = 0.01
+) -> dict[str, float]:
     """`<score>_auc` and `<score>_tpr` (TPR at `max_fpr` FPR) for every score in SCORES."""
-    return attacks_on_logits(predict_logits(model, members.x, float32=True), members.y,
-                             predict_logits(model, nonmembers.x, float32=True), nonmembers.y, max_fpr)
+    return attacks_on_logits(
+        predict_logits(model, members.x, float32=True),
+        members.y,
+        predict_logits(model, nonmembers.x, float32=True),
+        nonmembers.y,
+        max_fpr,
+    )
 
 
 def metric_figures(mia: dict[str, float], suffix: str = "") -> dict[str, float]:
     """The metric attacks' figures a sequela cell reports (`attacks_on_logits`' result), keys ending
     in `suffix` (a member group)."""
-    return {f"mia_loss_auc{suffix}": mia["loss_auc"], f"mia_conf_auc{suffix}": mia["conf_auc"],
-            f"mia_entropy_auc{suffix}": mia["entropy_auc"], f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
-            f"mia_tpr_at_1fpr{suffix}": mia["loss_tpr"]}
+    return {
+        f"mia_loss_auc{suffix}": mia["loss_auc"],
+        f"mia_conf_auc{suffix}": mia["conf_auc"],
+        f"mia_entropy_auc{suffix}": mia["entropy_auc"],
+        f"mia_mentropy_auc{suffix}": mia["mentropy_auc"],
+        f"mia_tpr_at_1fpr{suffix}": mia["loss_tpr"],
+    }
 
 
-def attacks_on_logits(member_logits: torch.Tensor, member_y: torch.Tensor, nonmember_logits: torch.Tensor,
-                      nonmember_y: torch.Tensor, max_fpr: float = 0.01) -> dict[str, float]:
+def attacks_on_logits(
+    member_logits: torch.Tensor,
+    member_y: torch.Tensor,
+    nonmember_logits: torch.Tensor,
+    nonmember_y: torch.Tensor,
+    max_fpr: float = 0.01,
+) -> dict[str, float]:
     """`metric_attacks` on logits already computed (a stage scoring several member groups of one
     model runs it once over their union)."""
     member_scores = scores(member_logits, member_y)
@@ -140,8 +162,9 @@ def attacks_on_logits(member_logits: torch.Tensor, member_y: torch.Tensor, nonme
     return out
 
 
-def membership_figures(model, train: Split, holdout: Split, groups: dict[str, torch.Tensor], shadow_attack,
-                       mlp) -> dict:
+def membership_figures(
+    model, train: Split, holdout: Split, groups: dict[str, torch.Tensor], shadow_attack, mlp
+) -> dict:
     """Every membership attack (the metric attacks and the shadow model's `shadow_attack` with its
     fitted `mlp`) on each group of member rows of `train` against the `holdout` non-members. Keys of
     a group other than "all" end in _<group>."""
@@ -155,6 +178,54 @@ def membership_figures(model, train: Split, holdout: Split, groups: dict[str, to
         logits = union_logits[torch.searchsorted(union, rows).to(union_logits.device)]
         mia = attacks_on_logits(logits, train.y[rows], holdout_logits, holdout.y)
         shadow = shadow_attack.evaluate_logits(mlp, logits, holdout_logits)
-        out.update({**metric_figures(mia, suffix), f"mia_shadow_auc{suffix}": shadow["auc"],
-                    f"mia_shadow_acc{suffix}": shadow["acc"], f"mia_n{suffix}": len(rows)})
+        out.update(
+            {
+                **metric_figures(mia, suffix),
+                f"mia_shadow_auc{suffix}": shadow["auc"],
+                f"mia_shadow_acc{suffix}": shadow["acc"],
+                f"mia_n{suffix}": len(rows),
+            }
+        )
     return out
+
+
+def standalone(cell, settings: dict):
+    """Every membership attack on a standalone model: the metric attacks and the shadow-model attack,
+    whose MLP is fitted here once per cell on the shadow model's posteriors (measures/registry.py)."""
+    from sequela.measures.shadow import ShadowAttack
+
+    shadow_attack = ShadowAttack.from_settings(settings["membership"], cell.seed)
+    mlp = shadow_attack.fit(cell.shadow_model, cell.ds.shadow, cell.ds.shadow_out)
+    ds = cell.ds
+
+    def measure(model: torch.nn.Module, removed: torch.Tensor | None) -> dict:
+        groups = member_groups(
+            len(ds.train), len(ds.holdout), cell.seed, cell.poisoned, cell.defender, removed, groups=ds.train.groups
+        )
+        return membership_figures(model, ds.train, ds.holdout, groups, shadow_attack, mlp)
+
+    return measure
+
+
+def downstream_members(n_train: int, n_test: int, seed: int) -> torch.Tensor:
+    """Sorted training rows scored as members of a downstream model: a seeded draw of min(n_train, n_test)."""
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(MEMBER_STREAM + seed))
+    return order[: min(n_train, n_test)].sort().values
+
+
+def reused(cell, settings: dict):
+    """The metric attacks on a downstream model: members are a seeded draw of the downstream training
+    images, non-members the downstream test images (measures/reused.py)."""
+    ds = cell.ds
+
+    def measure(model: torch.nn.Module, removed: torch.Tensor | None = None) -> dict:
+        rows = downstream_members(len(ds.train), len(ds.test), cell.seed)
+        mia = attacks_on_logits(
+            predict_logits(model, ds.train.x[rows], float32=True),
+            ds.train.y[rows],
+            predict_logits(model, ds.test.x, float32=True),
+            ds.test.y,
+        )
+        return {**metric_figures(mia), "mia_n": len(rows)}
+
+    return measure

@@ -1,4 +1,4 @@
-"""The retuning attack (RA) of Min et al., NeurIPS 2024 ("superficial safety"): does a purified
+"""The retuning attack of Min et al., NeurIPS 2024 ("superficial safety"): does a purified
 model relearn its backdoor from a handful of poisons?
 
 The attacker fine-tunes a copy of the model on the defender's own clean split with its first `k`
@@ -10,15 +10,15 @@ clean model's; one that only hid it lets the few poisons bring it back.
 
 The official setting is the default: 5 of a 1,000-row split (2% of CIFAR-10's training set) are
 poisons, batch 128, lr 0.01, momentum 0.9, no weight decay, no schedule, 5 epochs. Where the
-defender's split has another size, its poison share is kept rather than its count: k =
-round(`share` x rows), at least 1 (`poison_count`); the batch stays 128 whatever the recipe's. On
-digits the defender's split holds 337 rows, so k = 2 and an epoch is 3 steps (15 in all, against
-40 on their split): the share and the batch match theirs, the number of steps cannot. Two departures: its poisoned rows may come from the target class (here they are
-drawn from the attacker's poisoned rows, non-target by construction), and it augments the clean
-rows once and freezes them (here they are re-augmented every epoch, as every other fine-tuning
-here). The re-injection
-measure (reinject.py) is the older, looser variant: its own 200 training rows, 10 poisons, weight
-decay, three draws; both are reported under their own names.
+defender's split has another size, its poison share is kept rather than its count: k = round(`share`
+x rows), at least 1 (`poison_count`); the batch stays 128 whatever the recipe's. On digits the
+defender's split holds 337 rows, so k = 2 and an epoch is 3 steps (15 in all, against 40 on their
+split): the share and the batch match theirs, the number of steps cannot. Two departures: its
+poisoned rows may come from the target class (here they are drawn from the attacker's poisoned rows,
+non-target by construction), and it augments the clean rows once and freezes them (here they are
+re-augmented every epoch, as every other fine-tuning here). The re-injection measure (reinject.py)
+is the older, looser variant: its own 200 training rows, 10 poisons, weight decay, three draws; both
+are reported under their own names.
 """
 
 from __future__ import annotations
@@ -29,14 +29,16 @@ from dataclasses import dataclass
 import torch
 
 from sequela.attacks.base import Attack
-from sequela.checker import INF, Checker
-from sequela.data import Split
-from sequela.engine import Augment, BatchStream, fit, sgd
+from sequela.datasets.splits import Split
+from sequela.engine.batches import Augment, BatchStream
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import constant
 from sequela.metrics import backdoor_metrics, evaluate
-from sequela.schedules import constant
+from sequela.pipeline.checker import INF, Checker
 
 
-def check(c: Checker) -> None:
+def check(c: Checker, datasets: list[str] = ()) -> None:
     """`sequela.retune`: a poison share in (0, 1), a batch (null: the recipe's), epochs and eval_n."""
     c.number("sequela.retune.share", 0.0, 1.0)
     if c.get("sequela.retune.batch_size") is not None:
@@ -61,14 +63,17 @@ def non_target_rows(labels: torch.Tensor, target: int, k: int, seed: int) -> tor
     return candidates[order[:k]]
 
 
-def retuning_set(clean: Split, train: Split, poisoned: torch.Tensor, k: int, attack: Attack, target: int,
-                 device: torch.device) -> tuple[Split, torch.Tensor]:
+def retuning_set(
+    clean: Split, train: Split, poisoned: torch.Tensor, k: int, attack: Attack, target: int, device: torch.device
+) -> tuple[Split, torch.Tensor]:
     """The defender's clean split with its first `k` rows replaced by the first `k` of the
     attacker's poisoned training rows, stamped and labelled with the target, kept as uint8 images
     as a poisoned dataset would ship them. Returns the set and the flags of those rows."""
     if k > min(len(clean), len(poisoned)):
-        raise ValueError(f"sequela.retune.share: {k} poisons are more than the {len(clean)} clean rows or the "
-                         f"{len(poisoned)} poisoned training rows")
+        raise ValueError(
+            f"sequela.retune.share: {k} poisons are more than the {len(clean)} clean rows or the "
+            f"{len(poisoned)} poisoned training rows"
+        )
     rows = train.x[poisoned[:k].cpu()].to(device).float().div(255.0)
     stamped = attack.apply(rows).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
     x, y = clean.x.clone(), clean.y.clone()
@@ -93,21 +98,87 @@ class Retuning:
     def from_settings(cls, r: dict, rows: int, recipe_batch: int, seed: int) -> Retuning:
         """From params.yaml's `sequela.retune`, for a retuning set of `rows` rows; a null batch takes
         the recipe's."""
-        return cls(poison_count(rows, r["share"]), r["epochs"], r["lr"], r["momentum"], r["weight_decay"],
-                   r["batch_size"] or recipe_batch, r["eval_n"], seed)
+        return cls(
+            poison_count(rows, r["share"]),
+            r["epochs"],
+            r["lr"],
+            r["momentum"],
+            r["weight_decay"],
+            r["batch_size"] or recipe_batch,
+            r["eval_n"],
+            seed,
+        )
 
-    def run(self, model: torch.nn.Module, data: Split, plain: torch.Tensor, test: Split, attack: Attack,
-            target: int, augment: Augment | None = None) -> dict:
+    def run(
+        self,
+        model: torch.nn.Module,
+        data: Split,
+        plain: torch.Tensor,
+        test: Split,
+        attack: Attack,
+        target: int,
+        augment: Augment | None = None,
+    ) -> dict:
         """Retune a copy of `model` (the original is left untouched) on `retuning_set`'s `data`.
         Returns P-ASR and CA after, on the whole test split, and the per-epoch ASR on a seeded
         `eval_n` of it."""
         device = next(model.parameters()).device
         model = copy.deepcopy(model)
         sample = test.sample(self.eval_n, self.seed)
-        stream = BatchStream(data.x, data.y, self.batch_size, device, torch.Generator().manual_seed(self.seed),
-                             augment=augment, plain=plain)
+        stream = BatchStream(
+            data.x,
+            data.y,
+            self.batch_size,
+            device,
+            torch.Generator().manual_seed(self.seed),
+            augment=augment,
+            plain=plain,
+        )
         curve: list[float] = []
-        fit(model, stream, sgd(model, self.lr, self.momentum, self.weight_decay), constant(self.lr), self.epochs,
-            desc="retune", on_epoch=lambda epoch, lr: curve.append(backdoor_metrics(model, sample, attack, target)["asr"]))
+        fit(
+            model,
+            stream,
+            sgd(model, self.lr, self.momentum, self.weight_decay),
+            constant(self.lr),
+            self.epochs,
+            desc="retune",
+            on_epoch=lambda epoch, lr: curve.append(backdoor_metrics(model, sample, attack, target)["asr"]),
+        )
         after = evaluate(model, test, attack, target)
         return {"p_asr": after["asr"], "p_ca": after["ca"], "retune_curve": [round(a, 4) for a in curve]}
+
+
+def standalone(cell, settings: dict):
+    """The retuning attack on a standalone model: the defender's clean rows with the first k swapped
+    for the attacker's poisoned training rows (measures/registry.py)."""
+    retuning = Retuning.from_settings(settings["retune"], len(cell.defender), cell.recipe.batch_size, cell.seed)
+    data, plain = retuning_set(
+        cell.ds.train.subset(cell.defender),
+        cell.ds.train,
+        cell.poisoned,
+        retuning.k,
+        cell.trigger,
+        cell.target,
+        cell.device,
+    )
+    return _measure(cell, retuning, data, plain)
+
+
+def reused(cell, settings: dict):
+    """The retuning attack on a downstream model: the user's whole downstream training set with its first
+    k rows swapped for k non-target ones stamped with the shipped trigger (measures/reused.py)."""
+    retuning = Retuning.from_settings(settings["retune"], len(cell.ds.train), cell.recipe.batch_size, cell.seed)
+    poisons = non_target_rows(cell.ds.train.y, cell.target, retuning.k, cell.seed)
+    data, plain = retuning_set(
+        cell.ds.train, cell.ds.train, poisons, retuning.k, cell.trigger, cell.target, cell.device
+    )
+    return _measure(cell, retuning, data, plain)
+
+
+def _measure(cell, retuning: Retuning, data: Split, plain: torch.Tensor):
+    augment = Augment(cell.recipe.crop_padding, cell.recipe.flip)
+
+    def measure(model: torch.nn.Module, removed: torch.Tensor | None = None) -> dict:
+        return retuning.run(model, data, plain, cell.test, cell.trigger, cell.target, augment)
+
+    return measure

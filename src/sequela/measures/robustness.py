@@ -16,13 +16,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sequela.checker import Checker, fail, is_number
-from sequela.data import Split
-from sequela.engine import autocast
-from sequela.progress import bar
+from sequela.datasets.splits import Split
+from sequela.engine.device import autocast
+from sequela.pipeline.checker import Checker, fail, is_number
+from sequela.pipeline.progress import bar
 
 
-def check(c: Checker) -> None:
+def check(c: Checker, datasets: list[str] = ()) -> None:
     """`sequela.pgd`: the L-inf PGD attack's budget, in [0, 1] pixel units."""
     budgets = c.get("sequela.pgd.eps")
     if not isinstance(budgets, list) or not budgets or not all(is_number(e) and 0 <= e <= 1 for e in budgets):
@@ -33,8 +33,16 @@ def check(c: Checker) -> None:
     c.boolean("sequela.pgd.random_start")
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step: float, steps: int,
-        random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    step: float,
+    steps: int,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Untargeted PGD on float images `x` in [0, 1]: `steps` signed-gradient ascent steps of size
     `step` on the cross-entropy of the true label, each projected back onto the eps-ball around x
     and onto [0, 1]. Gradients are taken with respect to the input only; the weights are untouched.
@@ -57,8 +65,17 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, st
     return adv.detach()
 
 
-def pgd_accuracy(model: torch.nn.Module, test: Split, eps: float, step: float, steps: int, n: int,
-                 seed: int, random_start: bool = True, batch_size: int = 256) -> float:
+def pgd_accuracy(
+    model: torch.nn.Module,
+    test: Split,
+    eps: float,
+    step: float,
+    steps: int,
+    n: int,
+    seed: int,
+    random_start: bool = True,
+    batch_size: int = 256,
+) -> float:
     """Top-1 accuracy under PGD on a seeded subset of `n` test images (all of them if fewer),
     evaluated in eval mode; the model is left in the mode it came in."""
     device = next(model.parameters()).device
@@ -69,8 +86,8 @@ def pgd_accuracy(model: torch.nn.Module, test: Split, eps: float, step: float, s
     model.eval()
     correct = 0
     for start in bar(range(0, len(test), batch_size), f"pgd: eps {eps:.4f}"):
-        x = test.x[start:start + batch_size].to(device).float().div_(255.0)
-        y = test.y[start:start + batch_size].to(device)
+        x = test.x[start : start + batch_size].to(device).float().div_(255.0)
+        y = test.y[start : start + batch_size].to(device)
         adv = pgd(model, x, y, eps, step, steps, random_start, generator)
         with torch.no_grad(), autocast(device):
             correct += (model(adv).argmax(1) == y).sum().item()
@@ -81,7 +98,26 @@ def pgd_accuracy(model: torch.nn.Module, test: Split, eps: float, step: float, s
 def pgd_figures(model: torch.nn.Module, test: Split, settings: dict, seed: int) -> dict:
     """`pgd_acc`, the mean accuracy over the budgets of `settings` (params.yaml `sequela.pgd`), and
     `pgd_acc_by_eps`, each budget's accuracy; the same seeded test images at every budget."""
-    by_eps = {f"{eps:g}": pgd_accuracy(model, test, eps, eps * settings["step_fraction"], settings["steps"],
-                                       settings["n"], seed, settings["random_start"])
-              for eps in settings["eps"]}
+    by_eps = {
+        f"{eps:g}": pgd_accuracy(
+            model,
+            test,
+            eps,
+            eps * settings["step_fraction"],
+            settings["steps"],
+            settings["n"],
+            seed,
+            settings["random_start"],
+        )
+        for eps in settings["eps"]
+    }
     return {"pgd_acc": sum(by_eps.values()) / len(by_eps), "pgd_acc_by_eps": by_eps}
+
+
+def measure_of(cell, settings: dict):
+    """PGD accuracy of one model on the cell's test split, the same in every paradigm (measures/registry.py)."""
+
+    def measure(model: torch.nn.Module, removed: torch.Tensor | None = None) -> dict:
+        return pgd_figures(model, cell.ds.test, settings["pgd"], cell.seed)
+
+    return measure

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.ablation import SWEEPS
 from sequela.report.stats import fmt, mean_sd, paired
 from sequela.report.summary import spread
 from sequela.report.tables import LABELS, write_rows
+from sequela.sweeps import SWEEPS
 
 FIGURES = ("ca", "asr", "ra", "seconds")
 ORDER = ("none", "ft", "sft", "fst", "pam")
@@ -53,8 +53,11 @@ def sweep_rows(points: pd.DataFrame) -> list[dict]:
         both = group[group["defense"].isin(["ft", "sft"])].pivot(index="seed", columns="defense", values="asr")
         if {"ft", "sft"} <= set(both.columns):
             p = paired((both["sft"] - both["ft"]).dropna())
-            row["SFT - FT ASR [95% CI]"] = (f"{p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}] (n={p.n})"
-                                            if math.isfinite(p.low) else fmt(p.mean, math.nan))
+            row["SFT - FT ASR [95% CI]"] = (
+                f"{p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}] (n={p.n})"
+                if math.isfinite(p.low)
+                else fmt(p.mean, math.nan)
+            )
         rows.append(row)
     return rows
 
@@ -62,10 +65,13 @@ def sweep_rows(points: pd.DataFrame) -> list[dict]:
 def write_tables(points: pd.DataFrame, folder: Path, n_seeds: int) -> None:
     for sweep, mine in points.groupby("sweep"):
         spec = SWEEPS[sweep]
-        write_rows(sweep_rows(mine), folder / f"ablation-{sweep}",
-                   f"Ablation: {spec.label} ({spec.key}); every other setting as in the main grid. CA and ASR, "
-                   f"mean ± sd over {n_seeds} seeds; removes: every seed's ASR <= {REMOVED_ASR}; (main): the "
-                   "main grid's own setting.")
+        write_rows(
+            sweep_rows(mine),
+            folder / f"ablation-{sweep}",
+            f"Ablation: {spec.label} ({spec.key}); every other setting as in the main grid. CA and ASR, "
+            f"mean ± sd over {n_seeds} seeds; removes: every seed's ASR <= {REMOVED_ASR}; (main): the "
+            "main grid's own setting.",
+        )
 
 
 def figure(points: pd.DataFrame, main_values: dict[str, float], path: Path, title: str) -> None:
@@ -75,13 +81,31 @@ def figure(points: pd.DataFrame, main_values: dict[str, float], path: Path, titl
     from sequela.report.figures import save, sns
 
     sweep = points["sweep"].iloc[0]
-    long = points.melt(id_vars=["dataset", "attack", "defense", "seed", "value"], value_vars=["asr", "ca"],
-                       var_name="figure", value_name="fraction")
+    long = points.melt(
+        id_vars=["dataset", "attack", "defense", "seed", "value"],
+        value_vars=["asr", "ca"],
+        var_name="figure",
+        value_name="fraction",
+    )
     long["figure"] = long["figure"].str.upper()
     order = [m for m in ORDER if m in set(long["defense"])]
-    grid = sns.relplot(data=long, kind="line", x="value", y="fraction", hue="attack", style="figure",
-                       col="defense", col_order=order, row="dataset", height=2.8, aspect=1.2, markers=True,
-                       dashes={"ASR": "", "CA": (4, 2)}, errorbar="sd", facet_kws={"sharex": True})
+    grid = sns.relplot(
+        data=long,
+        kind="line",
+        x="value",
+        y="fraction",
+        hue="attack",
+        style="figure",
+        col="defense",
+        col_order=order,
+        row="dataset",
+        height=2.8,
+        aspect=1.2,
+        markers=True,
+        dashes={"ASR": "", "CA": (4, 2)},
+        errorbar="sd",
+        facet_kws={"sharex": True},
+    )
     grid.set(ylim=(-0.02, 1.02), xlabel=SWEEPS[sweep].label)
     if SWEEPS[sweep].log_x:
         grid.set(xscale="log")

@@ -36,8 +36,17 @@ def ca_vs_asr_figure(df: pd.DataFrame, path: Path, title: str) -> None:
     markers = dict(zip(cells["attack"].unique(), "osD^vP*X"))
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for _, row in stats.iterrows():
-        ax.errorbar(row[("asr", "mean")], row[("ca", "mean")], xerr=row[("asr", "std")], yerr=row[("ca", "std")],
-                    fmt=markers[row[("attack", "")]], color=colours[row[("defense", "")]], ms=6, capsize=2, lw=0.8)
+        ax.errorbar(
+            row[("asr", "mean")],
+            row[("ca", "mean")],
+            xerr=row[("asr", "std")],
+            yerr=row[("ca", "std")],
+            fmt=markers[row[("attack", "")]],
+            color=colours[row[("defense", "")]],
+            ms=6,
+            capsize=2,
+            lw=0.8,
+        )
     for name in order:
         ax.plot([], [], "o", color=colours[name], label=NAMES.get(name, name))
     for attack, marker in markers.items():

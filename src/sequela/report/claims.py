@@ -13,7 +13,7 @@ itself uses); a claim comparing two attacks' ASRs (SBL against BadNets) subtract
 
 Planted cells. An (attack, seed) cell is planted when two rules hold. The lift: ASR(backdoored) -
 ASR(clean) >= PLANTED_MARGIN (0.5). The attacker's own check: its model reached the attack's
-`attack.budget.min_asr` on the shadow split after its last round (planting.py; the attacker would
+`attack.budget.min_asr` on its held-out split after its last round (training/attacker.py; the attacker would
 not ship it otherwise, and the check reads no test image). The paradigms' cells, trained without
 the attacker's check, are held to the lift alone. Neither rule was fixed before results were seen.
 The lift rule with margin 0.5 was adopted in commit 38cd12e (2026-12-04), after the cells it judges
@@ -71,19 +71,26 @@ RELEARN_MARGIN = 0.05  # "relearns no faster than EP": P-ASR at most this above 
 CONFIRMATORY = 7  # the paper's claims: the first entries of `claims`
 POOLED = "all attacks (seed means)"
 # The purifying defenses whose retuning-attack rows are judged (each where the grid ran it).
-PURIFIERS = {"ft": "FT", "sft": "SFT", "fst": "FST", "ftsam": "FT-SAM", "sau": "SAU", "btidbf": "BTI-DBF(U)",
-             "pam": "PAM"}
+PURIFIERS = {
+    "ft": "FT",
+    "sft": "SFT",
+    "fst": "FST",
+    "ftsam": "FT-SAM",
+    "sau": "SAU",
+    "btidbf": "BTI-DBF(U)",
+    "pam": "PAM",
+}
 
 
 @dataclass
 class Claim:
     text: str
-    a: str               # model whose figure is compared ...
-    b: str               # ... against this one's, per (attack, seed): difference = a - b
+    a: str  # model whose figure is compared ...
+    b: str  # ... against this one's, per (attack, seed): difference = a - b
     figure: str
-    below: float | None = None   # the claim is: difference < below
-    above: float | None = None   # ... or: difference > above
-    confirmatory: bool = False   # one of the paper's claims (its pooled row joins the Holm family)
+    below: float | None = None  # the claim is: difference < below
+    above: float | None = None  # ... or: difference > above
+    confirmatory: bool = False  # one of the paper's claims (its pooled row joins the Holm family)
 
     @property
     def bound(self) -> float:
@@ -95,15 +102,26 @@ def claims(mia: str, margin: float = PLANTED_MARGIN) -> list[Claim]:
     `margin` the planting margin, which is also the bound of "FT leaves the backdoor in place"."""
     paper = [
         Claim("SFT leaves a lower ASR than FT", "sft", "ft", "asr", below=0.0),
-        Claim(f"FT leaves the backdoor in place (ASR after FT more than {margin} above the trigger's clean floor)",
-              "ft", "clean", "asr", above=margin),
+        Claim(
+            f"FT leaves the backdoor in place (ASR after FT more than {margin} above the trigger's clean floor)",
+            "ft",
+            "clean",
+            "asr",
+            above=margin,
+        ),
         Claim(f"SFT keeps clean accuracy (CA drop < {CA_MARGIN})", "sft", "none", "ca", above=-CA_MARGIN),
         Claim("Membership risk falls after SFT", "sft", "none", mia, below=0.0),
         Claim("Membership risk falls after FT", "ft", "none", mia, below=0.0),
-        Claim("After SFT the model is easier to re-backdoor than the clean model", "sft", "clean", "reinject_asr",
-              above=0.0),
-        Claim("After FT the model is easier to re-backdoor than the clean model", "ft", "clean", "reinject_asr",
-              above=0.0),
+        Claim(
+            "After SFT the model is easier to re-backdoor than the clean model",
+            "sft",
+            "clean",
+            "reinject_asr",
+            above=0.0,
+        ),
+        Claim(
+            "After FT the model is easier to re-backdoor than the clean model", "ft", "clean", "reinject_asr", above=0.0
+        ),
     ]
     for claim in paper:
         claim.confirmatory = True
@@ -112,8 +130,11 @@ def claims(mia: str, margin: float = PLANTED_MARGIN) -> list[Claim]:
 
 def family_claims() -> list[Claim]:
     """The direction each newer fine-tuning defense's paper reports against plain FT: a lower ASR."""
-    return [Claim(f"{name} leaves a lower ASR than FT", key, "ft", "asr", below=0.0)
-            for key, name in PURIFIERS.items() if key not in ("ft", "sft")]
+    return [
+        Claim(f"{name} leaves a lower ASR than FT", key, "ft", "asr", below=0.0)
+        for key, name in PURIFIERS.items()
+        if key not in ("ft", "sft")
+    ]
 
 
 def retuning_claims() -> list[Claim]:
@@ -122,10 +143,25 @@ def retuning_claims() -> list[Claim]:
     each purifier is judged against both."""
     rows = []
     for key, name in PURIFIERS.items():
-        rows.append(Claim(f"After {name} the model relearns the backdoor faster than the clean model (P-ASR)",
-                          key, "clean", "p_asr", above=0.0))
-        rows.append(Claim(f"After {name} the model relearns the backdoor no faster than after EP "
-                          f"(P-ASR at most {RELEARN_MARGIN} above)", key, "ep", "p_asr", below=RELEARN_MARGIN))
+        rows.append(
+            Claim(
+                f"After {name} the model relearns the backdoor faster than the clean model (P-ASR)",
+                key,
+                "clean",
+                "p_asr",
+                above=0.0,
+            )
+        )
+        rows.append(
+            Claim(
+                f"After {name} the model relearns the backdoor no faster than after EP "
+                f"(P-ASR at most {RELEARN_MARGIN} above)",
+                key,
+                "ep",
+                "p_asr",
+                below=RELEARN_MARGIN,
+            )
+        )
     return rows
 
 
@@ -143,10 +179,11 @@ def differences(df: pd.DataFrame, claim: Claim) -> pd.Series:
     return (wide[claim.a] - wide[claim.b]).dropna()
 
 
-def unplanted(df: pd.DataFrame, min_asr: dict[str, float] | None = None,
-              margin: float = PLANTED_MARGIN) -> set[tuple[str, int]]:
+def unplanted(
+    df: pd.DataFrame, min_asr: dict[str, float] | None = None, margin: float = PLANTED_MARGIN
+) -> set[tuple[str, int]]:
     """(attack, seed) cells whose backdoor was not planted: the attacker's check (the last round's
-    shadow-split ASR, `attacker_check` of the backdoored model's cell) below `min_asr[attack]`, or
+    held-out ASR, `attacker_check` of the backdoored model's cell) below `min_asr[attack]`, or
     the backdoored model's ASR less than `margin` above the clean reference's."""
     wide = df.pivot_table(index=["attack", "seed"], columns="defense", values="asr", sort=False)
     missed = set()
@@ -156,7 +193,7 @@ def unplanted(df: pd.DataFrame, min_asr: dict[str, float] | None = None,
     if min_asr and "attacker_check" in df:
         backdoored = df[(df["defense"] == "none") & df["attack"].isin(list(min_asr))]
         for attack, seed, check in zip(backdoored["attack"], backdoored["seed"], backdoored["attacker_check"]):
-            if isinstance(check, list) and check and check[-1]["shadow_asr"] < min_asr[attack]:
+            if isinstance(check, list) and check and check[-1]["held_out_asr"] < min_asr[attack]:
                 missed.add((attack, seed))
     return missed
 
@@ -186,10 +223,21 @@ def pooled_over_attacks(diffs: pd.Series, excluded: set, seeds: list) -> tuple[p
 def _row(paradigm, dataset, claim_text, scope, compared, d: pd.Series, bound: float) -> dict:
     """A row with the exploratory (unadjusted 95%) interval; `_confirm` replaces it in the family's rows."""
     p = paired(d.to_numpy())
-    return {"paradigm": paradigm, "dataset": dataset, "family": "exploratory", "claim": claim_text, "scope": scope,
-            "compared": compared, "n": p.n, "mean diff": round(p.mean, 3), "CI": _interval(p),
-            "CI level": "95% (unadjusted)", "p": _round(p_value(d.to_numpy(), bound)), "p Holm": "–",
-            "_d": d}
+    return {
+        "paradigm": paradigm,
+        "dataset": dataset,
+        "family": "exploratory",
+        "claim": claim_text,
+        "scope": scope,
+        "compared": compared,
+        "n": p.n,
+        "mean diff": round(p.mean, 3),
+        "CI": _interval(p),
+        "CI level": "95% (unadjusted)",
+        "p": _round(p_value(d.to_numpy(), bound)),
+        "p Holm": "–",
+        "_d": d,
+    }
 
 
 def _interval(p) -> str:
@@ -214,8 +262,9 @@ def _confirm(family: list[tuple[dict, Claim]]) -> None:
         row["verdict"] = directional_verdict(p.mean, step.rejected, claim.below, claim.above)
 
 
-def claims_rows(df: pd.DataFrame, mia: str, min_asr: dict[str, float] | None = None,
-                margin: float = PLANTED_MARGIN) -> list[dict]:
+def claims_rows(
+    df: pd.DataFrame, mia: str, min_asr: dict[str, float] | None = None, margin: float = PLANTED_MARGIN
+) -> list[dict]:
     """One row per (paradigm, dataset, claim, scope): scope "all attacks (seed means)" pools the attacks
     planted in every seed (`min_asr`: the attacker's planting targets, attack.budget.min_asr;
     `margin`: the lift rule's). A claim whose figure a cell group does not measure is left out."""
@@ -235,24 +284,36 @@ def claims_rows(df: pd.DataFrame, mia: str, min_asr: dict[str, float] | None = N
             compared = f"{claim.figure}: {claim.a} - {claim.b}"
             pooled, left_out, missed = pooled_over_attacks(diffs, excluded, seeds)
             row = _row(paradigm, dataset, claim.text, POOLED, compared, pooled, claim.bound)
-            row.update({"verdict": verdict(paired(pooled.to_numpy()), claim.below, claim.above) if len(pooled)
-                        else "not planted", "excluded (not planted)": missed, "attacks left out": ", ".join(left_out)})
+            row.update(
+                {
+                    "verdict": verdict(paired(pooled.to_numpy()), claim.below, claim.above)
+                    if len(pooled)
+                    else "not planted",
+                    "excluded (not planted)": missed,
+                    "attacks left out": ", ".join(left_out),
+                }
+            )
             rows.append(row)
             if claim.confirmatory:
                 family.append((row, claim))
             for attack, d in diffs.groupby(level="attack", sort=False):
                 row = _row(paradigm, dataset, claim.text, attack, compared, d, claim.bound)
                 cells = {cell for cell in excluded if cell[0] == attack}
-                row.update({"verdict": "not planted" if cells else verdict(paired(d.to_numpy()), claim.below,
-                                                                           claim.above),
-                            "excluded (not planted)": _cells(cells), "attacks left out": ""})
+                row.update(
+                    {
+                        "verdict": "not planted" if cells else verdict(paired(d.to_numpy()), claim.below, claim.above),
+                        "excluded (not planted)": _cells(cells),
+                        "attacks left out": "",
+                    }
+                )
                 rows.append(row)
         _confirm(family)
     return [{k: v for k, v in row.items() if k != "_d"} for row in rows]
 
 
-def survival_rows(df: pd.DataFrame, min_asr: dict[str, float] | None = None,
-                  margin: float = PLANTED_MARGIN) -> list[dict]:
+def survival_rows(
+    df: pd.DataFrame, min_asr: dict[str, float] | None = None, margin: float = PLANTED_MARGIN
+) -> list[dict]:
     """SBL's claim (Pham et al., 2024): its backdoor survives fine-tuning where the same trigger
     trained the usual way does not. Per purifier, the per-seed lift of the ASR after it over the
     trigger's clean floor on SBL's model minus the same on BadNets' (the same square trigger, so the
@@ -265,17 +326,33 @@ def survival_rows(df: pd.DataFrame, min_asr: dict[str, float] | None = None,
         for key, name in PURIFIERS.items():
             if not all((attack, model) in wide for attack in ("sbl", "badnets") for model in (key, "clean")):
                 continue
-            d = ((wide[("sbl", key)] - wide[("sbl", "clean")]) - (wide[("badnets", key)] - wide[("badnets", "clean")]))
-            row = _row(paradigm, dataset, f"SBL's backdoor survives {name} better than BadNets'", "sbl vs badnets",
-                       f"asr after {key} - clean floor: sbl - badnets", d.dropna(), 0.0)
-            row.update({"verdict": "not planted" if cells else verdict(paired(d.dropna().to_numpy()), None, 0.0),
-                        "excluded (not planted)": _cells(cells), "attacks left out": ""})
+            d = (wide[("sbl", key)] - wide[("sbl", "clean")]) - (wide[("badnets", key)] - wide[("badnets", "clean")])
+            row = _row(
+                paradigm,
+                dataset,
+                f"SBL's backdoor survives {name} better than BadNets'",
+                "sbl vs badnets",
+                f"asr after {key} - clean floor: sbl - badnets",
+                d.dropna(),
+                0.0,
+            )
+            row.update(
+                {
+                    "verdict": "not planted" if cells else verdict(paired(d.dropna().to_numpy()), None, 0.0),
+                    "excluded (not planted)": _cells(cells),
+                    "attacks left out": "",
+                }
+            )
             rows.append({k: v for k, v in row.items() if k != "_d"})
     return rows
 
 
-def sensitivity_rows(df: pd.DataFrame, mia: str, min_asr: dict[str, float] | None = None,
-                     margins: tuple[float, ...] = SENSITIVITY_MARGINS) -> list[dict]:
+def sensitivity_rows(
+    df: pd.DataFrame,
+    mia: str,
+    min_asr: dict[str, float] | None = None,
+    margins: tuple[float, ...] = SENSITIVITY_MARGINS,
+) -> list[dict]:
     """The pooled confirmatory rows at each planting margin (the lift rule's; the attacker's check
     unchanged), a claim's margins side by side. The bound of "FT leaves the backdoor in place" moves
     with the margin: "in place" means still planted by the same rule."""
@@ -285,8 +362,9 @@ def sensitivity_rows(df: pd.DataFrame, mia: str, min_asr: dict[str, float] | Non
             if row["family"] == "confirmatory":
                 key = (row["paradigm"], row["dataset"], row["compared"])
                 rest = {k: v for k, v in row.items() if k not in ("paradigm", "dataset", "family", "scope")}
-                grouped.setdefault(key, []).append({"paradigm": row["paradigm"], "dataset": row["dataset"],
-                                                    "planting margin": margin, **rest})
+                grouped.setdefault(key, []).append(
+                    {"paradigm": row["paradigm"], "dataset": row["dataset"], "planting margin": margin, **rest}
+                )
     return [row for rows in grouped.values() for row in rows]
 
 
@@ -295,14 +373,20 @@ def write_tables(df: pd.DataFrame, standalone: pd.DataFrame, min_asr: dict[str, 
     claims-margin-sensitivity.{md,csv,tex}; returns the claims' rows."""
     mia = membership_figure(standalone)
     rows = claims_rows(df, mia, min_asr) + survival_rows(standalone, min_asr)
-    tables.write_rows(rows, folder / "claims",
-                      "The paper's claims, judged by paired per-seed differences. Pooled rows average, within "
-                      "each seed, the attacks planted in every seed (n = seeds). Confirmatory rows (the paper's "
-                      f"claims, pooled) are Holm-adjusted per paradigm and dataset to a family-wise {FAMILY_ALPHA}; "
-                      "exploratory rows keep the unadjusted 95% t-interval. \"CI level\" names each interval's level.")
+    tables.write_rows(
+        rows,
+        folder / "claims",
+        "The paper's claims, judged by paired per-seed differences. Pooled rows average, within "
+        "each seed, the attacks planted in every seed (n = seeds). Confirmatory rows (the paper's "
+        f"claims, pooled) are Holm-adjusted per paradigm and dataset to a family-wise {FAMILY_ALPHA}; "
+        'exploratory rows keep the unadjusted 95% t-interval. "CI level" names each interval\'s level.',
+    )
     margins = ", ".join(str(m) for m in SENSITIVITY_MARGINS)
-    tables.write_rows(sensitivity_rows(df, mia, min_asr), folder / "claims-margin-sensitivity",
-                      f"The confirmatory verdicts at planting margins {margins} (a cell is planted when "
-                      "ASR(backdoored) - ASR(clean) >= the margin and it passed the attacker's check; the bound of "
-                      f"\"FT leaves the backdoor in place\" is the margin). The claims table uses {PLANTED_MARGIN}.")
+    tables.write_rows(
+        sensitivity_rows(df, mia, min_asr),
+        folder / "claims-margin-sensitivity",
+        f"The confirmatory verdicts at planting margins {margins} (a cell is planted when "
+        "ASR(backdoored) - ASR(clean) >= the margin and it passed the attacker's check; the bound of "
+        f'"FT leaves the backdoor in place" is the margin). The claims table uses {PLANTED_MARGIN}.',
+    )
     return rows

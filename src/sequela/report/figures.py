@@ -12,8 +12,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
-from sequela.io import atomic_path  # noqa: E402
-from sequela.schedules import Schedule  # noqa: E402
+from sequela.engine.schedules import Schedule  # noqa: E402
+from sequela.pipeline.io import atomic_path  # noqa: E402
 
 
 def save(fig: plt.Figure, path: Path) -> None:
@@ -23,10 +23,31 @@ def save(fig: plt.Figure, path: Path) -> None:
 
 
 # Method and attack names as the papers write them, for legends and panel titles.
-NAMES = {"none": "no defense", "clean": "clean model", "ft": "FT", "sft": "SFT", "fp": "FP", "nad": "NAD",
-         "nc": "NC", "fst": "FST", "ftsam": "FT-SAM", "sau": "SAU", "btidbf": "BTI-DBF(U)", "pam": "PAM",
-         "ep": "EP (knows the trigger)", "sbl": "SBL", "abl": "ABL", "ac": "AC", "spectral": "Spectral", "badnets": "BadNets", "blended": "Blended",
-         "lf": "LF", "wanet": "WaNet", "inputaware": "Input-aware", "badencoder": "BadEncoder"}
+NAMES = {
+    "none": "no defense",
+    "clean": "clean model",
+    "ft": "FT",
+    "sft": "SFT",
+    "fp": "FP",
+    "nad": "NAD",
+    "nc": "NC",
+    "fst": "FST",
+    "ftsam": "FT-SAM",
+    "sau": "SAU",
+    "btidbf": "BTI-DBF(U)",
+    "pam": "PAM",
+    "ep": "EP (knows the trigger)",
+    "sbl": "SBL",
+    "abl": "ABL",
+    "ac": "AC",
+    "spectral": "Spectral",
+    "badnets": "BadNets",
+    "blended": "Blended",
+    "lf": "LF",
+    "wanet": "WaNet",
+    "inputaware": "Input-aware",
+    "badencoder": "BadEncoder",
+}
 
 
 def named(series: pd.Series) -> pd.Series:
@@ -40,8 +61,9 @@ def clipped_sd(values) -> tuple[float, float]:
     return max(0.0, mean - sd), min(1.0, mean + sd)
 
 
-def defense_curves(curves: pd.DataFrame, path: Path, title: str, floors: dict[str, float] | None = None,
-                   by: str = "attack") -> None:
+def defense_curves(
+    curves: pd.DataFrame, path: Path, title: str, floors: dict[str, float] | None = None, by: str = "attack"
+) -> None:
     """ASR (top row) and CA (bottom row) against defense epoch: with by="attack" one column per
     attack and one colour per defense, with by="defense" one column per defense and one colour per
     attack. Lines are means over seeds, bands mean ± sd clipped to [0, 1]; a dotted line marks the
@@ -53,9 +75,24 @@ def defense_curves(curves: pd.DataFrame, path: Path, title: str, floors: dict[st
     columns, levels = list(dict.fromkeys(curves[by])), list(dict.fromkeys(curves[hue]))
     palette = dict(zip((NAMES.get(v, v) for v in levels), sns.color_palette("tab10", len(levels))))
     long[by], long[hue] = named(long[by]), named(long[hue])
-    grid = sns.relplot(data=long, kind="line", x="epoch", y="value", hue=hue, palette=palette, row="figure", col=by,
-                       col_order=[NAMES.get(c, c) for c in columns], row_order=["ASR", "CA"], height=2.4,
-                       aspect=1.15, marker="o", markersize=3, errorbar=clipped_sd, facet_kws={"margin_titles": True})
+    grid = sns.relplot(
+        data=long,
+        kind="line",
+        x="epoch",
+        y="value",
+        hue=hue,
+        palette=palette,
+        row="figure",
+        col=by,
+        col_order=[NAMES.get(c, c) for c in columns],
+        row_order=["ASR", "CA"],
+        height=2.4,
+        aspect=1.15,
+        marker="o",
+        markersize=3,
+        errorbar=clipped_sd,
+        facet_kws={"margin_titles": True},
+    )
     grid.set(ylim=(-0.02, 1.02))
     grid.set_titles(col_template="{col_name}", row_template="{row_name}")
     for (row, col), ax in grid.axes_dict.items():
@@ -98,8 +135,13 @@ def trigger_preview(clean: torch.Tensor, triggered: dict[str, torch.Tensor], pat
         for c in range(n):
             image = images[c].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
             ax = axes[r][c]
-            ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(
+                image.squeeze(-1) if image.shape[-1] == 1 else image,
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
@@ -109,12 +151,17 @@ def trigger_preview(clean: torch.Tensor, triggered: dict[str, torch.Tensor], pat
 
 def sft_schedule_figure(df: pd.DataFrame, sft_settings: dict, out: Path) -> None:
     """SFT's learning rate against step, as the first SFT cell of `df` ran it (none: no figure)."""
-    from sequela.schedules import sft_from_params
+    from sequela.engine.schedules import sft_from_params
 
     sft = df[df["defense"] == "sft"]
     if sft.empty:
         return
     cell = sft.iloc[0]
     steps, epochs = int(cell["steps_per_epoch"]), int(cell["epochs"])
-    schedule_plot(sft_from_params(sft_settings, epochs, steps), epochs * steps, steps, out,
-                  f"SFT learning rate ({cell['dataset']}, {steps} steps per epoch)")
+    schedule_plot(
+        sft_from_params(sft_settings, epochs, steps),
+        epochs * steps,
+        steps,
+        out,
+        f"SFT learning rate ({cell['dataset']}, {steps} steps per epoch)",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.io import atomic_write_text
+from sequela.pipeline.io import atomic_write_text
 
 PAPER_DEFENSES = ("ft", "sft")
 

@@ -13,18 +13,11 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 
+from sequela.measures import registry
 from sequela.report.figures import clipped_sd, named, save
 from sequela.report.stats import mean_sd
 
-MEASURES = {  # frame column -> label
-    "mia_loss_auc": "MIA loss AUC",
-    "mia_loss_auc_unseen": "MIA loss AUC (unseen)",
-    "mia_shadow_auc": "MIA shadow AUC",
-    "mia_tpr_at_1fpr": "MIA TPR@1%FPR",
-    "reinject_asr": "re-injection ASR",
-    "p_asr": "P-ASR (retuning attack)",
-    "pgd_acc": "PGD accuracy",
-}
+MEASURES = registry.labels()  # frame column -> label
 
 
 def deltas(df: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -49,8 +42,9 @@ def sequela_rows(df: pd.DataFrame, models: list[str]) -> list[dict]:
             if mine.empty:
                 continue
             row = {"dataset": dataset, "attack": attack, "model": model}
-            pick = lambda frame: frame[(frame["dataset"] == dataset) & (frame["attack"] == attack)  # noqa: E731
-                                       & (frame["defense"] == model)]
+            pick = lambda frame, d=dataset, a=attack, m=model: frame[
+                (frame["dataset"] == d) & (frame["attack"] == a) & (frame["defense"] == m)
+            ]
             for key, label in MEASURES.items():
                 if key not in mine or mine[key].isna().all():
                     continue
@@ -70,12 +64,24 @@ def sequela_figure(df: pd.DataFrame, path: Path, title: str) -> None:
     changes = deltas(df, "none")
     changes = changes[~changes["defense"].isin(["none", "clean"])]
     measures = [m for m in MEASURES if m in changes and changes[m].notna().any()]
-    long = changes.melt(id_vars=["attack", "defense", "seed"], value_vars=measures, var_name="measure",
-                        value_name="change")
+    long = changes.melt(
+        id_vars=["attack", "defense", "seed"], value_vars=measures, var_name="measure", value_name="change"
+    )
     long["measure"] = long["measure"].map(MEASURES)
     long["defense"], long["attack"] = named(long["defense"]), named(long["attack"])
-    grid = sns.catplot(data=long, kind="bar", x="defense", y="change", hue="attack", col="measure",
-                       col_wrap=3, height=2.8, aspect=1.3, sharey=False, errorbar="sd")
+    grid = sns.catplot(
+        data=long,
+        kind="bar",
+        x="defense",
+        y="change",
+        hue="attack",
+        col="measure",
+        col_wrap=3,
+        height=2.8,
+        aspect=1.3,
+        sharey=False,
+        errorbar="sd",
+    )
     grid.set_titles("{col_name}")
     # The sign convention, on every panel: above zero, the defended model has more of the measure.
     grid.set_ylabels("after − backdoored")
@@ -90,9 +96,19 @@ def reinjection_figure(curves: pd.DataFrame, path: Path, title: str) -> None:
     """ASR during the re-injection fine-tune (mean over draws), one panel per attack, one line per
     model: mean over seeds, band = sd. `curves` has columns attack, model, seed, epoch, asr."""
     curves = curves.assign(model=named(curves["model"]), attack=named(curves["attack"]))
-    grid = sns.relplot(data=curves, kind="line", x="epoch", y="asr", hue="model", col="attack",
-                       col_wrap=min(3, curves["attack"].nunique()), height=2.8, aspect=1.2, marker="o",
-                       errorbar=clipped_sd)
+    grid = sns.relplot(
+        data=curves,
+        kind="line",
+        x="epoch",
+        y="asr",
+        hue="model",
+        col="attack",
+        col_wrap=min(3, curves["attack"].nunique()),
+        height=2.8,
+        aspect=1.2,
+        marker="o",
+        errorbar=clipped_sd,
+    )
     grid.set(ylim=(-0.02, 1.02), ylabel="ASR")
     grid.figure.suptitle(title, y=1.03)
     save(grid.figure, path)
@@ -100,6 +116,10 @@ def reinjection_figure(curves: pd.DataFrame, path: Path, title: str) -> None:
 
 def reinjection_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (attack, model, seed, re-injection epoch) from the cells' curves; epoch 0 is before."""
-    return pd.DataFrame([{"attack": r["attack"], "model": r["defense"], "seed": r["seed"], "epoch": e, "asr": asr}
-                         for r in df.to_dict("records")
-                         for e, asr in enumerate([r["reinject_asr_before"], *r["reinject_curve"]])])
+    return pd.DataFrame(
+        [
+            {"attack": r["attack"], "model": r["defense"], "seed": r["seed"], "epoch": e, "asr": asr}
+            for r in df.to_dict("records")
+            for e, asr in enumerate([r["reinject_asr_before"], *r["reinject_curve"]])
+        ]
+    )

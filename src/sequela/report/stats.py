@@ -24,7 +24,7 @@ def mean_sd(values) -> tuple[float, float, int]:
 
 
 def fmt(mean: float, sd: float, digits: int = 3) -> str:
-    """"0.123 ± 0.045"; a dash for no value; no ± part for a single seed."""
+    """ "0.123 ± 0.045"; a dash for no value; no ± part for a single seed."""
     if not np.isfinite(mean):
         return "–"
     if not np.isfinite(sd):
@@ -83,9 +83,9 @@ class HolmStep:
     p_adjusted: float
     rejected: bool
     alpha: float
-    step: int     # 1-based rank of its p-value in the family
+    step: int  # 1-based rank of its p-value in the family
     decided: int  # the step whose level `alpha` is: its own when rejected, else where the procedure stopped
-    size: int     # m, the number of tested hypotheses in the family
+    size: int  # m, the number of tested hypotheses in the family
 
 
 def holm(p_values: list[float], alpha: float = 0.05) -> list[HolmStep | None]:
@@ -110,7 +110,7 @@ def holm(p_values: list[float], alpha: float = 0.05) -> list[HolmStep | None]:
 
 
 def verdict(p: Paired, claim_below: float | None = None, claim_above: float | None = None) -> str:
-    """"supported" when the whole interval lies on the claimed side of the bound, "contradicted"
+    """ "supported" when the whole interval lies on the claimed side of the bound, "contradicted"
     when it lies wholly on the other side, "inconclusive" otherwise (or with fewer than 2 pairs).
     Give exactly one bound: the claim is `difference < claim_below` or `difference > claim_above`."""
     if p.n < 2 or not np.isfinite(p.low):
@@ -120,8 +120,9 @@ def verdict(p: Paired, claim_below: float | None = None, claim_above: float | No
     return "supported" if p.low > claim_above else "contradicted" if p.high < claim_above else "inconclusive"
 
 
-def directional_verdict(mean: float, rejected: bool, claim_below: float | None = None,
-                        claim_above: float | None = None) -> str:
+def directional_verdict(
+    mean: float, rejected: bool, claim_below: float | None = None, claim_above: float | None = None
+) -> str:
     """A two-sided test's verdict: supported when it rejects and the mean lies on the claimed side of
     the bound, contradicted when it rejects on the other side, inconclusive when it does not reject."""
     if not rejected:

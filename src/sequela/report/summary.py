@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.io import read_json
+from sequela.measures import registry
+from sequela.pipeline.io import read_json
 from sequela.report.stats import mean_sd
 
 KEYS = ("paradigm", "dataset", "attack", "defense")
-FIGURES = ("ca", "asr", "ra", "seconds", "epochs", "mia_loss_auc", "mia_loss_auc_seen", "mia_loss_auc_unseen",
-           "mia_shadow_auc", "mia_shadow_auc_unseen", "mia_tpr_at_1fpr", "reinject_asr", "p_asr", "p_ca", "pgd_acc",
-           "sequela_seconds")
+FIGURES = ("ca", "asr", "ra", "seconds", "epochs", *registry.summary_figures(), "sequela_seconds")
 
 
 def read_cell(path: Path) -> dict:
@@ -68,8 +67,12 @@ def spread(seeds, values) -> dict | None:
     if not kept:
         return None
     mean, sd, n = mean_sd(list(kept.values()))
-    return {"mean": round(mean, 4), "sd": round(sd, 4) if math.isfinite(sd) else None, "n": n,
-            "seeds": {s: round(v, 4) for s, v in kept.items()}}
+    return {
+        "mean": round(mean, 4),
+        "sd": round(sd, 4) if math.isfinite(sd) else None,
+        "n": n,
+        "seeds": {s: round(v, 4) for s, v in kept.items()},
+    }
 
 
 def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[str]) -> dict:
@@ -78,21 +81,35 @@ def headline(nested: dict, claim_rows: list[dict], dataset: str, attacks: list[s
     shows (`dvc exp show`, `dvc metrics diff`): at most 5 attacks x 3 models x 2 + 9 claims numbers.
     The full summary stays in metrics/summary.json."""
     cells = nested.get("standalone", {}).get(dataset, {})
-    table = {attack: {model: {figure: cells[attack][model][figure]["mean"] for figure in ("ca", "asr")}
-                      for model in ("none", "ft", "sft") if model in cells.get(attack, {})}
-             for attack in attacks if attack in cells}
-    short = {"SFT leaves a lower ASR than FT": "sft_minus_ft_asr",
-             "Membership risk falls after SFT": "sft_minus_none_mia",
-             "Membership risk falls after FT": "ft_minus_none_mia",
-             "After SFT the model is easier to re-backdoor than the clean model": "sft_minus_clean_reinject",
-             "After FT the model is easier to re-backdoor than the clean model": "ft_minus_clean_reinject",
-             "After SFT the model relearns the backdoor faster than the clean model (P-ASR)": "sft_minus_clean_p_asr",
-             "After FT the model relearns the backdoor faster than the clean model (P-ASR)": "ft_minus_clean_p_asr"}
+    table = {
+        attack: {
+            model: {figure: cells[attack][model][figure]["mean"] for figure in ("ca", "asr")}
+            for model in ("none", "ft", "sft")
+            if model in cells.get(attack, {})
+        }
+        for attack in attacks
+        if attack in cells
+    }
+    short = {
+        "SFT leaves a lower ASR than FT": "sft_minus_ft_asr",
+        "Membership risk falls after SFT": "sft_minus_none_mia",
+        "Membership risk falls after FT": "ft_minus_none_mia",
+        "After SFT the model is easier to re-backdoor than the clean model": "sft_minus_clean_reinject",
+        "After FT the model is easier to re-backdoor than the clean model": "ft_minus_clean_reinject",
+        "After SFT the model relearns the backdoor faster than the clean model (P-ASR)": "sft_minus_clean_p_asr",
+        "After FT the model relearns the backdoor faster than the clean model (P-ASR)": "ft_minus_clean_p_asr",
+    }
     claims = {}
     for row in claim_rows:
         if row["paradigm"] == "standalone" and row["dataset"] == dataset and row["scope"].startswith("all attacks"):
-            key = short.get(row["claim"], "sft_minus_none_ca" if row["claim"].startswith("SFT keeps") else
-                            "ft_minus_clean_asr" if row["claim"].startswith("FT leaves the backdoor") else None)
+            key = short.get(
+                row["claim"],
+                "sft_minus_none_ca"
+                if row["claim"].startswith("SFT keeps")
+                else "ft_minus_clean_asr"
+                if row["claim"].startswith("FT leaves the backdoor")
+                else None,
+            )
             if key is not None and _number(row["mean diff"]):
                 claims[key] = row["mean diff"]
     return {"dataset": dataset, "models": table, "claims": claims}

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.io import atomic_write_text
+from sequela.pipeline.io import atomic_write_text
 from sequela.report.stats import fmt, mean_sd
 
-LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "seconds": "s", "p_asr": "P-ASR", "p_ca": "CA after RA"}
+LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "seconds": "s", "p_asr": "P-ASR", "p_ca": "CA after retuning"}
 # Models that are references, not defenses: every table says so in their header.
 REFERENCES = {"ep": "EP (reference, knows the trigger)"}
 
 
-def spread_rows(df: pd.DataFrame, index: list[str], column: str, order: list[str],
-                figures: tuple[str, ...] = ("ca", "asr")) -> list[dict]:
+def spread_rows(
+    df: pd.DataFrame, index: list[str], column: str, order: list[str], figures: tuple[str, ...] = ("ca", "asr")
+) -> list[dict]:
     """One row per value of `index`; for each value of `column` in `order` and each figure, the
     (mean, sd) over the seeds of that cell, under the header "<value> <FIGURE>"."""
     rows = []
@@ -39,8 +40,10 @@ def spread_rows(df: pd.DataFrame, index: list[str], column: str, order: list[str
 def write_rows(rows: list[dict], stem: Path, caption: str) -> None:
     """Markdown, CSV and LaTeX of `rows` (plain values, or (mean, sd) pairs printed as mean ± sd)."""
     columns = list(dict.fromkeys(c for row in rows for c in row))
-    text = pd.DataFrame([{c: fmt(*row[c]) if isinstance(row.get(c), tuple) else row.get(c, "–") for c in columns}
-                         for row in rows], columns=columns)
+    text = pd.DataFrame(
+        [{c: fmt(*row[c]) if isinstance(row.get(c), tuple) else row.get(c, "–") for c in columns} for row in rows],
+        columns=columns,
+    )
     numbers = []
     for row in rows:
         flat = {}
@@ -52,7 +55,8 @@ def write_rows(rows: list[dict], stem: Path, caption: str) -> None:
                 flat[c] = value
         numbers.append(flat)
     atomic_write_text(pd.DataFrame(numbers).to_csv(index=False, float_format="%.4f"), stem.with_suffix(".csv"))
-    atomic_write_text(f"{caption}\n\n" + text.to_markdown(index=False, disable_numparse=True) + "\n",
-                      stem.with_suffix(".md"))
+    atomic_write_text(
+        f"{caption}\n\n" + text.to_markdown(index=False, disable_numparse=True) + "\n", stem.with_suffix(".md")
+    )
     latex = text.to_latex(index=False, caption=caption, label=f"tab:{stem.name}").replace("±", r"$\pm$")
     atomic_write_text(latex, stem.with_suffix(".tex"))

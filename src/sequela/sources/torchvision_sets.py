@@ -1,4 +1,4 @@
-"""The datasets that come through torchvision's dataset classes, as uint8 tensors (see `sources.load`).
+"""The datasets that come through torchvision's dataset classes, as uint8 tensors (see `loaders.load`).
 
 Each dataset lives under `root` exactly as torchvision lays it out (`root/MNIST/raw/...`,
 `root/cifar-10-batches-py/...`, `root/train_32x32.mat`, `root/gtsrb/...`, `root/stl10_binary/...`),
@@ -25,8 +25,8 @@ import torch
 import torchvision.datasets as tvd
 from PIL import Image
 
-from sequela.data import Dataset, Split, resize
-from sequela.errors import MissingDatasetError
+from sequela.datasets.splits import Dataset, Split, resize
+from sequela.pipeline.errors import MissingDatasetError
 
 GTSRB_CLASSES = [
     "Speed limit (20km/h)", "Speed limit (30km/h)", "Speed limit (50km/h)", "Speed limit (60km/h)",
@@ -109,8 +109,10 @@ def gtsrb_tracks(paths: list[str]) -> torch.Tensor:
         path = Path(path)
         track, _, frame = path.stem.partition("_")
         if not (path.parent.name.isdigit() and track.isdigit() and frame.isdigit()):
-            raise ValueError(f"gtsrb: {path} is not named Training/<class>/<track>_<frame>.ppm, as the official "
-                             "training images are; the splits keep each track together and need its number")
+            raise ValueError(
+                f"gtsrb: {path} is not named Training/<class>/<track>_<frame>.ppm, as the official "
+                "training images are; the splits keep each track together and need its number"
+            )
         pairs.append((int(path.parent.name), int(track)))
     _, ids = np.unique(np.array(pairs, dtype=np.int64).reshape(-1, 2), axis=0, return_inverse=True)
     return torch.from_numpy(ids.reshape(-1).astype(np.int64))
@@ -136,7 +138,7 @@ def _mnist_files(folder: str) -> tuple[str, ...]:
 def _from_torchvision_copy(folder: str) -> str:
     # writable, because torchvision extracts the .gz files next to themselves
     return (
-        f"copy torchvision's layout there, e.g. `cp -r ../shared/datasets/torchvision/{folder} {{root}}/ "
+        f"copy a torchvision {folder}/ folder there, e.g. `cp -r <a torchvision root>/{folder} {{root}}/ "
         f"&& chmod -R u+w {{root}}/{folder}` from the project root, or let torchvision download it online"
     )
 
@@ -180,8 +182,8 @@ _SOURCES = {
         tvd.GTSRB,
         _read_gtsrb,
         ("gtsrb/GTSRB/Training/", "gtsrb/GTSRB/Final_Test/Images/", "gtsrb/GT-final_test.csv"),
-        "unpack the 32x32 copy there: `tar -xJf ../shared/datasets/gtsrb-32px.tar.xz -C {root}` from the "
-        "project root, or unzip GTSRB-Training_fixed.zip, GTSRB_Final_Test_Images.zip and "
+        "unpack an archive of gtsrb/ in this layout there (`tar -xJf <archive> -C {root}` from the "
+        "project root), or unzip GTSRB-Training_fixed.zip, GTSRB_Final_Test_Images.zip and "
         "GTSRB_Final_Test_GT.zip from https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/ "
         "into {root}/gtsrb/",
         note=", resized to 32x32",

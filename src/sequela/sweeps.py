@@ -17,32 +17,33 @@ import copy
 import math
 from dataclasses import dataclass
 
-from sequela.checker import INF, Checker, fail
+from sequela.pipeline.checker import INF, Checker, fail
 
 
 @dataclass(frozen=True)
 class Sweep:
-    key: str                  # the params.yaml key it varies
+    key: str  # the params.yaml key it varies
     defenses: tuple[str, ...]  # the defenses whose result it can change
-    integer: bool             # the key holds an integer
-    log_x: bool               # values span orders of magnitude: drawn on a log axis
-    label: str                # axis label
-    attacker: bool = False    # the attacker's setting: poison, train and defend rerun
+    integer: bool  # the key holds an integer
+    log_x: bool  # values span orders of magnitude: drawn on a log axis
+    label: str  # axis label
+    attacker: bool = False  # the attacker's setting: poison, train and defend rerun
 
 
 SWEEPS: dict[str, Sweep] = {
     # FST too: its paper's question is where vanilla tuning breaks as the poison rate falls.
-    "poison_rate": Sweep("attack.poison_rate", ("none", "ft", "sft", "fst"), False, True, "attacker's poison rate",
-                         attacker=True),
-    "clean_fraction": Sweep("defense.clean_fraction", ("ft", "sft"), False, True,
-                            "defender's clean fraction"),
+    "poison_rate": Sweep(
+        "attack.poison_rate", ("none", "ft", "sft", "fst"), False, True, "attacker's poison rate", attacker=True
+    ),
+    "clean_fraction": Sweep("defense.clean_fraction", ("ft", "sft"), False, True, "defender's clean fraction"),
     "batch_size": Sweep("defense.batch_size", ("ft", "sft"), True, True, "defender's batch size"),
     "epochs": Sweep("defense.epochs", ("ft", "sft"), True, False, "defense epochs"),
     "ft_lr": Sweep("defense.ft.lr", ("ft",), False, True, "FT learning rate (constant)"),
     "sft_max_lr1": Sweep("defense.sft.max_lr1", ("sft",), False, True, "SFT phase-1 peak rate (max_lr1)"),
     "sft_max_lr2": Sweep("defense.sft.max_lr2", ("sft",), False, True, "SFT phase-2 peak rate (max_lr2)"),
-    "sft_phase1_fraction": Sweep("defense.sft.phase1_fraction", ("sft",), False, False,
-                                 "SFT phase-1 share of the steps"),
+    "sft_phase1_fraction": Sweep(
+        "defense.sft.phase1_fraction", ("sft",), False, False, "SFT phase-1 share of the steps"
+    ),
     "sft_cycle_steps": Sweep("defense.sft.cycle_steps", ("sft",), True, True, "SFT cycle length (steps)"),
     # PAM's rho is a distance in weight space, so its reference value does not carry across models.
     "pam_rho": Sweep("defense.pam.rho", ("pam",), False, True, "PAM's rho (weight-space step)"),
@@ -94,7 +95,7 @@ def points_by_sweep(points: list[str]) -> dict[str, list[tuple[str, object]]]:
 
 def check(c: Checker) -> None:
     """`ablation.*`: the points, and each clean share or poison rate against the datasets it runs on."""
-    from sequela.config import check_clean_share, check_poison_rate
+    from sequela.pipeline.config import check_clean_share, check_poison_rate
 
     for key in ("datasets", "attacks"):  # the sweeps run on the main grid's prepared data and models
         c.names(f"ablation.{key}", c.get(f"grid.{key}"), empty_ok=True)

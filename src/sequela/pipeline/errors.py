@@ -24,9 +24,10 @@ class StageError(RuntimeError):
 
 
 def exit_on_error(main: Callable[[], None]) -> None:
-    """Run a stage's (or a command's) `main`. An expected failure (a bad value, a missing or
-    corrupt input, CUDA out of memory) becomes one line on stderr that says what, where and how to fix it, and a non-zero
-    exit status: 2 for a bad value, 1 for the rest. SEQUELA_TRACEBACK=1 shows the full traceback."""
+    """Run a stage's (or a command's) `main`. An expected failure (a bad value, a missing or corrupt
+    input, CUDA out of memory) becomes one line on stderr that says what, where and how to fix it,
+    and a non-zero exit status: 2 for a bad value, 1 for the rest. SEQUELA_TRACEBACK=1 shows the full
+    traceback."""
     script = Path(sys.argv[0])
     where = f"stage {script.stem}" if script.parent.name == "stages" else "sequela"
     stage = " ".join([where, *sys.argv[1:]])
@@ -49,9 +50,13 @@ def _expected(err: Exception) -> tuple[str | None, int]:
     if isinstance(err, StageError):
         return str(err), 1
     if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
-        return ("CUDA out of memory; lower the recipe's batch_size or defense.batch_size, or run fewer stages "
-                "per GPU (docs/scaling.md)"), 1
+        return (
+            "CUDA out of memory; lower the recipe's batch_size or defense.batch_size, or run fewer stages "
+            "per GPU (docs/scaling.md)"
+        ), 1
     if isinstance(err, FileNotFoundError) and err.filename:
-        return (f"{err.filename} is missing; run `dvc repro` (not the stage script alone) so the stages that "
-                f"make its inputs run first"), 1
+        return (
+            f"{err.filename} is missing; run `dvc repro` (not the stage script alone) so the stages that "
+            f"make its inputs run first"
+        ), 1
     return None, 0

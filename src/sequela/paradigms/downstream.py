@@ -27,38 +27,39 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sequela import data, models, sources
+from sequela import models
 from sequela.attacks.base import Attack
-from sequela.checker import INF, Checker, fail, is_int
-from sequela.data import Dataset, Split
+from sequela.datasets import splits
+from sequela.datasets.splits import Dataset, Split
 from sequela.defenses.base import DefenseContext
 from sequela.defenses.finetune import FINE_TUNING
-from sequela.engine import (
-    SGD,
-    Adam,
-    Augment,
-    BatchStream,
-    fit,
-    predict_logits,
-    seed_everything,
-)
+from sequela.engine.batches import Augment, BatchStream
+from sequela.engine.device import seed_everything
+from sequela.engine.loop import fit, predict_logits
+from sequela.engine.optimizers import SGD, Adam
+from sequela.engine.schedules import cosine
 from sequela.metrics import clean_accuracy, evaluate
-from sequela.recipe import Recipe
-from sequela.records import CurveRecorder, write_curve
-from sequela.schedules import cosine
+from sequela.pipeline.checker import INF, Checker, fail, is_int
+from sequela.pipeline.records import CurveRecorder, write_curve
+from sequela.sources import loaders
+from sequela.training.recipe import Recipe
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" conversion uses
 
 
 def check_transfer(c: Checker) -> None:
     """`transfer`: the pairs (the upstream's train@ models are what is shipped), target and head."""
-    from sequela.catalog import DATASETS
+    from sequela.datasets.sizes import DATASETS
 
     up = c.get("transfer.upstream")
     for name in up if isinstance(up, list) else []:
         if name not in c.get("grid.datasets"):
-            fail("transfer.upstream", name, f"one of grid.datasets ({', '.join(c.get('grid.datasets'))}); "
-                                            "without the transfer cells: -S 'transfer.upstream=[]'")
+            fail(
+                "transfer.upstream",
+                name,
+                f"one of grid.datasets ({', '.join(c.get('grid.datasets'))}); "
+                "without the transfer cells: -S 'transfer.upstream=[]'",
+            )
     up = c.names("transfer.upstream", c.get("grid.datasets"), empty_ok=True)
     down = c.names("transfer.downstream", DATASETS, empty_ok=True)
     for name in set(up) & set(down):
@@ -69,30 +70,39 @@ def check_transfer(c: Checker) -> None:
 
 def check_encoder(c: Checker) -> None:
     """`encoder`: the pairs, target, the user's classifier (SimCLR and BadEncoder check their own)."""
-    from sequela.catalog import DATASETS
+    from sequela.datasets.sizes import DATASETS
 
     c.names("encoder.pretrain", [d for d in DATASETS if d in c.get("recipe")], empty_ok=True)
     _check_downstream(c, "encoder", c.names("encoder.downstream", DATASETS, empty_ok=True))
     c.integer("encoder.head.hidden")
     c.integer("encoder.head.batch_size")
     if c.get("encoder.head.standardize") not in (True, False, "validate"):
-        fail("encoder.head.standardize", c.get("encoder.head.standardize"),
-             "true, false or validate (the user picks on a validation share of its training data)")
+        fail(
+            "encoder.head.standardize",
+            c.get("encoder.head.standardize"),
+            "true, false or validate (the user picks on a validation share of its training data)",
+        )
     c.number("encoder.head.validation_fraction", 0.0, 1.0)
 
 
 def _check_downstream(c: Checker, section: str, downstream: list[str]) -> None:
     """`<section>.target`, `.max_train` and `.head` against each downstream dataset of the section."""
-    from sequela.catalog import NUM_CLASSES
+    from sequela.datasets.sizes import NUM_CLASSES
 
     target, max_train = c.get(f"{section}.target"), c.get(f"{section}.max_train")
     for ds in downstream:
         if not is_int(target) or not 0 <= target < NUM_CLASSES[ds]:
-            fail(f"{section}.target", target, f"an integer class label in [0, {NUM_CLASSES[ds] - 1}] for "
-                                              f"downstream dataset {ds}")
+            fail(
+                f"{section}.target",
+                target,
+                f"an integer class label in [0, {NUM_CLASSES[ds] - 1}] for downstream dataset {ds}",
+            )
         if max_train is not None and (not is_int(max_train) or max_train < 2 * NUM_CLASSES[ds]):
-            fail(f"{section}.max_train", max_train, f"null or an integer of at least two images per class of "
-                                                    f"{ds} ({2 * NUM_CLASSES[ds]})")
+            fail(
+                f"{section}.max_train",
+                max_train,
+                f"null or an integer of at least two images per class of {ds} ({2 * NUM_CLASSES[ds]})",
+            )
     c.integer(f"{section}.head.epochs")
     c.number(f"{section}.head.lr", 0.0, INF)
 
@@ -108,21 +118,21 @@ def fit_images(x: torch.Tensor, channels: int, side: int) -> torch.Tensor:
             x = x.repeat(1, channels, 1, 1)
         else:
             raise ValueError(f"cannot fit {x.shape[1]}-channel images to {channels} channels")
-    return data.resize(x, side)
+    return splits.resize(x, side)
 
 
-def load_downstream(name: str, root: str, split_seed: int, test_fraction: float, channels: int, side: int,
-                    max_train: int | None) -> Dataset:
+def load_downstream(
+    name: str, root: str, split_seed: int, test_fraction: float, channels: int, side: int, max_train: int | None
+) -> Dataset:
     """The downstream dataset's official splits, fitted to the reused model's input. `max_train`
     keeps a stratified draw of at most that many training images (fixed by `split_seed`, as every
     data split is), so a large downstream set fits a CPU budget."""
-    ds = sources.load(name, root, split_seed, test_fraction)
+    ds = loaders.load(name, root, split_seed, test_fraction)
     train = ds.train
     if max_train is not None and max_train < len(train):
-        _, train = data.carve(train, max_train / len(train), split_seed)
+        _, train = splits.carve(train, max_train / len(train), split_seed)
     fit = lambda s: Split(fit_images(s.x, channels, side), s.y)  # noqa: E731
-    return Dataset(name, ds.classes, fit(train), fit(ds.test),
-                   f"{ds.source}; fitted to {channels}x{side}x{side}")
+    return Dataset(name, ds.classes, fit(train), fit(ds.test), f"{ds.source}; fitted to {channels}x{side}x{side}")
 
 
 def class_key(name: str) -> str:
@@ -130,8 +140,9 @@ def class_key(name: str) -> str:
     return name.split(" - ")[0].strip().lower()
 
 
-def downstream_target(upstream_classes: list[str], upstream_target: int, downstream_classes: list[str],
-                      fallback: int) -> tuple[int, str]:
+def downstream_target(
+    upstream_classes: list[str], upstream_target: int, downstream_classes: list[str], fallback: int
+) -> tuple[int, str]:
     """The downstream class the upstream trigger is meant to reach: the one of the same name where the
     label spaces share it (CIFAR-10 -> STL-10, MNIST -> digits), else `fallback` (`transfer.target`)."""
     wanted = class_key(upstream_classes[upstream_target])
@@ -141,8 +152,15 @@ def downstream_target(upstream_classes: list[str], upstream_target: int, downstr
     return fallback, "transfer.target (no shared class)"
 
 
-def train_head(model: models.Classifier, stream: BatchStream, epochs: int, lr: float, momentum: float,
-               weight_decay: float, on_epoch=None) -> float:
+def train_head(
+    model: models.Classifier,
+    stream: BatchStream,
+    epochs: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    on_epoch=None,
+) -> float:
     """Train `model.fc` on the frozen backbone's features (cosine schedule); returns wall seconds.
     The backbone runs in eval mode under no_grad, so neither its weights nor its batch-norm
     statistics move."""
@@ -155,8 +173,16 @@ def train_head(model: models.Classifier, stream: BatchStream, epochs: int, lr: f
             features = m.features(x)
         return F.cross_entropy(m.fc(features), y)
 
-    return fit(model, stream, optimizer, cosine(lr, epochs * len(stream)), epochs, on_epoch=on_epoch,
-               loss_fn=head_loss, desc="head")
+    return fit(
+        model,
+        stream,
+        optimizer,
+        cosine(lr, epochs * len(stream)),
+        epochs,
+        on_epoch=on_epoch,
+        loss_fn=head_loss,
+        desc="head",
+    )
 
 
 def curve_epochs(epochs: int, points: int = 10) -> set[int]:
@@ -164,8 +190,9 @@ def curve_epochs(epochs: int, points: int = 10) -> set[int]:
     return {round(epochs * k / points) for k in range(1, points + 1)} if epochs > points else set(range(1, epochs + 1))
 
 
-def train_head_on_features(model: models.Classifier, train: Split, head: dict, generator: torch.Generator,
-                           on_epoch=None) -> float:
+def train_head_on_features(
+    model: models.Classifier, train: Split, head: dict, generator: torch.Generator, on_epoch=None
+) -> float:
     """The encoder paradigm's downstream classifier, trained as BadEncoder's reference trains it:
     the frozen encoder embeds the training images once (no augmentation), and the head (MLP,
     optionally led by a FeatureNorm layer) is trained on the embeddings with Adam at a constant
@@ -180,7 +207,7 @@ def train_head_on_features(model: models.Classifier, train: Split, head: dict, g
         model.fc.train()
         order = torch.randperm(len(features), generator=generator).to(features.device)
         for i in range(0, len(order), head["batch_size"]):
-            rows = order[i:i + head["batch_size"]]
+            rows = order[i : i + head["batch_size"]]
             loss = F.cross_entropy(model.fc(features[rows]), labels[rows])
             optimizer.zero_grad()
             loss.backward()
@@ -193,7 +220,7 @@ def train_head_on_features(model: models.Classifier, train: Split, head: dict, g
 @dataclass
 class Result:
     model: models.Classifier
-    spec: dict              # models.build arguments of `model`
+    spec: dict  # models.build arguments of `model`
     figures: dict
     curve: list[dict]
 
@@ -205,12 +232,12 @@ class Cell:
     ds: Dataset
     trigger: Attack
     target: int
-    recipe: Recipe          # the reused model's recipe: defender batch and augmentation
-    head: dict              # <paradigm>.head: epochs, lr (encoder: hidden, standardize, batch_size)
-    defense: dict           # params.yaml `defense`: epochs, momentum, weight_decay, ft, sft
+    recipe: Recipe  # the reused model's recipe: defender batch and augmentation
+    head: dict  # <paradigm>.head: epochs, lr (encoder: hidden, standardize, batch_size)
+    defense: dict  # params.yaml `defense`: epochs, momentum, weight_decay, ft, sft
     device: torch.device
     seed: int
-    curve_n: int            # test images per curve point
+    curve_n: int  # test images per curve point
     on_features: bool = False  # the head trains on precomputed features (train_head_on_features)
 
     def evaluate(self, model: torch.nn.Module) -> dict:
@@ -221,12 +248,19 @@ class Cell:
         self.curve_test = self.ds.test.sample(self.curve_n, self.seed).to(self.device)
 
     def stream(self, batch_size: int, generator: torch.Generator) -> BatchStream:
-        return BatchStream(self.ds.train.x, self.ds.train.y, batch_size, self.device, generator,
-                           augment=Augment(self.recipe.crop_padding, self.recipe.flip))
+        return BatchStream(
+            self.ds.train.x,
+            self.ds.train.y,
+            batch_size,
+            self.device,
+            generator,
+            augment=Augment(self.recipe.crop_padding, self.recipe.flip),
+        )
 
 
-def with_new_head(shipped: models.Classifier, spec: dict, num_classes: int, hidden: int | None,
-                  seed: int, standardize: bool = False) -> tuple[models.Classifier, dict]:
+def with_new_head(
+    shipped: models.Classifier, spec: dict, num_classes: int, hidden: int | None, seed: int, standardize: bool = False
+) -> tuple[models.Classifier, dict]:
     """A copy of the shipped model with a fresh, seeded head for `num_classes` downstream classes."""
     model = copy.deepcopy(shipped)
     torch.manual_seed(seed)
@@ -239,14 +273,16 @@ def choose_standardize(cell: Cell, shipped: models.Classifier, spec: dict) -> tu
     both heads train on the user's training data less a seeded `validation_fraction`, and the one
     with the higher accuracy on that held-out share is kept (ties: none). Only the user's own data is
     read. Returns (choice, each option's validation accuracy)."""
-    fit_rows, held_rows = data.carve(cell.ds.train, cell.head["validation_fraction"], cell.seed)
+    fit_rows, held_rows = splits.carve(cell.ds.train, cell.head["validation_fraction"], cell.seed)
     accuracy = {}
     for option in (False, True):
         model, _ = with_new_head(shipped, spec, len(cell.ds.classes), cell.head.get("hidden"), cell.seed, option)
         train_head_on_features(model, fit_rows, cell.head, torch.Generator().manual_seed(cell.seed))
         accuracy[option] = clean_accuracy(model, held_rows.to(cell.device))
-    return accuracy[True] > accuracy[False], {"validation_accuracy_plain": accuracy[False],
-                                               "validation_accuracy_standardized": accuracy[True]}
+    return accuracy[True] > accuracy[False], {
+        "validation_accuracy_plain": accuracy[False],
+        "validation_accuracy_standardized": accuracy[True],
+    }
 
 
 def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
@@ -263,11 +299,28 @@ def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
     if cell.on_features:
         seconds = train_head_on_features(model, cell.ds.train, cell.head, generator, on_epoch)
     else:
-        seconds = train_head(model, cell.stream(cell.recipe.batch_size, generator), cell.head["epochs"],
-                             cell.head["lr"], cell.defense["momentum"], cell.defense["weight_decay"], on_epoch)
+        seconds = train_head(
+            model,
+            cell.stream(cell.recipe.batch_size, generator),
+            cell.head["epochs"],
+            cell.head["lr"],
+            cell.defense["momentum"],
+            cell.defense["weight_decay"],
+            on_epoch,
+        )
     final = cell.evaluate(model)
-    return Result(model, spec, {**final, "seconds": seconds - recorder.eval_seconds, "epochs": cell.head["epochs"],
-                          "n_train": len(cell.ds.train), **chosen_on}, recorder.rows)
+    return Result(
+        model,
+        spec,
+        {
+            **final,
+            "seconds": seconds - recorder.eval_seconds,
+            "epochs": cell.head["epochs"],
+            "n_train": len(cell.ds.train),
+            **chosen_on,
+        },
+        recorder.rows,
+    )
 
 
 def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
@@ -277,17 +330,37 @@ def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
     recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
     empty = torch.empty(0, dtype=torch.long)
     ctx = DefenseContext.for_defender(
-        cell.defense, name, cell.seed, model=copy.deepcopy(start.model), clean=cell.ds.train, train=cell.ds.train,
-        poisoned=empty, attack=cell.trigger, target=cell.target, recipe=cell.recipe, device=cell.device,
-        recorder=recorder)
+        cell.defense,
+        name,
+        cell.seed,
+        model=copy.deepcopy(start.model),
+        clean=cell.ds.train,
+        train=cell.ds.train,
+        poisoned=empty,
+        attack=cell.trigger,
+        target=cell.target,
+        recipe=cell.recipe,
+        device=cell.device,
+        recorder=recorder,
+    )
     ctx.record(0, 0.0)
     start_time, eval_before = time.perf_counter(), recorder.eval_seconds
     extra = FINE_TUNING[name](ctx)
     seconds = time.perf_counter() - start_time - (recorder.eval_seconds - eval_before)
     final = cell.evaluate(ctx.model)
-    return Result(ctx.model, start.spec, {**final, "seconds": seconds, "epochs": cell.defense["epochs"],
-                              "n_train": len(cell.ds.train), "batch_size": ctx.defender_batch, **extra},
-                  recorder.rows)
+    return Result(
+        ctx.model,
+        start.spec,
+        {
+            **final,
+            "seconds": seconds,
+            "epochs": cell.defense["epochs"],
+            "n_train": len(cell.ds.train),
+            "batch_size": ctx.defender_batch,
+            **extra,
+        },
+        recorder.rows,
+    )
 
 
 def save(results: dict[str, Result], models_dir: Path, curves_dir: Path) -> None:
@@ -297,7 +370,9 @@ def save(results: dict[str, Result], models_dir: Path, curves_dir: Path) -> None
         write_curve(result.curve, Path(curves_dir) / f"{name}.tsv")
 
 
-def run(cell: Cell, shipped: tuple[models.Classifier, dict], clean: tuple[models.Classifier, dict]) -> dict[str, Result]:
+def run(
+    cell: Cell, shipped: tuple[models.Classifier, dict], clean: tuple[models.Classifier, dict]
+) -> dict[str, Result]:
     """The cell's four models: "clean" (a head on the clean reference: the trigger's floor without a
     backdoor), "none" (a head on the shipped backdoored model), and FT and SFT from "none"."""
     results = {"clean": baseline(cell, *clean), "none": baseline(cell, *shipped)}

@@ -21,8 +21,9 @@ def cosine(lr: float, total_steps: int) -> Schedule:
     return lambda step: 0.5 * lr * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
-def super_fine_tuning(base_lr: float, max_lr1: float, max_lr2: float, total_steps: int,
-                      cycle_steps: int, phase1_fraction: float) -> Schedule:
+def super_fine_tuning(
+    base_lr: float, max_lr1: float, max_lr2: float, total_steps: int, cycle_steps: int, phase1_fraction: float
+) -> Schedule:
     """SFT's two-phase triangular schedule (Sha et al., 2022).
 
     Within each cycle of `cycle_steps` steps the rate rises linearly from `base_lr` to a peak over
@@ -44,5 +45,6 @@ def super_fine_tuning(base_lr: float, max_lr1: float, max_lr2: float, total_step
 def sft_from_params(p: dict, epochs: int, steps_per_epoch: int) -> Schedule:
     """SFT with the cycle length `cycle_steps` in optimisation steps (params.yaml defense.sft), so
     the schedule's shape does not silently change with the defender's batch size or data size."""
-    return super_fine_tuning(p["base_lr"], p["max_lr1"], p["max_lr2"], epochs * steps_per_epoch,
-                             p["cycle_steps"], p["phase1_fraction"])
+    return super_fine_tuning(
+        p["base_lr"], p["max_lr1"], p["max_lr2"], epochs * steps_per_epoch, p["cycle_steps"], p["phase1_fraction"]
+    )

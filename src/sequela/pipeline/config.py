@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from sequela.catalog import (
+from sequela.datasets.sizes import (
     DATASETS,
     IMAGE_SIDE,
     NO_TEST_SPLIT,
@@ -27,9 +27,9 @@ from sequela.catalog import (
     carve_sizes,
     target_train_size,
 )
-from sequela.checker import Checker, fail, is_int
-from sequela.errors import ConfigError
-from sequela.recipe import recipe_key
+from sequela.pipeline.checker import Checker, fail, is_int
+from sequela.pipeline.errors import ConfigError
+from sequela.training.recipe import recipe_key
 
 DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 
@@ -85,8 +85,12 @@ def _device(c: Checker) -> None:
 
 def _grid(c: Checker) -> None:
     seeds = c.get("grid.seeds")
-    if (not isinstance(seeds, list) or not seeds or not all(is_int(s) and s >= 0 for s in seeds)
-            or len(set(seeds)) != len(seeds)):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(is_int(s) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         fail("grid.seeds", seeds, "a non-empty list of distinct non-negative integers")
     c.names("grid.datasets", DATASETS)
     for key in ("grid.attacks", "grid.defenses"):  # the registries check the names (sequela.validate)
@@ -108,13 +112,18 @@ def _data(c: Checker) -> None:
     c.number("data.holdout_fraction", 0.0, 0.5)
     # Every split is a stratified carving, which needs each side to hold at least one image per class.
     for ds in c.get("grid.datasets"):
-        for key, (smaller, n) in carve_sizes(ds, c.get("data.test_fraction"), c.get("data.shadow_fraction"),
-                                             c.get("data.holdout_fraction")).items():
+        for key, (smaller, n) in carve_sizes(
+            ds, c.get("data.test_fraction"), c.get("data.shadow_fraction"), c.get("data.holdout_fraction")
+        ).items():
             if ds not in NO_TEST_SPLIT and key == "data.test_fraction":
                 continue  # only digits has no official test split to keep
             if smaller < NUM_CLASSES[ds]:
-                fail(key, c.get(key), f"a share that leaves every split of {ds} ({n} images) at least one "
-                                       f"image per class ({NUM_CLASSES[ds]}); this gives a split of {smaller}")
+                fail(
+                    key,
+                    c.get(key),
+                    f"a share that leaves every split of {ds} ({n} images) at least one "
+                    f"image per class ({NUM_CLASSES[ds]}); this gives a split of {smaller}",
+                )
 
 
 def _attacker_rules(c: Checker) -> None:
@@ -133,8 +142,11 @@ def check_poison_rate(c: Checker, key: str, rate: float, dataset: str, shown: An
     `shown` is the value as the file spells it, where that is not `rate` itself."""
     train, n = train_size(c, dataset), NUM_CLASSES[dataset]
     if round(rate * train) < 1 or rate > 1 - 1 / n:
-        fail(key, rate if shown is None else shown, f"at least one of {dataset}'s {train} training images and "
-                                                    f"at most {1 - 1 / n:.3f} (its non-target share)")
+        fail(
+            key,
+            rate if shown is None else shown,
+            f"at least one of {dataset}'s {train} training images and at most {1 - 1 / n:.3f} (its non-target share)",
+        )
 
 
 def _defender_rules(c: Checker) -> None:
@@ -153,11 +165,15 @@ def defender_batch(c: Checker, dataset: str) -> int:
 
 
 def check_clean_share(c: Checker, key: str, fraction: float, dataset: str, shown: Any = None) -> None:
-    """data.clean_subset draws round(fraction * n) rows, at least one: they must hold one batch."""
+    """splits.clean_subset draws round(fraction * n) rows, at least one: they must hold one batch."""
     n_clean, need = max(1, round(fraction * train_size(c, dataset))), defender_batch(c, dataset)
     if n_clean < need:
-        fail(key, fraction if shown is None else shown, f"a share of {dataset}'s training split that holds one "
-                                                        f"defender batch of {need} (this gives {n_clean} images)")
+        fail(
+            key,
+            fraction if shown is None else shown,
+            f"a share of {dataset}'s training split that holds one "
+            f"defender batch of {need} (this gives {n_clean} images)",
+        )
 
 
 def smallest_side(c: Checker) -> tuple[int, str]:
@@ -169,4 +185,3 @@ def smallest_side(c: Checker) -> tuple[int, str]:
 def train_size(c: Checker, dataset: str) -> int:
     """From the official split sizes: a smaller copy of a dataset gets smaller splits than this."""
     return target_train_size(dataset, c.get("data.test_fraction"), c.get("data.shadow_fraction"))
-

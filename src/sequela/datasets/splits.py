@@ -4,7 +4,7 @@ Images stay uint8 until a batch is drawn (see `engine.TensorLoader`), so a whole
 in memory, or on the GPU, at one byte per pixel. Normalisation lives inside the model
 (`models.Normalize`), which keeps attacks, defenses and sequela measures in plain [0, 1] pixel space.
 
-Where each dataset comes from is `sources.py`; this module splits, saves and loads prepared ones.
+Where each dataset comes from is `sources/loaders.py`; this module splits, saves and loads prepared ones.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sequela.io import atomic_write_json, load_tensors, read_json, save_tensors
+from sequela.pipeline.io import atomic_write_json, load_tensors, read_json, save_tensors
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Dataset:
         return x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
 
 
-# The registry: names, class counts and sizes known before any file is read (sequela/catalog.py).
+# The registry: names, class counts and sizes known before any file is read (sequela/datasets/sizes.py).
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -102,8 +102,9 @@ def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
         return split.subset(torch.from_numpy(keep)), split.subset(torch.from_numpy(take))
     from sklearn.model_selection import train_test_split
 
-    keep, take = train_test_split(np.arange(len(split)), test_size=fraction, random_state=seed,
-                                  stratify=split.y.numpy())
+    keep, take = train_test_split(
+        np.arange(len(split)), test_size=fraction, random_state=seed, stratify=split.y.numpy()
+    )
     return split.subset(torch.from_numpy(np.sort(keep))), split.subset(torch.from_numpy(np.sort(take)))
 
 
@@ -207,8 +208,11 @@ def save_prepared(ds: Dataset, out_dir: Path) -> None:
         "source": ds.source,
         "sha256": digest.hexdigest(),
     }
-    grouped = {name: len(getattr(ds, name).groups.unique()) for name in SPLITS
-               if getattr(ds, name) is not None and getattr(ds, name).groups is not None}
+    grouped = {
+        name: len(getattr(ds, name).groups.unique())
+        for name in SPLITS
+        if getattr(ds, name) is not None and getattr(ds, name).groups is not None
+    }
     if grouped:  # only where the source has group ids: the others' meta.json holds no such key
         meta["groups"] = grouped
     atomic_write_json(meta, out_dir / "meta.json")
@@ -218,6 +222,7 @@ def load_prepared(path: str | Path) -> tuple[Dataset, dict]:
     path = Path(path)
     meta = read_json(path / "meta.json")
     t = load_tensors(path / "data.safetensors")
-    splits = {name: Split(t[f"{name}_x"], t[f"{name}_y"], t.get(f"{name}_groups")) for name in SPLITS
-              if f"{name}_x" in t}
+    splits = {
+        name: Split(t[f"{name}_x"], t[f"{name}_y"], t.get(f"{name}_groups")) for name in SPLITS if f"{name}_x" in t
+    }
     return Dataset(name=meta["name"], classes=meta["classes"], source=meta["source"], **splits), meta

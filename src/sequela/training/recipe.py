@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sequela.checker import INF, Checker, fail, is_int
+from sequela.pipeline.checker import INF, Checker, fail, is_int
 
 
 @dataclass

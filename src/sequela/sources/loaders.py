@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sequela.catalog import DATASETS, NUM_CLASSES
-from sequela.data import Dataset, Split
+from sequela.datasets.sizes import DATASETS, NUM_CLASSES
+from sequela.datasets.splits import Dataset, Split
 
 
 def load(name: str, root: str | Path, seed: int = 0, test_fraction: float = 0.25) -> Dataset:
@@ -26,9 +26,7 @@ def load(name: str, root: str | Path, seed: int = 0, test_fraction: float = 0.25
         return load_digits(seed, test_fraction)
     if name in VARIANTS:
         return variant(load_digits(seed, test_fraction), name)
-    from sequela import (
-        torchvision_sets,  # imported lazily: torchvision is slow to import
-    )
+    from sequela.sources import torchvision_sets  # imported lazily: torchvision is slow to import
 
     return torchvision_sets.load(name, Path(root))
 

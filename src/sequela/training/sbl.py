@@ -6,7 +6,7 @@ fresh share of every batch, `attack.poison_rate` of it on average, target class 
 the trigger and the target label (SBL.schedule "per_batch", attacks/base.py). It trains with SAM
 (rho 0.05) over SGD with momentum, no weight decay, at the recipe's rate held constant (the
 official code steps no schedule under SAM), for the recipe's epochs; the attacker's budget rule
-(planting.py) adds rounds while its shadow-split ASR is short. Task 2, continual learning: the
+(training/attacker.py) adds rounds while its held-out ASR is short. Task 2, continual learning: the
 held-back clean rows, plain SGD at `task2_lr_factor` x the rate (the reference's 0.001 after 0.01)
 with the recipe's weight decay, for `task2_epochs_factor` x the recipe's epochs (100 after 150),
 with the EWC penalty lambda * sum_i F_i (w_i - w1_i)^2 (no factor 1/2) anchoring the weights w1
@@ -37,13 +37,16 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from sequela import models
-from sequela.data import Split
-from sequela.engine import Augment, BatchStream, autocast, fit, prepare_model, sgd
-from sequela.recipe import Recipe
-from sequela.records import CurveRecorder
-from sequela.schedules import constant
-from sequela.sharpness import sam_fit
-from sequela.training import Trained
+from sequela.datasets.splits import Split
+from sequela.engine.batches import Augment, BatchStream
+from sequela.engine.device import autocast, prepare_model
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import constant
+from sequela.pipeline.records import CurveRecorder
+from sequela.training.classifier import Trained
+from sequela.training.recipe import Recipe
+from sequela.training.sharpness import sam_fit
 
 FISHER_ROWS = 1024
 
@@ -54,7 +57,7 @@ def task_split(n: int, poisoned: torch.Tensor, clean_share: float, seed: int) ->
     clean[poisoned.cpu()] = False
     candidates = torch.nonzero(clean).flatten()
     order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(seed + 7919))
-    task2 = candidates[order[:round(clean_share * n)]].sort().values
+    task2 = candidates[order[: round(clean_share * n)]].sort().values
     keep = torch.ones(n, dtype=torch.bool)
     keep[task2] = False
     return torch.nonzero(keep).flatten(), task2
@@ -85,16 +88,27 @@ def _fisher_diagonal(model: torch.nn.Module, images: torch.Tensor, labels: torch
 
     total = {k: torch.zeros_like(v) for k, v in params.items()}
     for start in range(0, len(images), 128):
-        grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, images[start:start + 128], labels[start:start + 128])
+        grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, images[start : start + 128], labels[start : start + 128])
         for k, g in grads.items():
             total[k] += g.pow(2).sum(0)
     return {k: v / len(images) for k, v in total.items()}
 
 
-def train_sbl(train: Split, spec: dict, recipe: Recipe, device: torch.device, seed: int, settings: dict,
-              evaluate: Callable[[torch.nn.Module], dict[str, float]], attack, poisoned: torch.Tensor, target: int,
-              desc: str = "sbl", until: Callable[[torch.nn.Module], bool] | None = None,
-              max_rounds: int = 1) -> Trained:
+def train_sbl(
+    train: Split,
+    spec: dict,
+    recipe: Recipe,
+    device: torch.device,
+    seed: int,
+    settings: dict,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    attack,
+    poisoned: torch.Tensor,
+    target: int,
+    desc: str = "sbl",
+    until: Callable[[torch.nn.Module], bool] | None = None,
+    max_rounds: int = 1,
+) -> Trained:
     torch.manual_seed(seed)  # weight initialisation, as train_classifier
     model = prepare_model(models.build_from_spec(spec), device)
     generator = torch.Generator().manual_seed(seed)
@@ -104,9 +118,18 @@ def train_sbl(train: Split, spec: dict, recipe: Recipe, device: torch.device, se
     augment = Augment(recipe.crop_padding, recipe.flip)
     # Per-batch poisoning (SBL.schedule) at the attacker's rate of the whole training set, not at the
     # stored rows' larger share of task 1.
-    task1 = BatchStream(train.x[first], train.y[first], recipe.batch_size, device, generator, augment=augment,
-                        attack=attack, poisoned=torch.nonzero(flags[first]).flatten(), target=target,
-                        share=len(poisoned) / len(train))
+    task1 = BatchStream(
+        train.x[first],
+        train.y[first],
+        recipe.batch_size,
+        device,
+        generator,
+        augment=augment,
+        attack=attack,
+        poisoned=torch.nonzero(flags[first]).flatten(),
+        target=target,
+        share=len(poisoned) / len(train),
+    )
     recorder = CurveRecorder(evaluate)
     optimizer = sgd(model, recipe.lr, recipe.momentum, weight_decay=0.0)
 
@@ -116,9 +139,20 @@ def train_sbl(train: Split, spec: dict, recipe: Recipe, device: torch.device, se
 
     start, rounds, epoch = time.perf_counter(), 0, 0
     while rounds < max_rounds:
-        sam_fit(model, task1, optimizer, constant(recipe.lr), recipe.epochs, loss_of, float(settings["rho"]),
-                adaptive=False, second_pass_stats=False, first_epoch=epoch + 1, desc=f"{desc} task 1",
-                on_epoch=lambda e, lr: recorder.record(model, e, lr))
+        sam_fit(
+            model,
+            task1,
+            optimizer,
+            constant(recipe.lr),
+            recipe.epochs,
+            loss_of,
+            float(settings["rho"]),
+            adaptive=False,
+            second_pass_stats=False,
+            first_epoch=epoch + 1,
+            desc=f"{desc} task 1",
+            on_epoch=lambda e, lr: recorder.record(model, e, lr),
+        )
         rounds, epoch = rounds + 1, epoch + recipe.epochs
         if until is None or until(model):
             break
@@ -136,7 +170,15 @@ def train_sbl(train: Split, spec: dict, recipe: Recipe, device: torch.device, se
     task2 = BatchStream(train.x[second], train.y[second], recipe.batch_size, device, generator, augment=augment)
     lr2 = recipe.lr * float(settings["task2_lr_factor"])
     epochs2 = max(1, round(recipe.epochs * float(settings["task2_epochs_factor"])))
-    fit(model, task2, sgd(model, lr2, recipe.momentum, recipe.weight_decay), constant(lr2), epochs2,
-        on_epoch=lambda e, lr: recorder.record(model, epoch + e, lr), loss_fn=ewc_loss, desc=f"{desc} task 2")
+    fit(
+        model,
+        task2,
+        sgd(model, lr2, recipe.momentum, recipe.weight_decay),
+        constant(lr2),
+        epochs2,
+        on_epoch=lambda e, lr: recorder.record(model, epoch + e, lr),
+        loss_fn=ewc_loss,
+        desc=f"{desc} task 2",
+    )
     seconds = time.perf_counter() - start - recorder.eval_seconds
     return Trained(model, spec, recorder.rows, seconds, rounds)

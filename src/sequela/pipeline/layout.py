@@ -34,7 +34,7 @@ the standalone paradigm has a dataset (the encoder's pre-training set alone for 
 
 from pathlib import Path
 
-from sequela.io import read_json
+from sequela.pipeline.io import read_json
 
 STANDALONE, TRANSFER, ENCODER = "standalone", "transfer", "encoder"  # the paradigm: every path's first key
 
@@ -92,6 +92,11 @@ def model(dataset: str, attack: str, seed: int, defense: str = "none") -> Path:
     if defense == "none":
         return backdoored(dataset, seed) / attack / "none"
     return defended_models(dataset, attack, seed) / defense
+
+
+def removed(model_dir: Path) -> Path:
+    """The training rows a defense dropped before retraining (not members of its model), beside the model."""
+    return model_dir / "removed.safetensors"
 
 
 def defended_models(dataset: str, attack: str, seed: int) -> Path:
@@ -179,7 +184,8 @@ def backdoored_encoder(pair_: str, seed: int) -> Path:
     return run_dir(pair_, seed, ENCODER) / "badencoder"
 
 
-def badencoder_metrics(pair_: str, seed: int) -> Path:
+def badencoder_attack_metrics(pair_: str, seed: int) -> Path:
+    """The badencoder stage's own figures: how the backdoored encoder was trained and what it kept."""
     return cells_dir(pair_, seed, ENCODER) / "badencoder-attack.json"
 
 
@@ -187,7 +193,9 @@ def encoder_models(pair_: str, seed: int) -> Path:
     return run_dir(pair_, seed, ENCODER) / "downstream"
 
 
-def encoder_metrics(pair_: str, seed: int) -> Path:
+def encoder_downstream_metrics(pair_: str, seed: int) -> Path:
+    """The encoder stage's downstream cell of the BadEncoder attack, named after it as a transfer cell is
+    after its attack: every downstream model's figures and sequela."""
     return cells_dir(pair_, seed, ENCODER) / "badencoder.json"
 
 

@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sequela.checker import INF, Checker, fail, is_int
-from sequela.data import Split
-from sequela.engine import BatchStream, fit, sgd
-from sequela.schedules import cosine
+from sequela.datasets.splits import Split
+from sequela.engine.batches import BatchStream
+from sequela.engine.loop import fit
+from sequela.engine.optimizers import sgd
+from sequela.engine.schedules import cosine
+from sequela.pipeline.checker import INF, Checker, fail, is_int
 
 
 def check(c: Checker, key: str = "encoder.simclr") -> None:
@@ -34,8 +36,11 @@ def check(c: Checker, key: str = "encoder.simclr") -> None:
         fail(f"{key}.batch_size", c.get(f"{key}.batch_size"), "an integer >= 2 (NT-Xent contrasts a batch's images)")
     max_images = c.get(f"{key}.max_images")
     if max_images is not None and (not is_int(max_images) or max_images < c.get(f"{key}.batch_size")):
-        fail(f"{key}.max_images", max_images, f"null (every training image) or an integer >= {key}.batch_size "
-                                              f"({c.get(f'{key}.batch_size')})")
+        fail(
+            f"{key}.max_images",
+            max_images,
+            f"null (every training image) or an integer >= {key}.batch_size ({c.get(f'{key}.batch_size')})",
+        )
     c.number(f"{key}.lr", 0.0, INF)
     c.number(f"{key}.temperature", 0.0, INF)
     c.number(f"{key}.crop_min", 0.0, 1.0, high_open=False)
@@ -58,7 +63,7 @@ def check_model(c: Checker) -> None:
 
 def pretraining_set(train: Split, max_images: int | None, seed: int) -> Split:
     """The images SimCLR trains on: the whole training split, or a seeded `max_images` of it. The
-    BadEncoder attacker draws its shadow set from the same images."""
+    BadEncoder attacker draws its unlabelled set from the same images."""
     return train if max_images is None else train.sample(max_images, seed)
 
 
@@ -76,7 +81,7 @@ class Views:
         u = lambda: torch.rand(n, generator=generator).to(x.device)  # noqa: E731
         area = self.crop_min + (1 - self.crop_min) * u()
         log_ratio = (u() * 2 - 1) * torch.log(torch.tensor(4 / 3))
-        sx = (area * log_ratio.exp()).sqrt().clamp(max=1.0)   # crop width / image width
+        sx = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # crop width / image width
         sy = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
         tx, ty = (u() * 2 - 1) * (1 - sx), (u() * 2 - 1) * (1 - sy)
         if self.flip:
@@ -115,9 +120,20 @@ class Pretraining(nn.Module):
         return self.projection(self.encoder.features(x))
 
 
-def pretrain(encoder: nn.Module, images: torch.Tensor, views: Views, epochs: int, batch_size: int, lr: float,
-             temperature: float, proj_dim: int, device: torch.device, seed: int,
-             momentum: float = 0.9, weight_decay: float = 5e-4) -> tuple[list[float], float]:
+def pretrain(
+    encoder: nn.Module,
+    images: torch.Tensor,
+    views: Views,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    temperature: float,
+    proj_dim: int,
+    device: torch.device,
+    seed: int,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+) -> tuple[list[float], float]:
     """Train `encoder` in place by SimCLR on uint8 `images`; returns (mean loss per epoch, seconds).
     SGD with momentum and a cosine schedule (SimCLR's LARS matters at batch sizes in the thousands)."""
     torch.manual_seed(seed)  # the projection head's initialisation
@@ -138,8 +154,16 @@ def pretrain(encoder: nn.Module, images: torch.Tensor, views: Views, epochs: int
         batch_losses.clear()
 
     optimizer = sgd(model, lr, momentum, weight_decay)
-    seconds = fit(model, stream, optimizer, cosine(lr, epochs * len(stream)), epochs, on_epoch=on_epoch,
-                  loss_fn=loss_fn, desc="simclr")
+    seconds = fit(
+        model,
+        stream,
+        optimizer,
+        cosine(lr, epochs * len(stream)),
+        epochs,
+        on_epoch=on_epoch,
+        loss_fn=loss_fn,
+        desc="simclr",
+    )
     return losses, seconds
 
 
@@ -148,7 +172,8 @@ def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
     """L2-normalised features of float images in [0, 1], in eval mode."""
     was = encoder.training
     encoder.eval()
-    out = torch.cat([F.normalize(encoder.features(x[i:i + batch_size]).float(), dim=1)
-                     for i in range(0, len(x), batch_size)])
+    out = torch.cat(
+        [F.normalize(encoder.features(x[i : i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)]
+    )
     encoder.train(was)
     return out

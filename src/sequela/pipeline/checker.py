@@ -1,14 +1,14 @@
 """Reading params.yaml by dotted key, with the checks every value goes through.
 
 `Checker` remembers each key it reads, so whatever is left unread after validation
-(sequela/config.py) is a key no stage uses, and the user is warned about it.
+(sequela/pipeline/config.py) is a key no stage uses, and the user is warned about it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sequela.errors import ConfigError
+from sequela.pipeline.errors import ConfigError
 
 INF = float("inf")
 MISSING = object()
@@ -51,8 +51,11 @@ class Checker:
 
     def number(self, key: str, low: float, high: float, low_open: bool = True, high_open: bool = True) -> float:
         value = self.get(key)
-        ok = is_number(value) and (value > low if low_open else value >= low) and \
-            (value < high if high_open else value <= high)
+        ok = (
+            is_number(value)
+            and (value > low if low_open else value >= low)
+            and (value < high if high_open else value <= high)
+        )
         if not ok:
             lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
             fail(key, value, f"a number in {lo}{low}, {high}{hi}")
@@ -61,8 +64,11 @@ class Checker:
     def integer(self, key: str, low: int = 1) -> int:
         value = self.get(key)
         if not is_int(value) or value < low:
-            fail(key, value, "a positive integer" if low == 1 else
-                  "a non-negative integer" if low == 0 else f"an integer >= {low}")
+            fail(
+                key,
+                value,
+                "a positive integer" if low == 1 else "a non-negative integer" if low == 0 else f"an integer >= {low}",
+            )
         return value
 
     def boolean(self, key: str) -> bool:

@@ -11,11 +11,12 @@ from typing import Callable
 
 import torch
 
-from sequela.progress import bar
+from sequela.pipeline.progress import bar
 
 
-def ascent(model: torch.nn.Module, rho: float, eta: float = 0.0,
-           adaptive: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def ascent(
+    model: torch.nn.Module, rho: float, eta: float = 0.0, adaptive: bool = True
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Move every parameter with a gradient to w + eps (from the gradients in .grad); returns the
     (parameter, eps) pairs that `descend_back` undoes."""
     scaled, pairs = [], []
@@ -39,15 +40,29 @@ def descend_back(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
             param.sub_(eps)
 
 
-def sam_fit(model: torch.nn.Module, stream, optimizer, schedule, epochs: int,
-            loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], rho: float, eta: float = 0.0,
-            adaptive: bool = True, on_epoch: Callable[[int, float], None] | None = None, desc: str = "sam",
-            first_epoch: int = 1, second_pass_stats: bool = True) -> None:
+def sam_fit(
+    model: torch.nn.Module,
+    stream,
+    optimizer,
+    schedule,
+    epochs: int,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    rho: float,
+    eta: float = 0.0,
+    adaptive: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+    desc: str = "sam",
+    first_epoch: int = 1,
+    second_pass_stats: bool = True,
+) -> None:
     """`epochs` passes over `stream`, each step's gradient taken at the ascent point and applied at
     the weights. With `second_pass_stats=False`, BatchNorm's running statistics are updated by the
     first pass only (SBL's reference: the ascent point's batch statistics are not the model's)."""
-    norms = [] if second_pass_stats else [m for m in model.modules()
-                                          if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = (
+        []
+        if second_pass_stats
+        else [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    )
     step, shown = 0, bar(epochs * len(stream), desc)
     for epoch in range(first_epoch, first_epoch + epochs):
         model.train()
@@ -62,11 +77,11 @@ def sam_fit(model: torch.nn.Module, stream, optimizer, schedule, epochs: int,
             optimizer.zero_grad(set_to_none=True)
             momenta = [m.momentum for m in norms]
             for m in norms:
-                m.momentum = 0.0          # running = (1 - 0) * running: unchanged by the second pass
-            loss_of(x, y).backward()      # the gradient at the worst point of the neighbourhood ...
+                m.momentum = 0.0  # running = (1 - 0) * running: unchanged by the second pass
+            loss_of(x, y).backward()  # the gradient at the worst point of the neighbourhood ...
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
-            descend_back(moved)           # ... applied at the original weights
+            descend_back(moved)  # ... applied at the original weights
             optimizer.step()
             lrs.append(lr)
             step += 1

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from sequela.io import atomic_write_json, atomic_write_text
+from sequela.pipeline.io import atomic_write_json, atomic_write_text
 
 CURVE_COLUMNS = ("epoch", "ca", "asr", "ra", "lr")
 

@@ -1,15 +1,15 @@
 """What the report stage reads: every cell of the grid as rows (one per model and seed), the paradigms'
-and external cells, the ablation points, the curves. Only stage scripts know where cells live."""
+and external cells, the ablation points, the curves, each from where the layout puts it."""
 
-import layout
 import pandas as pd
 import torch
 
-from sequela import data
-from sequela.ablation import SWEEPS, main_value, points_by_sweep, same_value
 from sequela.attacks.registry import load_artefact
-from sequela.recipe import Recipe
+from sequela.datasets import splits
+from sequela.pipeline import layout
 from sequela.report import ablation, figures, paradigms, summary
+from sequela.sweeps import SWEEPS, main_value, points_by_sweep, same_value
+from sequela.training.recipe import Recipe
 
 PREVIEW_IMAGES = 6  # one image per class where possible: the trigger on varied content
 
@@ -36,12 +36,33 @@ def paradigm_cells(params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The transfer and encoder paradigms' rows (one per model and seed) and their FT / SFT curves."""
     rows, runs, seeds = [], [], params["grid"]["seeds"]
     t, e = params["transfer"], params["encoder"]
-    cells = [("transfer", layout.pair(u, d), a, s, layout.transfer_metrics(layout.pair(u, d), a, s),
-              layout.transfer_curves(layout.pair(u, d), a, s))
-             for u in t["upstream"] for d in t["downstream"] for a in t["attacks"] for s in seeds]
-    cells += [("encoder", layout.pair(p, d), "badencoder", s, layout.encoder_metrics(layout.pair(p, d), s),
-               layout.encoder_curves(layout.pair(p, d), s))
-              for p in e["pretrain"] for d in e["downstream"] for s in seeds]
+    cells = [
+        (
+            "transfer",
+            layout.pair(u, d),
+            a,
+            s,
+            layout.transfer_metrics(layout.pair(u, d), a, s),
+            layout.transfer_curves(layout.pair(u, d), a, s),
+        )
+        for u in t["upstream"]
+        for d in t["downstream"]
+        for a in t["attacks"]
+        for s in seeds
+    ]
+    cells += [
+        (
+            "encoder",
+            layout.pair(p, d),
+            "badencoder",
+            s,
+            layout.encoder_downstream_metrics(layout.pair(p, d), s),
+            layout.encoder_curves(layout.pair(p, d), s),
+        )
+        for p in e["pretrain"]
+        for d in e["downstream"]
+        for s in seeds
+    ]
     for paradigm, pair, attack, seed, metrics, curves_dir in cells:
         rows += paradigms.rows_of(paradigm, pair, attack, seed, summary.read_cell(metrics))
         runs.append(paradigms.curve_rows(attack, seed, curves_dir).assign(paradigm=paradigm, dataset=pair))
@@ -57,8 +78,16 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
 
     def from_main(d, a, sweep, value, model, seed):
         f = main_rows.loc[(d, a, model, seed)]
-        return {"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": model, "seed": seed,
-                "main_grid": True, **{k: f[k] for k in ablation.FIGURES}}
+        return {
+            "dataset": d,
+            "attack": a,
+            "sweep": sweep,
+            "value": value,
+            "defense": model,
+            "seed": seed,
+            "main_grid": True,
+            **{k: f[k] for k in ablation.FIGURES},
+        }
 
     for d in abl["datasets"]:
         recipe_batch = Recipe.from_params(params, d).batch_size
@@ -72,21 +101,40 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
                     for point, value in listed:
                         cell = summary.read_cell(layout.ablation_metrics(d, seed, point))
                         rows += [from_main(d, a, sweep, value, m, seed) for m in cell["from_main_grid"]]
-                        rows += [{"dataset": d, "attack": a, "sweep": sweep, "value": value, "defense": m, "seed": seed,
-                                  "main_grid": False, **{k: f[k] for k in ablation.FIGURES}}
-                                 for m, f in cell["attacks"][a]["models"].items()]
+                        rows += [
+                            {
+                                "dataset": d,
+                                "attack": a,
+                                "sweep": sweep,
+                                "value": value,
+                                "defense": m,
+                                "seed": seed,
+                                "main_grid": False,
+                                **{k: f[k] for k in ablation.FIGURES},
+                            }
+                            for m, f in cell["attacks"][a]["models"].items()
+                        ]
     return pd.DataFrame(rows)
 
 
 def curves(grid: dict, dataset: str) -> pd.DataFrame:
-    return pd.concat([pd.read_csv(layout.defense_curve(dataset, a, s, f), sep="\t").assign(attack=a, defense=f, seed=s)
-                      for a in grid["attacks"] for f in grid["defenses"] for s in grid["seeds"]])
+    return pd.concat(
+        [
+            pd.read_csv(layout.defense_curve(dataset, a, s, f), sep="\t").assign(attack=a, defense=f, seed=s)
+            for a in grid["attacks"]
+            for f in grid["defenses"]
+            for s in grid["seeds"]
+        ]
+    )
 
 
 def preview(dataset: str, attacks: list[str], seed: int, out) -> None:
-    ds, _ = data.load_prepared(layout.prepared(dataset))
-    picks = [int(torch.nonzero(ds.test.y == c)[0]) for c in range(min(PREVIEW_IMAGES, ds.num_classes))
-             if bool((ds.test.y == c).any())]
+    ds, _ = splits.load_prepared(layout.prepared(dataset))
+    picks = [
+        int(torch.nonzero(ds.test.y == c)[0])
+        for c in range(min(PREVIEW_IMAGES, ds.num_classes))
+        if bool((ds.test.y == c).any())
+    ]
     clean = ds.test.x[picks].float() / 255.0
     triggered = {a: load_artefact(layout.poison(dataset, a, seed))[0].apply(clean) for a in attacks}
     figures.trigger_preview(clean, triggered, out, f"{dataset}: triggers")
@@ -94,7 +142,11 @@ def preview(dataset: str, attacks: list[str], seed: int, out) -> None:
 
 def external_cells(params: dict) -> pd.DataFrame:
     """One row per (external cell, model, seed): the model as given ("none") and each defense."""
-    return pd.DataFrame([{"paradigm": "external", "dataset": name, "attack": "external", "defense": model,
-                          "seed": seed, **figures}
-                         for name in params["external"]["cells"] for seed in params["grid"]["seeds"]
-                         for model, figures in summary.read_cell(layout.external_metrics(name, seed))["models"].items()])
+    return pd.DataFrame(
+        [
+            {"paradigm": "external", "dataset": name, "attack": "external", "defense": model, "seed": seed, **figures}
+            for name in params["external"]["cells"]
+            for seed in params["grid"]["seeds"]
+            for model, figures in summary.read_cell(layout.external_metrics(name, seed))["models"].items()
+        ]
+    )

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from sequela.errors import StageError
+from sequela.pipeline.errors import StageError
 
 REBUILD = "it is corrupt or half-copied: delete it and rerun `dvc repro`"
 
@@ -82,8 +82,10 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
     except Exception as err:  # safetensors raises its own error type for a file that is not one
-        raise StageError(f"{path} cannot be read as safetensors ({str(err).splitlines()[0]}); "
-                         "model files are safetensors (a pickle is never loaded)") from err
+        raise StageError(
+            f"{path} cannot be read as safetensors ({str(err).splitlines()[0]}); "
+            "model files are safetensors (a pickle is never loaded)"
+        ) from err
 
 
 def read_json(path: str | Path):

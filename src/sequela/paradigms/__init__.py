@@ -1,0 +1,2 @@
+"""The transfer-based and encoder-based paradigms: a model reused for a new task, SimCLR pre-training
+and BadEncoder."""

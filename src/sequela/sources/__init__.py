@@ -1,0 +1,1 @@
+"""Where each dataset comes from: the loaders of the dataset registry, torchvision's classes among them."""

@@ -1,0 +1,57 @@
+"""An ablation point's backdoored models (src/sequela/sweeps.py): for a sweep of the defender's settings
+the main grid's backdoored model and poison of each attack; for a sweep of the attacker's (poison_rate)
+the point's own, planted and trained as the poison and train stages do."""
+
+from __future__ import annotations
+
+from sequela import models, sweeps
+from sequela.attacks.registry import load_artefact
+from sequela.datasets.splits import Dataset
+from sequela.defenses.apply import Defended
+from sequela.metrics import evaluate
+from sequela.pipeline import layout
+from sequela.training.attacker import plant_and_train
+from sequela.training.classifier import model_spec
+
+
+def attack_cell(
+    stage, ds: Dataset, meta: dict, params: dict, sweep: str, attack: str, common: dict
+) -> tuple[dict, Defended]:
+    """The point's backdoored model of `attack` with its poison, as the defenses take it (`common`: what
+    every attack's cell shares), and its own figures ("none", attacker sweeps only)."""
+    args, device, recipe = stage.args, stage.device, stage.recipe
+    if not sweeps.SWEEPS[sweep].attacker:  # the main grid's backdoored model and poison
+        trigger, poisoned, pm = load_artefact(layout.poison(args.dataset, attack, args.seed), device)
+        model, spec = models.load(layout.model(args.dataset, attack, args.seed), device)
+        cell = Defended(
+            backdoored=model,
+            spec=spec,
+            poisoned=poisoned,
+            attack=trigger,
+            target=pm["target"],
+            poison_rate=pm["poison_rate"],
+            **common,
+        )
+        return {}, cell
+    spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
+    trigger, poisoned, run = plant_and_train(
+        ds, spec, recipe, device, args.seed, attack, params["attack"], desc=f"ablate {attack} {args.point}"
+    )
+    target = params["attack"]["target"]
+    none = {
+        **evaluate(run.model, ds.test.to(device), trigger, target),
+        "seconds": run.seconds,
+        "epochs": recipe.epochs * run.rounds,
+        "rounds": run.rounds,
+        "n_poison": len(poisoned),
+    }
+    cell = Defended(
+        backdoored=run.model,
+        spec=spec,
+        poisoned=poisoned,
+        attack=trigger,
+        target=target,
+        poison_rate=params["attack"]["poison_rate"],
+        **common,
+    )
+    return {"none": none}, cell
