@@ -56,7 +56,7 @@ def main() -> None:
             dataset=args.dataset,
         )
         for attack in attacks:
-            figures[attack], cells[attack] = sweep_point.attack_cell(stage, ds, meta, params, sweep, attack, common)
+            figures[attack], cells[attack] = sweep_point.attack_cell(ds, meta, params, args.point, attack, common)
         units = [(a, d) for a in attacks for d in todo if d != "none"]
         for (attack, name), f in zip(units, run_units(partial(defend, cells), units, stage.device)):
             figures[attack][name] = f

@@ -1,4 +1,4 @@
-"""sequela@<dataset>-<attack>-<seed>: what each model of one cell leaves open to other attacks.
+"""measure@<dataset>-<attack>-<seed>: what each model of one cell leaves open to other attacks.
 
 The models: the clean reference ("clean", measured with this attack's trigger, so its ASR is the
 floor a trigger gets without any backdoor and its re-injection is the baseline), the backdoored

@@ -88,5 +88,5 @@ def test_no_poison_stage_reads_the_defenders_clean_reference_or_the_shadow_model
             for dep in stage["deps"]:
                 assert not dep.rstrip("/").endswith(("/clean", "/shadow")) and "/clean/" not in dep, (name, dep)
     # ... and the stages that compare with the clean reference learn how long its backdoored model trained.
-    for name in ("defend", "sequela"):
+    for name in ("defend", "measure"):
         assert any(dep.endswith("${item.attack}-none.json") for dep in stages[name]["deps"]), name

@@ -89,7 +89,7 @@ def test_the_studys_dag_is_the_papers_cifar10_table(project):
         "report",
         "pages",
         *(f"{kind}@cifar10-{s}" for kind in ("clean", "shadow") for s in SEEDS),
-        *(f"{kind}@cifar10-{c}" for kind in ("poison", "train", "defend", "sequela") for c in cells),
+        *(f"{kind}@cifar10-{c}" for kind in ("poison", "train", "defend", "measure") for c in cells),
     }
     assert expected <= stages, sorted(expected - stages)
     # No sweep, transfer or encoder cell: the study turns them off, and nothing else trains.

@@ -99,7 +99,10 @@ def test_table_judges_each_row_against_the_targets(tmp_path):
     )
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "own-model.md").write_text(
-        "before\n<!-- own-model-check: begin -->\nold\n<!-- own-model-check: end -->\nafter\n"
+        "before\n<!-- own-model-check: begin -->\n\n"
+        "<!-- own-model-check model: gtsrb-preact_resnet18-w16 -->\nold table\n\n"
+        "<!-- own-model-check model: mnist-resnet18-w16 -->\nkept table\n\n"
+        "<!-- own-model-check: end -->\nafter\n"
     )
     done = subprocess.run(
         [sys.executable, str(SCRIPTS / "table.py"), str(tmp_path / "work")],
@@ -110,7 +113,9 @@ def test_table_judges_each_row_against_the_targets(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "docs" / "own-model.md").read_text()
-    assert page.startswith("before\n") and page.endswith("after\n") and "old" not in page
+    assert page.startswith("before\n") and page.endswith("after\n") and "old table" not in page
+    assert "kept table" in page  # a model measured elsewhere keeps its table
+    assert page.index("model: gtsrb-preact_resnet18-w16") < page.index("model: mnist-resnet18-w16")
     ft_row = next(line for line in page.splitlines() if "| ft |" in line)
     sft_row = next(line for line in page.splitlines() if "| sft |" in line)
     assert "| -0.020 ± 0.010 |" in ft_row and ft_row.endswith("| yes |")  # FT: CA within 0.05 is the target

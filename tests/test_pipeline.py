@@ -192,7 +192,7 @@ def test_named_plots_draw_from_the_aggregated_tsvs_and_the_pages_render_the_repo
 
 def test_an_exported_cell_defended_from_image_folders_gives_the_cells_own_figures(repo, tmp_path):
     """export -> convert -> defend: the model as a plain state dict and its data as image folders
-    come back through `sequela defend` with the defend and sequela stages' figures (BadNets' trigger
+    come back through `sequela defend` with the defend and measure stages' figures (BadNets' trigger
     is exact in 8 bits, so ASR is measured on the same images)."""
     sequela = [sys.executable, "-m", "sequela.cli.main"]
     out = tmp_path / "export"
@@ -369,7 +369,7 @@ def test_same_seed_gives_identical_results(repo):
     summary = (repo / "metrics/summary.json").read_text()
     model = (repo / MODEL).read_bytes()
     curve = (repo / CURVE).read_bytes()
-    for stage in ("defend@digits-badnets-0", "sequela@digits-badnets-0", "report"):
+    for stage in ("defend@digits-badnets-0", "measure@digits-badnets-0", "report"):
         dvc("repro", "--force", "--single-item", stage, cwd=repo)
     # Everything but the wall-clock fields is identical.
     assert without_seconds(json.loads(summary)) == without_seconds(
@@ -384,7 +384,7 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    downstream = ("check", "defend@", "report", "pages", "sequela@", "external@", "ablate@", "transfer@", "encoder@")
+    downstream = ("check", "defend@", "report", "pages", "measure@", "external@", "ablate@", "transfer@", "encoder@")
     assert stale and all(name.startswith(downstream) for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]

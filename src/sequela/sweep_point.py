@@ -14,15 +14,15 @@ from sequela.training.attacker import plant_and_train
 from sequela.training.classifier import model_spec
 
 
-def attack_cell(
-    stage, ds: Dataset, meta: dict, params: dict, sweep: str, attack: str, common: dict
-) -> tuple[dict, Defended]:
-    """The point's backdoored model of `attack` with its poison, as the defenses take it (`common`: what
-    every attack's cell shares), and its own figures ("none", attacker sweeps only)."""
-    args, device, recipe = stage.args, stage.device, stage.recipe
+def attack_cell(ds: Dataset, meta: dict, params: dict, point: str, attack: str, common: dict) -> tuple[dict, Defended]:
+    """The backdoored model of `attack` at `point` (`<sweep>-<value>`; `params` holds its value) with its
+    poison, as the defenses take it, and its own figures ("none", attacker sweeps only). `common` is what
+    every attack's cell shares: the dataset, the seed, the recipe, the device, the defender's data."""
+    dataset, seed, device, recipe = common["dataset"], common["seed"], common["device"], common["recipe"]
+    sweep = sweeps.parse_point(point)[0]
     if not sweeps.SWEEPS[sweep].attacker:  # the main grid's backdoored model and poison
-        trigger, poisoned, pm = load_artefact(layout.poison(args.dataset, attack, args.seed), device)
-        model, spec = models.load(layout.model(args.dataset, attack, args.seed), device)
+        trigger, poisoned, pm = load_artefact(layout.poison(dataset, attack, seed), device)
+        model, spec = models.load(layout.model(dataset, attack, seed), device)
         cell = Defended(
             backdoored=model,
             spec=spec,
@@ -35,7 +35,7 @@ def attack_cell(
         return {}, cell
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
     trigger, poisoned, run = plant_and_train(
-        ds, spec, recipe, device, args.seed, attack, params["attack"], desc=f"ablate {attack} {args.point}"
+        ds, spec, recipe, device, seed, attack, params["attack"], desc=f"ablate {attack} {point}"
     )
     target = params["attack"]["target"]
     none = {

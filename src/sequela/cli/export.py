@@ -7,7 +7,7 @@ Writes under --out: weights.pt (the backdoored model's state dict, torch.save), 
 (<class>/<name>.png, classes named 00, 01, ...) with the data the pipeline's cells use for that
 model: clean/ (the defender's clean subset, defense.clean_fraction of the training split drawn with
 the seed), test/ (the clean test split), triggered/ (the test images carrying the trigger, true
-labels; rounded to 8 bits as PNG stores them), members/ and non-members/ (the rows the sequela stage
+labels; rounded to 8 bits as PNG stores them), members/ and non-members/ (the rows the measure stage
 scores for membership: its "all" group against the holdout). Each image is named by its row, so the
 folder reader returns the pipeline's row order. It prints the `sequela convert` and `sequela defend`
 commands that take them back in; the defend command gives `--val-share 0 --lr-rule fixed`, so that

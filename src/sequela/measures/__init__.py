@@ -6,5 +6,5 @@
 - `reinject`: the retuning attack, fine-tuning on a little clean data plus k poisoned samples;
 - `robustness`: accuracy under an L-inf PGD attack;
 - `roc`: AUC and TPR at a fixed FPR, shared by the membership attacks.
-Each function takes plain arguments (models, splits, numbers); the sequela stage reads params.yaml.
+Each function takes plain arguments (models, splits, numbers); the measure stage reads params.yaml.
 """

@@ -33,7 +33,7 @@ ModelMeasure = Callable[[torch.nn.Module, "torch.Tensor | None"], dict]
 
 @dataclass
 class StandaloneCell:
-    """What every model of one standalone cell (the sequela stage) is measured against."""
+    """What every model of one standalone cell (the measure stage) is measured against."""
 
     ds: Dataset  # the prepared dataset, its shadow, shadow_out and holdout splits included
     test: Split  # the test split, on the device

@@ -31,7 +31,7 @@ from sequela import models
 from sequela.attacks.base import Attack
 from sequela.datasets import splits
 from sequela.datasets.splits import Dataset, Split
-from sequela.defenses.base import DefenseContext
+from sequela.defenses.apply import Defended, apply_defense
 from sequela.defenses.finetune import FINE_TUNING
 from sequela.engine.batches import Augment, BatchStream
 from sequela.engine.device import seed_everything
@@ -325,42 +325,28 @@ def baseline(cell: Cell, shipped: models.Classifier, spec: dict) -> Result:
 
 def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
     """FT or SFT of the whole model (backbone + head) from the baseline's model, on the downstream
-    data, with the standalone defenses' code and settings."""
-    seed_everything(cell.seed)
-    recorder = CurveRecorder(lambda m: evaluate(m, cell.curve_test, cell.trigger, cell.target))
-    empty = torch.empty(0, dtype=torch.long)
-    ctx = DefenseContext.for_defender(
-        cell.defense,
-        name,
-        cell.seed,
-        model=copy.deepcopy(start.model),
+    data, with the standalone defenses' code and settings, through the defenses' own loop."""
+    defended = Defended(
+        backdoored=start.model,
+        spec=start.spec,
         clean=cell.ds.train,
         train=cell.ds.train,
-        poisoned=empty,
+        poisoned=torch.empty(0, dtype=torch.long),
         attack=cell.trigger,
         target=cell.target,
+        poison_rate=0.0,
         recipe=cell.recipe,
         device=cell.device,
-        recorder=recorder,
+        settings=cell.defense,
+        seed=cell.seed,
+        test=cell.test,
+        curve_test=cell.curve_test,
     )
-    ctx.record(0, 0.0)
-    start_time, eval_before = time.perf_counter(), recorder.eval_seconds
-    extra = FINE_TUNING[name](ctx)
-    seconds = time.perf_counter() - start_time - (recorder.eval_seconds - eval_before)
-    final = cell.evaluate(ctx.model)
-    return Result(
-        ctx.model,
-        start.spec,
-        {
-            **final,
-            "seconds": seconds,
-            "epochs": cell.defense["epochs"],
-            "n_train": len(cell.ds.train),
-            "batch_size": ctx.defender_batch,
-            **extra,
-        },
-        recorder.rows,
-    )
+    outcome = apply_defense(name, FINE_TUNING[name], defended)
+    # The user fine-tunes on its whole downstream training set: the standalone defender's share does
+    # not apply, and the rows are counted as the baseline counts them.
+    figures = {"n_train" if k == "n_clean" else k: v for k, v in outcome.figures.items() if k != "clean_fraction"}
+    return Result(outcome.model, start.spec, figures, outcome.curve)
 
 
 def save(results: dict[str, Result], models_dir: Path, curves_dir: Path) -> None:

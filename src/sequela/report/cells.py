@@ -27,8 +27,8 @@ def gather(grid: dict) -> list[dict]:
                 none = summary.read_cell(layout.backdoored_metrics(d, a, seed))
                 cells = {"clean": summary.reference(clean, none["rounds"]), "none": none, **defended}
                 for model in ["clean", "none", *grid["defenses"]]:
-                    figures_ = {k: v for k, v in cells[model].items() if k not in summary.KEYS and k != "seed"}
-                    rows.append({**key, "defense": model, **summary.merge(figures_, measured[model])})
+                    own = {k: v for k, v in cells[model].items() if k not in summary.KEYS and k != "seed"}
+                    rows.append({**key, "defense": model, **summary.merge(own, measured[model])})
     return rows
 
 
