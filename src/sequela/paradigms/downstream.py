@@ -337,14 +337,13 @@ def fine_tuned(cell: Cell, start: Result, name: str) -> Result:
         poison_rate=0.0,
         recipe=cell.recipe,
         device=cell.device,
-        settings=cell.defense,
+        settings={**cell.defense, "clean_fraction": 1.0},  # the user holds its whole downstream set
         seed=cell.seed,
         test=cell.test,
         curve_test=cell.curve_test,
     )
     outcome = apply_defense(name, FINE_TUNING[name], defended)
-    # The user fine-tunes on its whole downstream training set: the standalone defender's share does
-    # not apply, and the rows are counted as the baseline counts them.
+    # The cell's figures keep the baseline's keys: the rows it trained on, no defender's share.
     figures = {"n_train" if k == "n_clean" else k: v for k, v in outcome.figures.items() if k != "clean_fraction"}
     return Result(outcome.model, start.spec, figures, outcome.curve)
 
