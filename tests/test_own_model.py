@@ -326,8 +326,8 @@ def backdoorbench_result(model: torch.nn.Module, images: torch.Tensor, labels: t
 
 
 def test_a_backdoorbench_attack_result_converts_and_defends(tmp_path, capsys):
-    from sequela.cli.convert import BACKDOORBENCH_NORMALISATION
     from sequela import folders as read
+    from sequela.cli.convert import BACKDOORBENCH_NORMALISATION
     from sequela.engine.loop import predict
 
     mean, std = BACKDOORBENCH_NORMALISATION["cifar10"]
