@@ -9,7 +9,7 @@ import pandas as pd
 
 from sequela.pipeline.io import atomic_write_json
 from sequela.report import ablation, claims, figures, paradigms, plot_data, standalone, summary
-from sequela.report.cells import ablation_points, curves, external_cells, gather, paradigm_cells, preview
+from sequela.report.cells import ablation_points, benign, curves, external_cells, gather, paradigm_cells, preview
 from sequela.sweeps import SWEEPS, main_value
 from sequela.training.recipe import Recipe
 from stage import open_stage, run_main
@@ -23,7 +23,8 @@ def main() -> None:
     n = len(grid["seeds"])
     df = pd.DataFrame(gather(grid))
     points = ablation_points(params, df)
-    nested = summary.nest(df)
+    clean_defended = benign(grid)
+    nested = summary.nest(pd.concat([df, clean_defended]))
     reused, reused_curves = paradigm_cells(params)
     if not reused.empty:
         nested.update(summary.nest(reused))
@@ -33,10 +34,12 @@ def main() -> None:
         nested.update(summary.nest(external))
         standalone.external_table(external, TABLES, n)
     atomic_write_json(nested, "metrics/summary.json")
-    order = standalone.grid_tables(df, grid, TABLES, n)
+    order = standalone.grid_tables(df, clean_defended, grid, TABLES, n)
     if not reused.empty:
         paradigms.write(reused, reused_curves, TABLES, FIGURES, n)
-    claim_rows = claims.write_tables(pd.concat([df, reused]), df, params["attack"]["budget"]["min_asr"], TABLES)
+    claim_rows = claims.write_tables(
+        pd.concat([df, reused]), df, clean_defended, params["attack"]["budget"]["min_asr"], TABLES
+    )
     atomic_write_json(
         summary.headline(nested, claim_rows, grid["datasets"][0], grid["attacks"]), "metrics/headline.json"
     )

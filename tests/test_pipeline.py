@@ -258,6 +258,28 @@ def test_two_seeds_differ_and_the_summary_is_their_mean_and_sd(repo):
     assert [c["defenses"]["sft"]["asr"] for c in cells] == [asr["seeds"]["0"], asr["seeds"]["1"]]
 
 
+def test_the_benign_condition_defends_each_seeds_clean_reference(repo):
+    """Each post-training defense runs on the clean reference (one round), from the defender's share the
+    defend stage uses; its CA change is after - before, and its rows reach the summary and the tables."""
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    benign = summary["standalone"]["digits"]["benign"]
+    assert set(benign) == {"none", "ft", "sft"}
+    for s in (0, 1):
+        cell = json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/benign.json").read_text())
+        clean = json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/clean.json").read_text())
+        assert cell["none"]["ca"] == pytest.approx(clean["by_rounds"][0]["ca"])  # the snapshot after one round
+        defended = json.loads((repo / f"metrics/cells/standalone/digits/seed{s}/badnets-defenses.json").read_text())
+        for name, figures in cell["defenses"].items():
+            assert "asr" not in figures and figures["seconds"] > 0
+            # the cell keeps 3 decimals of each figure, each rounded on its own
+            assert figures["ca_change"] == pytest.approx(figures["ca"] - cell["none"]["ca"], abs=2e-3)
+            assert figures["n_clean"] == defended["defenses"][name]["n_clean"]  # the same defender's share
+            assert benign[name]["ca_change"]["seeds"][str(s)] == pytest.approx(figures["ca_change"], abs=1e-4)
+    assert "| benign " in (repo / "reports/tables/baselines.md").read_text()
+    assert "ΔCA" in (repo / "reports/tables/benign.md").read_text()
+    assert "on a model without a backdoor" in (repo / "reports/tables/claims.md").read_text()
+
+
 ABLATION = "metrics/cells/standalone/digits/seed{seed}/ablation/{point}.json"
 
 
@@ -384,7 +406,18 @@ def test_defense_epochs_change_reruns_only_defend_and_later(repo):
     params["defense"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stale = set(json.loads(dvc("status", "--json", cwd=repo, stdout_only=True)))
-    downstream = ("check", "defend@", "report", "pages", "measure@", "external@", "ablate@", "transfer@", "encoder@")
+    downstream = (
+        "check",
+        "defend@",
+        "benign@",
+        "report",
+        "pages",
+        "measure@",
+        "external@",
+        "ablate@",
+        "transfer@",
+        "encoder@",
+    )
     assert stale and all(name.startswith(downstream) for name in stale), stale
     params["defense"]["epochs"] = 1
     params["grid"]["seeds"] = [0, 1, 2]

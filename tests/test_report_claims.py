@@ -237,3 +237,32 @@ def test_the_headline_carries_each_pooled_claims_mean_and_none_for_an_unplanted_
     bare = two_attacks({("badnets", 1): 0.1, ("blended", 2): 0.1})
     rows = claims.claims_rows(bare, mia="x")
     assert summary.headline(summary.nest(bare), rows, "digits", ["badnets", "blended"])["claims"] == {}
+
+
+def benign_frame(changes: list[float]) -> pd.DataFrame:
+    """The benign condition of three seeds: the clean model's CA and SFT's CA `change` below it."""
+    rows = []
+    for seed, change in enumerate(changes):
+        ca = 0.9 + 0.01 * seed
+        key = {"paradigm": "standalone", "dataset": "d", "attack": "benign", "seed": seed}
+        rows += [{**key, "defense": "none", "ca": ca}, {**key, "defense": "sft", "ca": ca + change}]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ([-0.001, -0.002, 0.0], "supported"),  # every seed well inside the 0.02 budget
+        ([-0.05, -0.06, -0.055], "contradicted"),  # every seed far beyond it
+        ([-0.001, -0.05, 0.01], "inconclusive"),  # the seeds disagree
+    ],
+)
+def test_the_benign_claim_judges_sfts_ca_change_on_the_clean_model_against_the_margin(changes, expected):
+    (row,) = claims.benign_rows(benign_frame(changes))
+    assert row["verdict"] == expected and row["family"] == "exploratory" and row["n"] == 3
+    assert row["mean diff"] == pytest.approx(sum(changes) / 3, abs=1e-3)
+
+
+def test_the_benign_claim_is_left_out_without_sft():
+    df = benign_frame([-0.01, -0.01, -0.01])
+    assert claims.benign_rows(df[df["defense"] != "sft"]) == []

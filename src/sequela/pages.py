@@ -33,6 +33,7 @@ TITLES = {
     "standalone": "Standalone: CA and ASR",
     "claims": "The paper's claims",
     "baselines": "SFT against the baseline defenses",
+    "benign": "What each defense costs a model without a backdoor",
     "sequela": "Backdoor sequela",
     "transfer": "Transfer paradigm",
     "transfer-sequela": "Transfer paradigm: sequela",

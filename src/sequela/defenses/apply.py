@@ -19,7 +19,7 @@ from sequela.attacks.base import Attack
 from sequela.datasets.splits import Split
 from sequela.defenses.base import DefenseContext
 from sequela.engine.device import seed_everything
-from sequela.metrics import evaluate
+from sequela.metrics import clean_accuracy, evaluate
 from sequela.pipeline.records import CurveRecorder
 from sequela.training.recipe import Recipe
 
@@ -34,7 +34,7 @@ class Defended:
     clean: Split  # the defender's clean data
     train: Split  # the training split as shipped (training-time defenses)
     poisoned: torch.Tensor  # its poisoned rows (training-time defenses replay them)
-    attack: Attack
+    attack: Attack | None  # None: a model without a backdoor, figures are CA only
     target: int
     poison_rate: float
     recipe: Recipe
@@ -47,6 +47,8 @@ class Defended:
     dataset: str | None = None  # picks the defenses' per_dataset settings (defenses.base.defense_settings)
 
     def evaluate(self, model: torch.nn.Module, split: Split) -> dict:
+        if self.attack is None:  # a model without a backdoor (the benign condition): no trigger to measure
+            return {"ca": clean_accuracy(model, split)}
         return evaluate(model, split, self.attack, self.target)
 
 

@@ -108,6 +108,11 @@ def clean_metrics(dataset: str, seed: int) -> Path:
     return cells_dir(dataset, seed) / "clean.json"
 
 
+def benign_metrics(dataset: str, seed: int) -> Path:
+    """The post-training defenses applied to the clean reference: what defending costs without a backdoor."""
+    return cells_dir(dataset, seed) / "benign.json"
+
+
 def shadow_metrics(dataset: str, seed: int) -> Path:
     return cells_dir(dataset, seed) / "shadow.json"
 

@@ -32,6 +32,19 @@ def gather(grid: dict) -> list[dict]:
     return rows
 
 
+def benign(grid: dict) -> pd.DataFrame:
+    """One row per (dataset, model, seed) of the benign condition: the clean reference as trained
+    ("none") and after each post-training defense, under the attack name BENIGN."""
+    rows = []
+    for d in grid["datasets"]:
+        for seed in grid["seeds"]:
+            cell = summary.read_cell(layout.benign_metrics(d, seed))
+            key = {"paradigm": layout.STANDALONE, "dataset": d, "attack": summary.BENIGN, "seed": seed}
+            rows.append({**key, "defense": "none", **cell["none"]})
+            rows += [{**key, "defense": name, **figures} for name, figures in cell["defenses"].items()]
+    return pd.DataFrame(rows)
+
+
 def paradigm_cells(params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The transfer and encoder paradigms' rows (one per model and seed) and their FT / SFT curves."""
     rows, runs, seeds = [], [], params["grid"]["seeds"]

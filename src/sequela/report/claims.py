@@ -347,6 +347,31 @@ def survival_rows(
     return rows
 
 
+def benign_rows(benign: pd.DataFrame) -> list[dict]:
+    """The benign condition (the SoK of Abad et al., 2025: defense papers rarely report it): SFT
+    applied to the clean reference costs less than CA_MARGIN of its CA. Per seed, CA after SFT - CA
+    of the clean model; exploratory, with its 95% t-interval over seeds."""
+    rows = []
+    claim = Claim(f"SFT costs less than {CA_MARGIN} CA on a model without a backdoor", "sft", "none", "ca")
+    claim.above = -CA_MARGIN
+    for (paradigm, dataset), mine in benign.groupby(["paradigm", "dataset"], sort=False):
+        wide = mine.pivot_table(index="seed", columns="defense", values="ca", sort=False)
+        if claim.a not in wide or claim.b not in wide:
+            continue
+        d = (wide[claim.a] - wide[claim.b]).dropna()
+        compared = "ca: sft on the clean model - the clean model"
+        row = _row(paradigm, dataset, claim.text, "no backdoor", compared, d, claim.bound)
+        row.update(
+            {
+                "verdict": verdict(paired(d.to_numpy()), None, claim.above),
+                "excluded (not planted)": "",
+                "attacks left out": "",
+            }
+        )
+        rows.append({k: v for k, v in row.items() if k != "_d"})
+    return rows
+
+
 def sensitivity_rows(
     df: pd.DataFrame,
     mia: str,
@@ -368,11 +393,13 @@ def sensitivity_rows(
     return [row for rows in grouped.values() for row in rows]
 
 
-def write_tables(df: pd.DataFrame, standalone: pd.DataFrame, min_asr: dict[str, float], folder: Path) -> list[dict]:
-    """claims.{md,csv,tex} (every claim of `df`, SBL's survival on `standalone`) and
-    claims-margin-sensitivity.{md,csv,tex}; returns the claims' rows."""
+def write_tables(
+    df: pd.DataFrame, standalone: pd.DataFrame, benign: pd.DataFrame, min_asr: dict[str, float], folder: Path
+) -> list[dict]:
+    """claims.{md,csv,tex} (every claim of `df`, SBL's survival on `standalone`, the benign condition's
+    claim on `benign`) and claims-margin-sensitivity.{md,csv,tex}; returns the claims' rows."""
     mia = membership_figure(standalone)
-    rows = claims_rows(df, mia, min_asr) + survival_rows(standalone, min_asr)
+    rows = claims_rows(df, mia, min_asr) + survival_rows(standalone, min_asr) + benign_rows(benign)
     tables.write_rows(
         rows,
         folder / "claims",

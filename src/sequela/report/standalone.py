@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sequela.report import baselines, figures, sequela_tables, tables
+from sequela.report import baselines, figures, sequela_tables, summary, tables
 
 
 def external_table(external: pd.DataFrame, out: Path, n: int) -> None:
@@ -25,9 +25,10 @@ def external_table(external: pd.DataFrame, out: Path, n: int) -> None:
     )
 
 
-def grid_tables(df: pd.DataFrame, grid: dict, out: Path, n: int) -> list[str]:
-    """The standalone, baselines, sequela and retuning tables; returns the defenses in the baselines'
-    order."""
+def grid_tables(df: pd.DataFrame, benign: pd.DataFrame, grid: dict, out: Path, n: int) -> list[str]:
+    """The standalone, baselines, benign, sequela and retuning tables; returns the defenses in the
+    baselines' order. `benign` holds the benign condition's rows (the post-training defenses applied
+    to the clean reference)."""
     paper = [f for f in ("ft", "sft") if f in grid["defenses"]]
     rows = tables.spread_rows(df, ["dataset", "attack"], "defense", ["clean", "none", *paper])
     tables.write_rows(
@@ -38,9 +39,17 @@ def grid_tables(df: pd.DataFrame, grid: dict, out: Path, n: int) -> list[str]:
     )
     order = baselines.defense_order(df)
     tables.write_rows(
-        tables.spread_rows(df, ["dataset", "attack"], "defense", order, ("ca", "asr", "seconds")),
+        tables.spread_rows(pd.concat([df, benign]), ["dataset", "attack"], "defense", order, ("ca", "asr", "seconds")),
         out / "baselines",
-        f"SFT against the baselines: CA, ASR and seconds (mean ± sd over {n} seeds).",
+        f"SFT against the baselines: CA, ASR and seconds (mean ± sd over {n} seeds). The rows of attack "
+        f"{summary.BENIGN!r} apply each post-training defense to the clean reference (no backdoor, so no ASR).",
+    )
+    tables.write_rows(
+        tables.spread_rows(benign, ["dataset"], "defense", ["none", *order], ("ca", "ca_change", "seconds")),
+        out / "benign",
+        "The benign condition: each post-training defense applied to the clean reference (trained as the "
+        "recipe says, no backdoor), from the same defender's share and settings as on the backdoored "
+        f"models. none: the clean model as trained; ΔCA = after - before, per seed (mean ± sd over {n} seeds).",
     )
     models = ["clean", "none", *grid["defenses"]]
     tables.write_rows(

@@ -3,7 +3,9 @@
     {paradigm: {dataset: {attack: {model: {figure: {"mean", "sd", "n", "seeds": {"0": v, ...}}}}}}}
 
 Under each attack, "none" is the backdoored model, "clean" the clean reference model (its CA, and
-its ASR and sequela measured with that attack's trigger), the rest the defenses. Each figure keeps
+its ASR and sequela measured with that attack's trigger), the rest the defenses. Under the attack
+key "benign" (the benign condition), "none" is the clean reference and each defense was applied to
+it: CA, seconds and `ca_change` (after - before). Each figure keeps
 every seed's value beside its mean, sd and n, so `dvc metrics diff` shows e.g.
 `standalone.digits.blended.sft.asr.mean` and each seed's change. Only the headline figures go in;
 every other figure stays in metrics/cells.
@@ -21,7 +23,10 @@ from sequela.pipeline.io import read_json
 from sequela.report.stats import mean_sd
 
 KEYS = ("paradigm", "dataset", "attack", "defense")
-FIGURES = ("ca", "asr", "ra", "seconds", "epochs", *registry.summary_figures(), "sequela_seconds")
+FIGURES = ("ca", "asr", "ra", "seconds", "epochs", *registry.summary_figures(), "sequela_seconds", "ca_change")
+# The attack key of the benign condition: the clean reference ("none") and each post-training defense
+# applied to it; `ca_change` is CA after - before, per seed.
+BENIGN = "benign"
 
 
 def read_cell(path: Path) -> dict:

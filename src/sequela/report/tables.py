@@ -14,7 +14,15 @@ import pandas as pd
 from sequela.pipeline.io import atomic_write_text
 from sequela.report.stats import fmt, mean_sd
 
-LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "seconds": "s", "p_asr": "P-ASR", "p_ca": "CA after retuning"}
+LABELS = {
+    "ca": "CA",
+    "asr": "ASR",
+    "ra": "RA",
+    "seconds": "s",
+    "p_asr": "P-ASR",
+    "p_ca": "CA after retuning",
+    "ca_change": "ΔCA",
+}
 # Models that are references, not defenses: every table says so in their header.
 REFERENCES = {"ep": "EP (reference, knows the trigger)"}
 
