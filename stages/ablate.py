@@ -3,8 +3,9 @@ attack of ablation.attacks.
 
 The point is the main grid with one setting changed (src/sequela/sweeps.py). A defend-only sweep
 reruns the sweep's defenses (FT and/or SFT) on the main grid's backdoored models with the defend
-stage's code (sequela.defenses.apply); `poison_rate` plants its own poison and trains its own
-backdoored model as the poison and train stages do, then runs FT, SFT and FST on it.
+stage's code (sequela.defenses.apply); `poison_rate` and `victim_rounds` plant their own poison and
+train their own backdoored model as the poison and train stages do (read beside the clean reference
+trained as many rounds), then run the sweep's defenses on it.
 Final CA, ASR and RA on the whole test split and each run's seconds; no models kept, no sequela.
 Where the value is the main grid's own, the defenses the grid ran are read from its cells, not
 computed again (the cell says which). The (attack, defense) runs go side by side on a CPU."""
@@ -57,7 +58,7 @@ def main() -> None:
         )
         for attack in attacks:
             figures[attack], cells[attack] = sweep_point.attack_cell(ds, meta, params, args.point, attack, common)
-        units = [(a, d) for a in attacks for d in todo if d != "none"]
+        units = [(a, d) for a in attacks for d in todo if d not in ("none", "clean")]
         for (attack, name), f in zip(units, run_units(partial(defend, cells), units, stage.device)):
             figures[attack][name] = f
             print(

@@ -1,7 +1,8 @@
 """train@<dataset>-<attack>-<seed>: the backdoored model, trained on the poisoned training set.
 
 The attacker trains the recipe's epochs, then further rounds while its own check on its held-out split
-misses `attack.budget.min_asr` (src/sequela/training/attacker.py). Writes
+misses `attack.budget.min_asr`, or exactly `attack.budget.rounds` rounds where that is set
+(src/sequela/training/attacker.py). Writes
 data/standalone/<dataset>/seed<k>/backdoored/<attack>/none/ (weights + spec), the "none" cell's
 figures (with the rounds trained and the attacker's held-out figures) and the training curve."""
 
@@ -29,7 +30,7 @@ def main() -> None:
     test = ds.test.to(device)
     curve_test = test.sample(params["curves"]["eval_n"], args.seed)
     spec = model_spec(recipe, ds.image_shape, ds.num_classes, meta["mean"], meta["std"])
-    planted = attacker.PlantingCheck(ds.shadow.to(device), attack, target, rule["min_asr"][args.attack])
+    planted, max_rounds = attacker.budget(rule, args.attack, ds.shadow.to(device), attack, target)
     run = attacker.train_backdoored(
         ds.train,
         spec,
@@ -41,7 +42,7 @@ def main() -> None:
         poisoned,
         target,
         planted,
-        rule["max_rounds"],
+        max_rounds,
         evaluate=lambda m: evaluate(m, curve_test, attack, target),
         desc=f"train {args.dataset}-{args.attack} seed {args.seed}",
     )

@@ -23,8 +23,22 @@ def test_a_point_changes_its_one_setting_and_nothing_else():
 @pytest.mark.parametrize("sweep", sorted(sweeps.SWEEPS))
 def test_every_sweep_names_a_key_that_exists_and_passes_validation_at_its_main_value(sweep):
     main = sweeps.main_value(PARAMS, sweep, recipe_batch=16)
+    if sweep == "victim_rounds":  # the main grid trains by the budget rule: no fixed number of rounds
+        assert main is None
+        main = 1
     assert main is not None
     validate(sweeps.with_value(PARAMS, sweep, main))
+
+
+def test_victim_rounds_is_never_the_main_grids_point_and_stays_within_the_clean_references_rounds():
+    assert sweeps.from_main_grid(PARAMS, "victim_rounds", 1, 16) == []
+    params = yaml.safe_load(yaml.safe_dump(PARAMS))
+    max_rounds = params["attack"]["budget"]["max_rounds"]
+    params["ablation"]["points"] = [f"victim_rounds-{max_rounds}"]
+    validate(params)
+    params["ablation"]["points"] = [f"victim_rounds-{max_rounds + 1}"]
+    with pytest.raises(ConfigError, match=f"victim_rounds-{max_rounds + 1}.*max_rounds"):
+        validate(params)
 
 
 def test_the_main_grids_value_is_read_not_computed():
@@ -36,7 +50,7 @@ def test_the_main_grids_value_is_read_not_computed():
     # the backdoored model is always in the main grid; a defense only where grid.defenses has it
     only_ft = sweeps.with_value(PARAMS, "clean_fraction", 0.5)
     only_ft["grid"]["defenses"] = ["ft"]
-    assert sweeps.from_main_grid(only_ft, "poison_rate", 0.1, 16) == ["none", "ft"]
+    assert sweeps.from_main_grid(only_ft, "poison_rate", 0.1, 16) == ["none", "clean", "ft"]
     assert sweeps.same_value(1.0e-3, 0.001) and not sweeps.same_value(1.0e-3, 1.0e-2)
 
 

@@ -45,10 +45,11 @@ def repo(tmp_path_factory) -> Path:
     params["grid"] = {"seeds": [0, 1], "datasets": ["digits"], "attacks": ["badnets"], "defenses": ["ft", "sft"]}
     params["recipe"]["digits"].update(epochs=8)  # a second each on digits; a backbone that transfers
     params["defense"]["epochs"] = 1
-    # Two ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
-    # attacker's poison rate, which plants and trains its own model.
+    # Three ablation sweeps: a defend-only one with the main grid's own value (0.5) listed, and the
+    # attacker's poison rate and victim's rounds, which plant and train their own model.
     params["ablation"].update(
-        attacks=["badnets"], points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05"]
+        attacks=["badnets"],
+        points=["clean_fraction-1.0", "clean_fraction-0.5", "poison_rate-0.05", "victim_rounds-2"],
     )
     params["sequela"]["reinject"].update(draws=1, epochs=1)
     # The sequela measures' own properties are tested in test_sequela.py; here each runs, briefly.
@@ -281,6 +282,20 @@ def test_the_benign_condition_defends_each_seeds_clean_reference(repo):
 
 
 ABLATION = "metrics/cells/standalone/digits/seed{seed}/ablation/{point}.json"
+
+
+def test_a_victim_rounds_point_trains_exactly_its_rounds_beside_the_clean_reference_trained_as_long(repo):
+    for seed in (0, 1):
+        point = json.loads((repo / ABLATION.format(seed=seed, point="victim_rounds-2")).read_text())
+        models = point["attacks"]["badnets"]["models"]
+        assert point["from_main_grid"] == [] and set(models) == {"none", "clean", "ft", "sft"}
+        assert models["none"]["rounds"] == 2 and models["clean"]["rounds"] == 2
+        assert models["none"]["epochs"] == 2 * 8  # the recipe's epochs, twice
+        clean = json.loads((repo / f"metrics/cells/standalone/digits/seed{seed}/clean.json").read_text())
+        assert models["clean"]["ca"] == pytest.approx(clean["by_rounds"][1]["ca"])  # the 2-round snapshot
+    table = (repo / "reports/tables/ablation-victim_rounds.md").read_text()
+    assert "(main)" not in table  # the main grid trains by the budget rule: no point of this sweep
+    assert (repo / "reports/figures/ablation-victim_rounds.png").is_file()
 
 
 def test_an_ablation_point_equal_to_the_main_grid_is_not_computed_again(repo):

@@ -98,6 +98,37 @@ def test_budget_needs_a_target_for_every_grid_attack():
         attacker.check(Checker(params), ["badnets"])
 
 
+def test_a_fixed_number_of_rounds_trains_exactly_that_many_and_still_records_the_check():
+    train, shadow, attack, poisoned = poisoned_blobs()
+    runs = {}
+    for rounds in (None, 2):
+        rule = {"max_rounds": 3, "rounds": rounds, "min_asr": {"badnets": 0.0}}  # the rule stops after round 1
+        check, max_rounds = attacker.budget(rule, "badnets", shadow, attack, 0)
+        run = train_classifier(
+            train,
+            SPEC,
+            RECIPE,
+            torch.device("cpu"),
+            0,
+            evaluate=lambda m: {},
+            attack=attack,
+            poisoned=poisoned,
+            until=check,
+            max_rounds=max_rounds,
+        )
+        runs[rounds] = (run.rounds, len(check.rounds))
+    assert runs == {None: (1, 1), 2: (2, 2)}
+
+
+@pytest.mark.parametrize("rounds", [0, 4, 1.5, True, "2"])
+def test_a_fixed_number_of_rounds_is_an_integer_within_max_rounds(rounds):
+    params = {"attack": {"budget": {"max_rounds": 3, "rounds": rounds, "min_asr": {"badnets": 0.95}}}}
+    with pytest.raises(ConfigError, match="attack.budget.rounds.*from 1 to"):
+        attacker.check(Checker(params), ["badnets"])
+    params["attack"]["budget"]["rounds"] = 3
+    attacker.check(Checker(params), ["badnets"])
+
+
 SBL_SETTINGS = {
     "size": 3,
     "rho": 0.05,

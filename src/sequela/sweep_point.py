@@ -1,6 +1,7 @@
 """An ablation point's backdoored models (src/sequela/sweeps.py): for a sweep of the defender's settings
-the main grid's backdoored model and poison of each attack; for a sweep of the attacker's (poison_rate)
-the point's own, planted and trained as the poison and train stages do."""
+the main grid's backdoored model and poison of each attack; for a sweep of the attacker's (poison_rate,
+victim_rounds) the point's own, planted and trained as the poison and train stages do, beside the clean
+reference trained as many rounds (its CA, and its ASR with the point's trigger: the trigger's floor)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from sequela.training.classifier import model_spec
 
 def attack_cell(ds: Dataset, meta: dict, params: dict, point: str, attack: str, common: dict) -> tuple[dict, Defended]:
     """The backdoored model of `attack` at `point` (`<sweep>-<value>`; `params` holds its value) with its
-    poison, as the defenses take it, and its own figures ("none", attacker sweeps only). `common` is what
+    poison, as the defenses take it, and its own figures and the clean reference's ("none" and "clean",
+    attacker sweeps only). `common` is what
     every attack's cell shares: the dataset, the seed, the recipe, the device, the defender's data."""
     dataset, seed, device, recipe = common["dataset"], common["seed"], common["device"], common["recipe"]
     sweep = sweeps.parse_point(point)[0]
@@ -38,6 +40,8 @@ def attack_cell(ds: Dataset, meta: dict, params: dict, point: str, attack: str, 
         ds, spec, recipe, device, seed, attack, params["attack"], desc=f"ablate {attack} {point}"
     )
     target = params["attack"]["target"]
+    reference, _ = models.load(layout.clean_model(dataset, seed, run.rounds), device)
+    clean = {**evaluate(reference, ds.test.to(device), trigger, target), "rounds": run.rounds}
     none = {
         **evaluate(run.model, ds.test.to(device), trigger, target),
         "seconds": run.seconds,
@@ -54,4 +58,4 @@ def attack_cell(ds: Dataset, meta: dict, params: dict, point: str, attack: str, 
         poison_rate=params["attack"]["poison_rate"],
         **common,
     )
-    return {"none": none}, cell
+    return {"none": none, "clean": clean}, cell

@@ -7,8 +7,10 @@ recomputes only its cells). The main grid is itself a point of every sweep: the
 report adds it from the main grid's cells, and a listed value equal to the main grid's is not
 computed a second time (its cell only records that it is the main grid's point).
 
-Defend-only sweeps reuse the main grid's backdoored model; `poison_rate` changes the attacker, so
-its points plant, train and defend their own model.
+Defend-only sweeps reuse the main grid's backdoored model; `poison_rate` and `victim_rounds` change
+the attacker, so their points plant, train and defend their own model, and read the clean reference
+trained as long as it. The main grid trains by the budget rule, not a fixed number of rounds, so it is
+no point of `victim_rounds` (its main value is null).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ class Sweep:
 SWEEPS: dict[str, Sweep] = {
     # FST too: its paper's question is where vanilla tuning breaks as the poison rate falls.
     "poison_rate": Sweep(
-        "attack.poison_rate", ("none", "ft", "sft", "fst"), False, True, "attacker's poison rate", attacker=True
+        "attack.poison_rate",
+        ("none", "clean", "ft", "sft", "fst"),
+        False,
+        True,
+        "attacker's poison rate",
+        attacker=True,
     ),
     "clean_fraction": Sweep("defense.clean_fraction", ("ft", "sft"), False, True, "defender's clean fraction"),
     "batch_size": Sweep("defense.batch_size", ("ft", "sft"), True, True, "defender's batch size"),
@@ -45,6 +52,16 @@ SWEEPS: dict[str, Sweep] = {
         "defense.sft.phase1_fraction", ("sft",), False, False, "SFT phase-1 share of the steps"
     ),
     "sft_cycle_steps": Sweep("defense.sft.cycle_steps", ("sft",), True, True, "SFT cycle length (steps)"),
+    # How long the victim trained (rounds of the recipe's epochs, the budget rule off), beside the clean
+    # reference trained as long: whether a removal holds for a more entrenched backdoor.
+    "victim_rounds": Sweep(
+        "attack.budget.rounds",
+        ("none", "clean", "ft", "sft"),
+        True,
+        False,
+        "rounds the victim trained (each the recipe's epochs)",
+        attacker=True,
+    ),
     # PAM's rho is a distance in weight space, so its reference value does not carry across models.
     "pam_rho": Sweep("defense.pam.rho", ("pam",), False, True, "PAM's rho (weight-space step)"),
 }
@@ -63,6 +80,7 @@ SWEEP_RANGES = {
     "sft_cycle_steps": (2, INF, True, False, "cycle lengths in steps, integers >= 2"),
     "poison_rate": (0.0, 1.0, False, False, "poison rates in (0, 1)"),
     "pam_rho": (0.0, INF, True, False, "rho >= 0"),
+    "victim_rounds": (1, INF, True, False, "rounds, integers >= 1"),
 }
 
 
@@ -96,6 +114,7 @@ def points_by_sweep(points: list[str]) -> dict[str, list[tuple[str, object]]]:
 def check(c: Checker) -> None:
     """`ablation.*`: the points, and each clean share or poison rate against the datasets it runs on."""
     from sequela.pipeline.config import check_clean_share, check_poison_rate
+    from sequela.training.attacker import check_rounds
 
     for key in ("datasets", "attacks"):  # the sweeps run on the main grid's prepared data and models
         c.names(f"ablation.{key}", c.get(f"grid.{key}"), empty_ok=True)
@@ -116,6 +135,8 @@ def check(c: Checker) -> None:
                 check_clean_share(c, "ablation.points", value, ds, shown=point)
             elif sweep == "poison_rate":
                 check_poison_rate(c, "ablation.points", value, ds, shown=point)
+            elif sweep == "victim_rounds":
+                check_rounds(c, "ablation.points", value, c.get("attack.budget.max_rounds"), shown=point)
 
 
 def lookup(params: dict, key: str):
@@ -157,11 +178,16 @@ def parse_value(sweep: str, text: str):
     return int(text) if SWEEPS[sweep].integer else float(text)
 
 
+def in_main_grid(params: dict, sweep: str) -> list[str]:
+    """The sweep's models the main grid holds: the backdoored model "none", the clean reference, and
+    the sweep's defenses that are in grid.defenses."""
+    grid = params["grid"]["defenses"]
+    return [d for d in SWEEPS[sweep].defenses if d in ("none", "clean") or d in grid]
+
+
 def from_main_grid(params: dict, sweep: str, value, recipe_batch: int) -> list[str]:
-    """The sweep's defenses whose result at `value` the main grid already holds: all of them where
-    `value` is the main grid's value (the backdoored model "none" is always in the main grid), none
-    otherwise."""
+    """The sweep's models whose result at `value` the main grid already holds: all it holds where
+    `value` is the main grid's value, none otherwise."""
     if not same_value(value, main_value(params, sweep, recipe_batch)):
         return []
-    grid = params["grid"]["defenses"]
-    return [d for d in SWEEPS[sweep].defenses if d == "none" or d in grid]
+    return in_main_grid(params, sweep)

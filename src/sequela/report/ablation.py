@@ -17,7 +17,7 @@ from sequela.report.tables import LABELS, write_rows
 from sequela.sweeps import SWEEPS
 
 FIGURES = ("ca", "asr", "ra", "seconds")
-ORDER = ("none", "ft", "sft", "fst", "pam")
+ORDER = ("clean", "none", "ft", "sft", "fst", "pam")
 # The rule for "the defense removes the backdoor" at a point, fixed before any sweep was run: every
 # seed's ASR after it is at most this (the digits clean model's ASR floor is below 0.1).
 REMOVED_ASR = 0.2
@@ -48,7 +48,7 @@ def sweep_rows(points: pd.DataFrame) -> list[dict]:
             for figure in ("ca", "asr"):
                 mean, sd, _ = mean_sd(cell[figure].astype(float))
                 row[f"{model} {LABELS[figure]}"] = (mean, sd)
-            if model != "none":
+            if model not in ("none", "clean"):
                 row[f"{model} removes"] = "yes" if bool((cell["asr"] <= REMOVED_ASR).all()) else "no"
         both = group[group["defense"].isin(["ft", "sft"])].pivot(index="seed", columns="defense", values="asr")
         if {"ft", "sft"} <= set(both.columns):
@@ -74,10 +74,11 @@ def write_tables(points: pd.DataFrame, folder: Path, n_seeds: int) -> None:
         )
 
 
-def figure(points: pd.DataFrame, main_values: dict[str, float], path: Path, title: str) -> None:
+def figure(points: pd.DataFrame, main_values: dict[str, float | None], path: Path, title: str) -> None:
     """ASR (solid) and CA (dashed) against the swept value; one panel per model (FT, SFT, and the
-    backdoored model where the attacker's setting is swept) and dataset, one colour per attack; the
-    line is the mean over seeds and the band its sd. A dotted line marks the main grid's value."""
+    backdoored model and the clean reference where the attacker's setting is swept) and dataset, one
+    colour per attack; the line is the mean over seeds and the band its sd. A dotted line marks the
+    main grid's value, where it has one."""
     from sequela.report.figures import save, sns
 
     sweep = points["sweep"].iloc[0]
@@ -111,7 +112,8 @@ def figure(points: pd.DataFrame, main_values: dict[str, float], path: Path, titl
         grid.set(xscale="log")
     ticks = sorted(set(points["value"].astype(float)))
     for (dataset, _), ax in grid.axes_dict.items():
-        ax.axvline(main_values[dataset], color="0.5", lw=1, ls=":", zorder=0)
+        if main_values[dataset] is not None:  # victim_rounds: the main grid trains by the budget rule
+            ax.axvline(main_values[dataset], color="0.5", lw=1, ls=":", zorder=0)
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks], rotation=45 if len(ticks) > 4 else 0)
         ax.minorticks_off()
     grid.set_titles("{row_name}: {col_name}")

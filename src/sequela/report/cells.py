@@ -8,7 +8,7 @@ from sequela.attacks.registry import load_artefact
 from sequela.datasets import splits
 from sequela.pipeline import layout
 from sequela.report import ablation, figures, paradigms, summary
-from sequela.sweeps import SWEEPS, main_value, points_by_sweep, same_value
+from sequela.sweeps import in_main_grid, main_value, points_by_sweep, same_value
 from sequela.training.recipe import Recipe
 
 PREVIEW_IMAGES = 6  # one image per class where possible: the trigger on varied content
@@ -106,10 +106,11 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
         recipe_batch = Recipe.from_params(params, d).batch_size
         for sweep, listed in points_by_sweep(abl["points"]).items():
             main = main_value(params, sweep, recipe_batch)
-            in_main = [m for m in SWEEPS[sweep].defenses if m == "none" or m in params["grid"]["defenses"]]
+            in_main = in_main_grid(params, sweep)
             for a in abl["attacks"]:
                 for seed in seeds:
-                    if not any(same_value(v, main) for _, v in listed):
+                    # the main grid is a point of the sweep unless it has no value there (victim_rounds)
+                    if main is not None and not any(same_value(v, main) for _, v in listed):
                         rows += [from_main(d, a, sweep, main, m, seed) for m in in_main]
                     for point, value in listed:
                         cell = summary.read_cell(layout.ablation_metrics(d, seed, point))

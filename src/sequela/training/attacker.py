@@ -9,7 +9,10 @@ never read). The rule, fixed before any run (params.yaml `attack.budget`): train
 epochs; while the attack success on the held-out split's non-target images is below the
 attack's `min_asr`, train another round of the recipe's epochs (a new cosine cycle, weights and
 momentum kept), at most `max_rounds` rounds in all. `min_asr` is the planting target a reviewer
-holds every attack to (0.95; 0.90 for the input-specific LF and InputAware triggers).
+holds every attack to (0.95; 0.90 for the input-specific LF and InputAware triggers). With
+`attack.budget.rounds` set (a study of how long the victim trained: the `victim_rounds` sweep), the
+rule is off and the victim trains exactly that many rounds; the held-out check is still recorded each
+round, so the report's planting rule reads it as before.
 
 Where an attack still misses its target after `max_rounds`, the model is kept as it is and the
 report leaves its cells out of the pooled claims (report/claims.py's planting rule). Every model a
@@ -23,6 +26,7 @@ model trained on the held-out split: the defender's clean reference is never the
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -42,9 +46,14 @@ SURROGATE_SEED_OFFSET = 7919
 
 
 def check(c: Checker, attacks, key: str = "attack.budget", known=None) -> None:
-    """`attack.budget`: `max_rounds` and a `min_asr` in [0, 1] for every attack in `attacks` (and,
-    given the `known` attack names, for every entry, each of which must name one)."""
+    """`attack.budget`: `max_rounds`, `rounds` (null, or an integer up to `max_rounds`: the clean
+    reference keeps a snapshot of each round up to `max_rounds` only) and a `min_asr` in [0, 1] for
+    every attack in `attacks` (and, given the `known` attack names, for every entry, each of which
+    must name one)."""
     c.integer(f"{key}.max_rounds")
+    fixed = c.get(f"{key}.rounds", None)  # absent: the rule
+    if fixed is not None:
+        check_rounds(c, f"{key}.rounds", fixed, c.get(f"{key}.max_rounds"))
     targets = c.get(f"{key}.min_asr")
     if not isinstance(targets, dict):
         fail(f"{key}.min_asr", targets, "a mapping attack -> the held-out ASR that ends training")
@@ -56,6 +65,21 @@ def check(c: Checker, attacks, key: str = "attack.budget", known=None) -> None:
         if name not in known:
             fail(f"{key}.min_asr", targets, f"attack names only (one of {', '.join(known)}; got {name})")
         c.number(f"{key}.min_asr.{name}", 0.0, 1.0, low_open=False, high_open=False)
+
+
+def check_rounds(c: Checker, key: str, rounds, max_rounds: int, shown=None) -> None:
+    """A fixed number of rounds: an integer from 1 to `max_rounds` (`shown`: the value as the user wrote it)."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= max_rounds:
+        fail(key, rounds if shown is None else shown, f"an integer from 1 to attack.budget.max_rounds ({max_rounds})")
+
+
+def budget(rule: dict, name: str, held_out: Split, attack: Attack, target: int) -> tuple[PlantingCheck, int]:
+    """`until` and `max_rounds` for train_backdoored from params.yaml's `attack.budget`: the rule
+    (stop at the first round whose held-out ASR reaches `min_asr`, at most `max_rounds`), or with
+    `rounds` set exactly that many rounds (a check that never stops training, kept for its record)."""
+    if rule.get("rounds") is not None:
+        return PlantingCheck(held_out, attack, target, math.inf), rule["rounds"]
+    return PlantingCheck(held_out, attack, target, rule["min_asr"][name]), rule["max_rounds"]
 
 
 def held_out_figures(model: torch.nn.Module, held_out: Split, attack: Attack, target: int) -> dict[str, float]:
@@ -143,7 +167,7 @@ def plant_and_train(
     )
     trigger, poisoned = trigger.to(device), poisoned.to(device)
     seed_everything(seed)
-    planted = PlantingCheck(ds.shadow.to(device), trigger, target, rule["min_asr"][name])
+    planted, max_rounds = budget(rule, name, ds.shadow.to(device), trigger, target)
     run = train_backdoored(
         ds.train,
         spec,
@@ -155,7 +179,7 @@ def plant_and_train(
         poisoned,
         target,
         planted,
-        rule["max_rounds"],
+        max_rounds,
         evaluate=lambda m: {},
         desc=desc,
     )
