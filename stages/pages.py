@@ -1,6 +1,7 @@
 """pages: docs/results/, one page per study (the default grid and each studies/<name>.yaml), from
-the reports the report stage and `sequela study` wrote (src/sequela/pages.py), and findings.md, the
-claims against the studies that test them.
+the reports the report stage and `sequela study` wrote (src/sequela/pages.py), findings.md, the
+claims against the studies that test them, and comparison.md, the published directions against the
+rows that test them (src/sequela/comparison.py).
 
 Whether a study's report is older than the code is read from git as the page is built; git is not a
 dep of the stage, so a `dvc repro` with nothing changed still skips it."""
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from sequela import pages
+from sequela import comparison, pages
 from sequela.pipeline.errors import exit_on_error
 from sequela.pipeline.io import atomic_write_text
 
@@ -29,8 +30,9 @@ def main() -> None:
             unknown.append(f"{study.name} ({why})")
         atomic_write_text(pages.render(study, PAGES, stale.get(study.name)), PAGES / f"{study.name}.md")
     atomic_write_text(pages.findings(REPORTS, stale=stale), PAGES / "findings.md")
+    atomic_write_text(comparison.page(REPORTS), PAGES / "comparison.md")
     atomic_write_text(pages.index(studies), PAGES / "README.md")
-    print(f"{len(studies)} pages and findings.md in {PAGES}/")
+    print(f"{len(studies)} pages, findings.md and comparison.md in {PAGES}/")
     if unknown:  # one note for the run, not one per page
         print(f"note: no stale-report banners for {len(unknown)} studies; git cannot tell: {'; '.join(unknown)}")
 

@@ -314,3 +314,44 @@ def test_the_code_of_a_stage_with_no_cell_under_the_studys_params_is_not_its_cod
     ran_with = {"grid": {"datasets": ["digits"]}, "external": {"cells": []}}
     assert pages.code_deps(tmp_path / "dvc.yaml", ran_with) == ["stages/train.py"]
     assert pages.code_deps(tmp_path / "dvc.yaml") == ["src/sequela/external.py", "stages/train.py"]
+
+
+def test_findings_show_the_benign_condition_beside_the_pooled_rows(tmp_path):
+    from sequela.report.claims import BENIGN_SCOPE, benign_claim
+
+    benign = benign_claim()
+    write(
+        tmp_path / "studies/new/tables/claims.csv",
+        NEW,
+        [new_row(benign, "supported", -0.004, "[-0.010, 0.002]", scope=BENIGN_SCOPE)],
+    )
+    body = {line.split(" | ")[0][2:]: line for line in pages.findings(tmp_path, COLUMNS[:1]).splitlines()}
+    assert body[benign.text].endswith("| exploratory | ✔ -0.004 [-0.010, 0.002], n = 3 |")
+
+
+def test_the_comparison_page_puts_each_published_direction_against_the_rows_that_test_it(tmp_path):
+    from sequela import comparison
+
+    in_place, ftsam = PAPER[1], next(c for c in PAPER if c.text.startswith("FT-SAM leaves"))
+    write(
+        tmp_path / "studies/gtsrb/tables/claims.csv",
+        NEW,
+        [
+            new_row(in_place, "supported", 0.7, "[0.600, 0.800]", dataset="gtsrb", scope="blended"),
+            new_row(in_place, "inconclusive", 0.3, "[-0.100, 0.700]", dataset="gtsrb"),  # pooled: not this row
+            new_row(ftsam, "contradicted", 0.1, "[0.050, 0.150]", dataset="gtsrb", scope="blended"),
+        ],
+    )
+    studies = (("GTSRB", "gtsrb", "standalone", "gtsrb"), ("absent", "absent", "standalone", "gtsrb"))
+    page = comparison.page(tmp_path, studies)
+    blended = page[page.index("leaves Blended in place") :].split("\n## ")[0]
+    assert "CIFAR-10, PreAct-ResNet-18" in blended and "[absent](absent.md) (not run yet)" in blended
+    rows = {line.split(" | ")[0][2:]: line for line in blended.splitlines() if line.startswith("| FT")}
+    assert rows["FT leaves the backdoor in place"] == (
+        "| FT leaves the backdoor in place | blended | ✔ +0.700 [0.600, 0.800], n = 3 | – not run |"
+    )
+    assert "✘ +0.100 [0.050, 0.150], n = 3" in rows["FT-SAM leaves a lower ASR than FT"]
+    # LF was not run in this study: its direction's rows say so
+    lf = page[page.index("low-frequency trigger") :].split("\n## ")[0]
+    assert "| lf | – not run | – not run |" in lf
+    assert "`ablation-poison_rate` of [gtsrb-poison-rate](gtsrb-poison-rate.md)" in page

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from sequela.report.claims import CONFIRMATORY, POOLED, Claim, claims
+from sequela.report.claims import BENIGN_SCOPE, CONFIRMATORY, POOLED, Claim, benign_claim, claims
 
 # Section titles, in the order a reader wants them; tables not named here follow, by name.
 TITLES = {
@@ -131,7 +131,8 @@ def index(studies: list[Study]) -> str:
         "",
         "One page per study, written by the pipeline's `pages` stage from the committed reports; rerun a",
         "study with its command, then `uv run dvc repro pages`. [The findings at a glance](findings.md): every",
-        "claim against every study that tests it.",
+        "claim against every study that tests it. [Published directions](comparison.md): what the fine-tuning",
+        "family's papers report, in their settings, against the rows that test it here.",
         "",
         "A page whose report ran at a commit older than the last change to the code its stages run opens",
         "with a banner saying so. The stage reads that from git when it runs; after a commit that changes",
@@ -303,7 +304,10 @@ COLUMNS = (
     ("transfer MNIST → digits", "mnist", "transfer", "mnist-to-digits"),
     ("encoder digits → digits", "encoder-pairs", "encoder", "digits-to-digits"),
     ("fine-tuning family, digits", "fine-tuning-family", "standalone", "digits"),
+    ("fine-tuning family, GTSRB, BadNets", "gtsrb-family-badnets", "standalone", "gtsrb"),
+    ("fine-tuning family, GTSRB, BadNets + Blended", "gtsrb-family-badnets-blended", "standalone", "gtsrb"),
 )
+WHOLE = (POOLED, BENIGN_SCOPE)  # the scopes a study's column shows: its pooled rows, and the benign condition
 MARKS = {"supported": "✔", "contradicted": "✘", "inconclusive": "~", "not planted": "–"}
 OLD_FORMAT = "old format (unadjusted)"
 
@@ -359,7 +363,7 @@ def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = No
     """findings.md: a row per claim (the paper's, then the exploratory ones), a column per study, from
     each study's reports/studies/<name>/tables/claims.csv; then the rows that contradict a claim, and
     the studies whose report is older than the code (`stale`, by study name)."""
-    paper = claims("mia")
+    paper = [*claims("mia"), benign_claim()]
     rows = [(c, "confirmatory") for c in paper[:CONFIRMATORY]] + [(c, "exploratory") for c in paper[CONFIRMATORY:]]
     headings, grid = [], {}
     for heading, name, paradigm, dataset in columns:
@@ -371,7 +375,7 @@ def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = No
         found, old = read_claims(path)
         headings.append(f"{link}<br>{OLD_FORMAT}" if old else link)
         for row in found:
-            if (row.get("paradigm"), row.get("dataset"), row.get("scope")) == (paradigm, dataset, POOLED):
+            if (row.get("paradigm"), row.get("dataset")) == (paradigm, dataset) and row.get("scope") in WHOLE:
                 grid[(claim_key(row.get("claim", "")), heading)] = cell(row)
     lines = [
         "# The findings at a glance",

@@ -70,6 +70,7 @@ FAMILY_ALPHA = 0.05  # family-wise level of the confirmatory claims, per table
 RELEARN_MARGIN = 0.05  # "relearns no faster than EP": P-ASR at most this above EP's
 CONFIRMATORY = 7  # the paper's claims: the first entries of `claims`
 POOLED = "all attacks (seed means)"
+BENIGN_SCOPE = "no backdoor"  # the benign condition's row: the defenses applied to the clean reference
 # The purifying defenses whose retuning-attack rows are judged (each where the grid ran it).
 PURIFIERS = {
     "ft": "FT",
@@ -347,20 +348,26 @@ def survival_rows(
     return rows
 
 
-def benign_rows(benign: pd.DataFrame) -> list[dict]:
+def benign_claim() -> Claim:
     """The benign condition (the SoK of Abad et al., 2025: defense papers rarely report it): SFT
-    applied to the clean reference costs less than CA_MARGIN of its CA. Per seed, CA after SFT - CA
-    of the clean model; exploratory, with its 95% t-interval over seeds."""
+    applied to the clean reference costs less than CA_MARGIN of its CA."""
+    return Claim(
+        f"SFT costs less than {CA_MARGIN} CA on a model without a backdoor", "sft", "none", "ca", above=-CA_MARGIN
+    )
+
+
+def benign_rows(benign: pd.DataFrame) -> list[dict]:
+    """The benign claim's row per (paradigm, dataset): per seed, CA after SFT - CA of the clean model;
+    exploratory, with its 95% t-interval over seeds."""
     rows = []
-    claim = Claim(f"SFT costs less than {CA_MARGIN} CA on a model without a backdoor", "sft", "none", "ca")
-    claim.above = -CA_MARGIN
+    claim = benign_claim()
     for (paradigm, dataset), mine in benign.groupby(["paradigm", "dataset"], sort=False):
         wide = mine.pivot_table(index="seed", columns="defense", values="ca", sort=False)
         if claim.a not in wide or claim.b not in wide:
             continue
         d = (wide[claim.a] - wide[claim.b]).dropna()
         compared = "ca: sft on the clean model - the clean model"
-        row = _row(paradigm, dataset, claim.text, "no backdoor", compared, d, claim.bound)
+        row = _row(paradigm, dataset, claim.text, BENIGN_SCOPE, compared, d, claim.bound)
         row.update(
             {
                 "verdict": verdict(paired(d.to_numpy()), None, claim.above),
