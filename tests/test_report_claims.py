@@ -215,7 +215,7 @@ def test_the_planting_margin_decides_which_cells_are_left_out():
 
 def test_the_report_writes_the_claims_and_the_sensitivity_tables(tmp_path):
     df = two_attacks()
-    rows = claims.write_tables(df, df, {}, tmp_path)
+    rows = claims.write_tables(df, df, pd.DataFrame(), {}, tmp_path)
     assert rows and all(
         (tmp_path / f"{stem}.{ext}").is_file()
         for stem in ("claims", "claims-margin-sensitivity")

@@ -124,7 +124,7 @@ def ablation_points(params: dict, df: pd.DataFrame) -> pd.DataFrame:
                                 "defense": m,
                                 "seed": seed,
                                 "main_grid": False,
-                                **{k: f[k] for k in ablation.FIGURES},
+                                **{k: f.get(k) for k in ablation.FIGURES},  # a clean reference has no defense seconds
                             }
                             for m, f in cell["attacks"][a]["models"].items()
                         ]

@@ -361,6 +361,8 @@ def benign_rows(benign: pd.DataFrame) -> list[dict]:
     exploratory, with its 95% t-interval over seeds."""
     rows = []
     claim = benign_claim()
+    if benign.empty:
+        return rows
     for (paradigm, dataset), mine in benign.groupby(["paradigm", "dataset"], sort=False):
         wide = mine.pivot_table(index="seed", columns="defense", values="ca", sort=False)
         if claim.a not in wide or claim.b not in wide:
