@@ -514,57 +514,46 @@ def test_ftsam_per_dataset_entries_are_checked_like_the_block(entries, message):
     assert "defense.ftsam.per_dataset.gtsrb.rho" in shipped.read
 
 
-def test_the_defense_cell_records_the_ftsam_settings_that_ran_for_its_dataset(planted):
-    from sequela.defenses.apply import Defended, apply_defense
+def planted_cell(planted, **changes):
+    """The planted model as the defend stage hands it to a defense (one epoch, 128 clean rows);
+    `changes` replaces any of its fields."""
+    from sequela.defenses.apply import Defended
 
-    section = {**shipped_defense_section(), "epochs": 1, "batch_size": None}
-    recipe = Recipe(model="small_cnn", epochs=6, batch_size=64, lr=0.05, width=8)
+    fields = dict(
+        backdoored=planted["model"],
+        spec=SPEC,
+        clean=planted["train"].subset(torch.arange(128)),
+        train=planted["train"],
+        poisoned=planted["poisoned"],
+        attack=planted["attack"],
+        target=planted["target"],
+        poison_rate=0.1,
+        recipe=Recipe(model="small_cnn", epochs=6, batch_size=64, lr=0.05, width=8),
+        device=torch.device("cpu"),
+        settings={**shipped_defense_section(), "epochs": 1, "batch_size": None},
+        seed=0,
+        test=planted["test"],
+    )
+    return Defended(**{**fields, **changes})
+
+
+def test_the_defense_cell_records_the_ftsam_settings_that_ran_for_its_dataset(planted):
+    from sequela.defenses.apply import apply_defense
+
     ran = {}
     for dataset in ("gtsrb", "digits", None):
-        cell = Defended(
-            backdoored=planted["model"],
-            spec=SPEC,
-            clean=planted["train"].subset(torch.arange(128)),
-            train=planted["train"],
-            poisoned=planted["poisoned"],
-            attack=planted["attack"],
-            target=planted["target"],
-            poison_rate=0.1,
-            recipe=recipe,
-            device=torch.device("cpu"),
-            settings=section,
-            seed=0,
-            test=planted["test"],
-            dataset=dataset,
-        )
-        figures = apply_defense("ftsam", DEFENSES["ftsam"].run, cell).figures
+        figures = apply_defense("ftsam", DEFENSES["ftsam"].run, planted_cell(planted, dataset=dataset)).figures
         ran[dataset] = (figures["rho"], figures["label_smoothing"])
     assert ran == {"gtsrb": (8.0, 0.0), "digits": (2.0, 0.1), None: (2.0, 0.1)}
 
 
 def test_a_cell_without_a_backdoor_gets_ca_only_and_the_same_model_as_with_one(planted):
     """The benign condition: a cell with no attack runs the same defense and reports CA alone."""
-    from sequela.defenses.apply import Defended, apply_defense
+    from sequela.defenses.apply import apply_defense
 
-    section = {**shipped_defense_section(), "epochs": 1, "batch_size": None}
-    recipe = Recipe(model="small_cnn", epochs=6, batch_size=64, lr=0.05, width=8)
     outcomes = {}
     for attack in (planted["attack"], None):
-        cell = Defended(
-            backdoored=planted["model"],
-            spec=SPEC,
-            clean=planted["train"].subset(torch.arange(128)),
-            train=planted["train"],
-            poisoned=torch.empty(0, dtype=torch.long),
-            attack=attack,
-            target=planted["target"],
-            poison_rate=0.0,
-            recipe=recipe,
-            device=torch.device("cpu"),
-            settings=section,
-            seed=0,
-            test=planted["test"],
-        )
+        cell = planted_cell(planted, attack=attack, poisoned=torch.empty(0, dtype=torch.long), poison_rate=0.0)
         outcomes[attack is None] = apply_defense("sft", DEFENSES["sft"].run, cell)
     with_trigger, without = outcomes[False], outcomes[True]
     assert "asr" in with_trigger.figures and "asr" not in without.figures and "ra" not in without.figures

@@ -27,10 +27,10 @@ def poisoned_blobs():
     return train, shadow, attack, choose_poison_indices(train.y, 0, 0.1, g)
 
 
-def test_training_stops_at_the_first_round_that_passes():
-    train, shadow, attack, poisoned = poisoned_blobs()
-    answers = iter([False, True, True])
-    run = train_classifier(
+def train_poisoned(blobs, until, max_rounds: int):
+    """The plain recipe on the poisoned blobs, ending by `until` within `max_rounds` rounds."""
+    train, _, attack, poisoned = blobs
+    return train_classifier(
         train,
         SPEC,
         RECIPE,
@@ -39,9 +39,15 @@ def test_training_stops_at_the_first_round_that_passes():
         evaluate=lambda m: {},
         attack=attack,
         poisoned=poisoned,
-        until=lambda m: next(answers),
-        max_rounds=3,
+        until=until,
+        max_rounds=max_rounds,
     )
+
+
+def test_training_stops_at_the_first_round_that_passes():
+    blobs = poisoned_blobs()
+    answers = iter([False, True, True])
+    run = train_poisoned(blobs, lambda m: next(answers), 3)
     assert run.rounds == 2
     assert [row["epoch"] for row in run.curve] == [1, 2, 3, 4]  # epochs count on across rounds
     # each round is a new cosine cycle from the recipe's rate
@@ -49,37 +55,16 @@ def test_training_stops_at_the_first_round_that_passes():
 
 
 def test_training_never_exceeds_max_rounds():
-    train, shadow, attack, poisoned = poisoned_blobs()
-    run = train_classifier(
-        train,
-        SPEC,
-        RECIPE,
-        torch.device("cpu"),
-        0,
-        evaluate=lambda m: {},
-        attack=attack,
-        poisoned=poisoned,
-        until=lambda m: False,
-        max_rounds=2,
-    )
+    blobs = poisoned_blobs()
+    run = train_poisoned(blobs, lambda m: False, 2)
     assert run.rounds == 2 and len(run.curve) == 4
 
 
 def test_planting_check_reads_the_shadow_split_asr():
-    train, shadow, attack, poisoned = poisoned_blobs()
+    blobs = poisoned_blobs()
+    _, shadow, attack, _ = blobs
     check = attacker.PlantingCheck(shadow, attack, 0, min_asr=0.9)
-    run = train_classifier(
-        train,
-        SPEC,
-        RECIPE,
-        torch.device("cpu"),
-        0,
-        evaluate=lambda m: {},
-        attack=attack,
-        poisoned=poisoned,
-        until=check,
-        max_rounds=4,
-    )
+    run = train_poisoned(blobs, check, 4)
     asr = [r["held_out_asr"] for r in check.rounds]
     assert len(asr) == run.rounds
     assert all(a < 0.9 for a in asr[:-1])  # every round but the last missed the target
@@ -99,23 +84,13 @@ def test_budget_needs_a_target_for_every_grid_attack():
 
 
 def test_a_fixed_number_of_rounds_trains_exactly_that_many_and_still_records_the_check():
-    train, shadow, attack, poisoned = poisoned_blobs()
+    blobs = poisoned_blobs()
+    _, shadow, attack, _ = blobs
     runs = {}
     for rounds in (None, 2):
         rule = {"max_rounds": 3, "rounds": rounds, "min_asr": {"badnets": 0.0}}  # the rule stops after round 1
         check, max_rounds = attacker.budget(rule, "badnets", shadow, attack, 0)
-        run = train_classifier(
-            train,
-            SPEC,
-            RECIPE,
-            torch.device("cpu"),
-            0,
-            evaluate=lambda m: {},
-            attack=attack,
-            poisoned=poisoned,
-            until=check,
-            max_rounds=max_rounds,
-        )
+        run = train_poisoned(blobs, check, max_rounds)
         runs[rounds] = (run.rounds, len(check.rounds))
     assert runs == {None: (1, 1), 2: (2, 2)}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sequela.pages import Cell, cell, claim_key, read_claims, show
+from sequela.pages import Cell, claim_columns, claim_key, show
 from sequela.report.claims import POOLED, PURIFIERS
 
 
@@ -83,24 +83,8 @@ STUDIES = (
 )
 
 
-def study_cells(reports: Path, studies=STUDIES) -> tuple[list[str], dict[tuple[str, str, str], Cell]]:
-    """Each study's column heading, and its cells by (claim, scope, heading)."""
-    headings, cells = [], {}
-    for heading, name, paradigm, dataset in studies:
-        path = reports / "studies" / name / "tables" / "claims.csv"
-        link = f"[{heading}]({name}.md)"
-        if not path.is_file():
-            headings.append(f"{link} (not run yet)")
-            continue
-        headings.append(link)
-        for row in read_claims(path)[0]:
-            if (row.get("paradigm"), row.get("dataset")) == (paradigm, dataset):
-                cells[(claim_key(row.get("claim", "")), row.get("scope", ""), heading)] = cell(row)
-    return headings, cells
-
-
 def page(reports: Path, studies=STUDIES) -> str:
-    headings, cells = study_cells(reports, studies)
+    headings, cells = claim_columns(reports, studies)
     lines = [
         "# Published directions against the studies here",
         "",

@@ -359,13 +359,11 @@ def show(c: Cell) -> str:
     return f"{MARKS.get(c.verdict, '?')} {c.mean:+.3f} {c.interval}, n = {c.n}"
 
 
-def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = None) -> str:
-    """findings.md: a row per claim (the paper's, then the exploratory ones), a column per study, from
-    each study's reports/studies/<name>/tables/claims.csv; then the rows that contradict a claim, and
-    the studies whose report is older than the code (`stale`, by study name)."""
-    paper = [*claims("mia"), benign_claim()]
-    rows = [(c, "confirmatory") for c in paper[:CONFIRMATORY]] + [(c, "exploratory") for c in paper[CONFIRMATORY:]]
-    headings, grid = [], {}
+def claim_columns(reports: Path, columns) -> tuple[list[str], dict[tuple[str, str, str], Cell]]:
+    """Each column's heading (a link to its study's page, marked where the study has not run or its
+    report is in the old format) and its cells by (claim name, scope, heading), from the study's
+    reports/studies/<name>/tables/claims.csv rows of the column's (paradigm, dataset)."""
+    headings, cells = [], {}
     for heading, name, paradigm, dataset in columns:
         path = reports / "studies" / name / "tables" / "claims.csv"
         link = f"[{heading}]({name}.md)"
@@ -375,8 +373,19 @@ def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = No
         found, old = read_claims(path)
         headings.append(f"{link}<br>{OLD_FORMAT}" if old else link)
         for row in found:
-            if (row.get("paradigm"), row.get("dataset")) == (paradigm, dataset) and row.get("scope") in WHOLE:
-                grid[(claim_key(row.get("claim", "")), heading)] = cell(row)
+            if (row.get("paradigm"), row.get("dataset")) == (paradigm, dataset):
+                cells[(claim_key(row.get("claim", "")), row.get("scope", ""), heading)] = cell(row)
+    return headings, cells
+
+
+def findings(reports: Path, columns=COLUMNS, stale: dict[str, Stale] | None = None) -> str:
+    """findings.md: a row per claim (the paper's, then the exploratory ones), a column per study, from
+    each study's reports/studies/<name>/tables/claims.csv; then the rows that contradict a claim, and
+    the studies whose report is older than the code (`stale`, by study name)."""
+    paper = [*claims("mia"), benign_claim()]
+    rows = [(c, "confirmatory") for c in paper[:CONFIRMATORY]] + [(c, "exploratory") for c in paper[CONFIRMATORY:]]
+    headings, found = claim_columns(reports, columns)
+    grid = {(claim, heading): c for (claim, scope, heading), c in found.items() if scope in WHOLE}
     lines = [
         "# The findings at a glance",
         "",

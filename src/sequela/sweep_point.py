@@ -41,9 +41,10 @@ def attack_cell(ds: Dataset, meta: dict, params: dict, point: str, attack: str, 
     )
     target = params["attack"]["target"]
     reference, _ = models.load(layout.clean_model(dataset, seed, run.rounds), device)
-    clean = {**evaluate(reference, ds.test.to(device), trigger, target), "rounds": run.rounds}
+    test = common["test"]  # already on the device
+    clean = {**evaluate(reference, test, trigger, target), "rounds": run.rounds}
     none = {
-        **evaluate(run.model, ds.test.to(device), trigger, target),
+        **evaluate(run.model, test, trigger, target),
         "seconds": run.seconds,
         "epochs": recipe.epochs * run.rounds,
         "rounds": run.rounds,
